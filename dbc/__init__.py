@@ -1,0 +1,1 @@
+"""The shipped DBC files: the module protocol and the inverter side."""

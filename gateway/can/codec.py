@@ -1,0 +1,205 @@
+"""The module-side DBC codec: frame ID -> (message, address), cantools decode, signal names -> our fields.
+
+Everything is prepared once per DBC: a `Plan` per base ID says which decoded signal lands in which field of a
+module's state, which ranges make a frame implausible and which raw values mean "no sensor". Frames are then
+decoded with one dict lookup and one cantools call; nothing is looked up by name per frame.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cantools.database.errors
+from cantools.database.can import Database, Message
+
+from gateway.errors import ConfigError
+from gateway.master.model import ALARM_BITS, MAX_CELLS, MAX_SENSORS, MasterCommand
+
+SCALARS: dict[str, tuple[str, str]] = {
+    "ModuleVoltage": ("status", "voltage"),
+    "ModuleCurrent": ("status", "current"),
+    "SOC": ("status", "soc"),
+    "SOH": ("status", "soh"),
+    "ModuleState": ("status", "module_state"),
+    "AliveCounter": ("status", "alive"),
+    "ChargeCurrentLimit": ("limits", "charge_current_limit"),
+    "DischargeCurrentLimit": ("limits", "discharge_current_limit"),
+    "ChargeVoltageLimit": ("limits", "charge_voltage_limit"),
+    "DischargeVoltageLimit": ("limits", "discharge_voltage_limit"),
+    "CellVoltageMax": ("cells", "cell_voltage_max"),
+    "CellVoltageMin": ("cells", "cell_voltage_min"),
+    "CellVoltageMaxIndex": ("cells", "cell_voltage_max_index"),
+    "CellVoltageMinIndex": ("cells", "cell_voltage_min_index"),
+    "BalancingCellCount": ("cells", "balancing_cells"),
+    "CellCount": ("cells", "cell_count"),
+    "TemperatureMax": ("temperatures", "temperature_max"),
+    "TemperatureMin": ("temperatures", "temperature_min"),
+    "TemperatureMaxIndex": ("temperatures", "temperature_max_index"),
+    "TemperatureMinIndex": ("temperatures", "temperature_min_index"),
+    "PowerStageTemperature": ("temperatures", "power_stage_temperature"),
+    "FaultCode": ("alarms", "fault_code"),
+    "FirmwareMajor": ("info", "firmware_major"),
+    "FirmwareMinor": ("info", "firmware_minor"),
+    "FirmwarePatch": ("info", "firmware_patch"),
+    "CellsInSeries": ("info", "cells_in_series"),
+    "NominalCapacity": ("info", "nominal_capacity"),
+    "CycleCount": ("info", "cycle_count"),
+    "RemainingCapacity": ("capacity", "remaining_capacity"),
+    "FullChargeCapacity": ("capacity", "full_capacity"),
+    "InternalResistance": ("capacity", "internal_resistance"),
+}
+"""Our signal names (those of the protocol page) -> (group, field of the module's state)."""
+
+_INDEXED = re.compile(r"^(?:Cell(\d\d)(Voltage|Balancing)|Temp(\d\d)|(Warn|Prot)(\w+))$")
+REQUIRED_GROUPS = ("status", "limits", "cells", "temperatures")
+"""Groups a module must have sent recently to count in the limits (where the DBC carries them at all)."""
+NO_VALUE_CHOICES = frozenset({"NoSensor", "NotAvailable", "SNA", "Invalid"})
+"""Value-table names that mean "no reading" for a raw value (e.g. raw 255 of a TempNN sensor)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one decoded signal goes: a scalar field, an element of a per-cell array, or an alarm bit."""
+
+    signal: str
+    group: str
+    kind: str
+    """"field", "cell_voltages", "cell_balancing", "cell_temperatures", "warnings" or "protections"."""
+    key: str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to decode one DBC message (at its base ID) into module state."""
+
+    message: Message
+    length: int
+    extended: bool
+    targets: tuple[Target, ...]
+    ranges: tuple[tuple[str, float, float], ...]
+    no_value: Mapping[str, float]
+    groups: frozenset[str]
+
+
+def canonical_target(name: str) -> Target | None:
+    """Where our signal `name` goes, or None if it is not one of the protocol's module -> master signals."""
+    if name in SCALARS:
+        group, key = SCALARS[name]
+        return Target(name, group, "field", key)
+    match = _INDEXED.match(name)
+    if not match:
+        return None
+    cell, what, sensor, alarm_kind, alarm_name = match.groups()
+    if cell and 1 <= int(cell) <= MAX_CELLS:
+        kind = "cell_voltages" if what == "Voltage" else "cell_balancing"
+        return Target(name, "cell_voltages", kind, int(cell) - 1)
+    if sensor and 1 <= int(sensor) <= MAX_SENSORS:
+        return Target(name, "cell_temperatures", "cell_temperatures", int(sensor) - 1)
+    if alarm_kind and alarm_name in ALARM_BITS:
+        kind = "warnings" if alarm_kind == "Warn" else "protections"
+        return Target(name, "alarms", kind, ALARM_BITS.index(alarm_name))
+    return None
+
+
+class ModuleCodec:
+    """Decodes module frames of one DBC; encodes MasterCommand when the DBC has it."""
+
+    def __init__(self, db: Database, *, address_mask: int = 0x1F, signal_map: Mapping[str, str] | None = None):
+        self.address_mask = address_mask
+        self._plans: dict[int, Plan] = {}
+        signal_map = dict(signal_map or {})
+        problems = [
+            f"can.modules.signal_map.{theirs}: '{ours}' is not a signal of the module protocol"
+            for theirs, ours in signal_map.items()
+            if canonical_target(ours) is None
+        ]
+        known = {s.name for m in db.messages for s in m.signals}
+        problems += [
+            f"can.modules.signal_map.{theirs}: the DBC has no signal of that name"
+            for theirs in signal_map
+            if theirs not in known
+        ]
+        if problems:
+            raise ConfigError(problems)
+        self._command = _find(db, "MasterCommand")
+        for message in db.messages:
+            if message is self._command:
+                continue
+            plan = _plan(message, signal_map)
+            if plan.targets:
+                self._plans[message.frame_id & ~address_mask] = plan
+        if not any("status" in p.groups for p in self._plans.values()):
+            raise ConfigError(["can.modules.dbc: no message carries ModuleVoltage/SOC (map them with signal_map)"])
+        self.required_groups = frozenset(g for g in REQUIRED_GROUPS if any(g in p.groups for p in self._plans.values()))
+        self.command_base = None if self._command is None else self._command.frame_id & ~address_mask
+
+    def plan(self, can_id: int) -> tuple[Plan | None, int]:
+        """The plan for a frame ID and the module address it carries."""
+        return self._plans.get(can_id & ~self.address_mask), can_id & self.address_mask
+
+    @property
+    def plans(self) -> Mapping[int, Plan]:
+        return self._plans
+
+    def decode(self, plan: Plan, data: bytes) -> dict[str, float]:
+        """cantools decode of one frame's payload; raises cantools' DecodeError or ValueError."""
+        return plan.message.decode(data, decode_choices=False)  # type: ignore[return-value]
+
+    def encode_command(self, command: MasterCommand, counter: int) -> tuple[int, bytes]:
+        """The (frame ID, payload) of a MasterCommand."""
+        if self._command is None:
+            raise ConfigError(["can.modules.dbc: the DBC has no MasterCommand message (set commands = false)"])
+        data = self._command.encode(
+            {
+                "ConnectPermit": int(command.connect_permit),
+                "ChargeAllowed": int(command.charge_allowed),
+                "DischargeAllowed": int(command.discharge_allowed),
+                "BalancingAllowed": int(command.balancing_allowed),
+                "IsolateReason": int(command.isolate_reason),
+                "BalanceTargetVoltage": command.balance_target_voltage,
+                "FanDuty": command.fan_duty,
+                "MasterCounter": counter % 256,
+            },
+            strict=True,
+        )
+        return (self._command.frame_id & ~self.address_mask) | command.address, bytes(data)
+
+
+DecodeFailure = (cantools.database.errors.DecodeError, ValueError, KeyError, IndexError)
+"""What cantools raises for a payload it cannot decode."""
+
+
+def _find(db: Database, name: str) -> Message | None:
+    try:
+        return db.get_message_by_name(name)
+    except KeyError:
+        return None
+
+
+def _plan(message: Message, signal_map: Mapping[str, str]) -> Plan:
+    targets: list[Target] = []
+    ranges: list[tuple[str, float, float]] = []
+    no_value: dict[str, float] = {}
+    for signal in message.signals:
+        if signal.is_multiplexer:
+            continue
+        target = canonical_target(signal_map.get(signal.name, signal.name))
+        if target is None:
+            continue
+        targets.append(Target(signal.name, target.group, target.kind, target.key))
+        if signal.minimum is not None and signal.maximum is not None:
+            ranges.append((signal.name, float(signal.minimum), float(signal.maximum)))
+        for raw, label in (signal.choices or {}).items():
+            if str(label) in NO_VALUE_CHOICES:
+                no_value[signal.name] = raw * signal.scale + signal.offset
+    return Plan(
+        message=message,
+        length=message.length,
+        extended=message.is_extended_frame,
+        targets=tuple(targets),
+        ranges=tuple(ranges),
+        no_value=no_value,
+        groups=frozenset(t.group for t in targets),
+    )

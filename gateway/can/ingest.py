@@ -1,0 +1,274 @@
+"""Module frames in, latest state per module out.
+
+`ModuleStore.feed` is called where frames arrive (python-can's Notifier thread, or the event loop's reader on
+socketcan, or a log replay) with an explicit timestamp. It decodes, rejects what is malformed or implausible
+(counted by kind, logged once per burst), and keeps only the latest values per module: no queue grows. The
+master asks for `readings()` on its tick and gets frozen values, the same object again for a module that has
+not changed. A frame that may call for protection (new alarm bits, a module fault, a cell or temperature moving
+deeper into a derating zone) calls `on_urgent` so the master does not wait for its next tick.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import can
+
+from gateway.can.codec import DecodeFailure, ModuleCodec, Plan
+from gateway.logs import BurstLog, get
+from gateway.master.model import MAX_CELLS, MAX_SENSORS, ModuleReading
+
+log = get("gateway.ingest")
+
+REJECT_KINDS = (
+    "unknown_id",
+    "bad_address",
+    "bad_length",
+    "bad_multiplexer",
+    "decode_error",
+    "out_of_range",
+    "master_command",
+    "error_frame",
+)
+"""Why a frame was not used; each kind has its own counter."""
+
+
+@dataclass(frozen=True, slots=True)
+class Urgency:
+    """Where a value starts to matter for protection: above/below these, a worsening value wakes the master."""
+
+    cell_high: float = 3.40
+    cell_low: float = 3.10
+    temperature_high: float = 40.0
+    temperature_low: float = 15.0
+
+
+@dataclass(slots=True)
+class _Slot:
+    """The mutable latest state of one module; only `ModuleStore.feed` writes it."""
+
+    address: int
+    first_seen: float
+    fields: dict[str, Any] = field(default_factory=dict)
+    cell_voltages: list[float | None] = field(default_factory=lambda: [None] * MAX_CELLS)
+    cell_balancing: list[bool] = field(default_factory=lambda: [False] * MAX_CELLS)
+    cell_temperatures: list[float | None] = field(default_factory=lambda: [None] * MAX_SENSORS)
+    warnings: int = 0
+    protections: int = 0
+    alive_repeats: int = 0
+    seen: dict[str, float] = field(default_factory=dict)
+    version: int = 0
+    frozen: ModuleReading | None = None
+    frozen_version: int = -1
+
+    def freeze(self, derive_extremes: bool) -> ModuleReading:
+        """Frozen copy; `derive_extremes` fills min/max from the cells when the DBC has no summary message."""
+        f = dict(self.fields)
+        cells = tuple(self.cell_voltages)
+        known_cells = [v for v in cells if v is not None]
+        n_cells = f.get("cell_count") or f.get("cells_in_series") or _last_known(cells)
+        sensors = tuple(self.cell_temperatures)
+        known_sensors = [v for v in sensors if v is not None]
+        if derive_extremes and known_cells:
+            f["cell_voltage_max"] = max(known_cells)
+            f["cell_voltage_min"] = min(known_cells)
+            f["cell_voltage_max_index"] = cells.index(f["cell_voltage_max"]) + 1
+            f["cell_voltage_min_index"] = cells.index(f["cell_voltage_min"]) + 1
+        if derive_extremes and known_sensors:
+            f["temperature_max"] = max(known_sensors)
+            f["temperature_min"] = min(known_sensors)
+            f["temperature_max_index"] = sensors.index(f["temperature_max"]) + 1
+            f["temperature_min_index"] = sensors.index(f["temperature_min"]) + 1
+        major, minor, patch = (f.pop(k, None) for k in ("firmware_major", "firmware_minor", "firmware_patch"))
+        if major is not None:
+            f["firmware"] = (int(major), int(minor or 0), int(patch or 0))
+        for key in _INTEGER_FIELDS:
+            if f.get(key) is not None:
+                f[key] = int(f[key])
+        return ModuleReading(
+            address=self.address,
+            alive_repeats=self.alive_repeats,
+            warnings=self.warnings,
+            protections=self.protections,
+            cell_voltages=cells[:n_cells] if n_cells else (),
+            cell_balancing=tuple(self.cell_balancing[:n_cells]) if n_cells else (),
+            cell_temperatures=sensors[: _last_known(sensors)],
+            seen=MappingProxyType(dict(self.seen)),
+            first_seen=self.first_seen,
+            **f,
+        )
+
+
+_INTEGER_FIELDS = (
+    "module_state",
+    "alive",
+    "cell_voltage_max_index",
+    "cell_voltage_min_index",
+    "balancing_cells",
+    "cell_count",
+    "temperature_max_index",
+    "temperature_min_index",
+    "fault_code",
+    "cells_in_series",
+    "cycle_count",
+)
+
+
+def _last_known(values: tuple[Any, ...]) -> int:
+    """1 + index of the last known value (0 when none): how many cells or sensors a module has shown."""
+    for i in range(len(values) - 1, -1, -1):
+        if values[i] is not None:
+            return i + 1
+    return 0
+
+
+class ModuleStore:
+    """Latest decoded state of every module address seen on the module bus."""
+
+    def __init__(
+        self,
+        codec: ModuleCodec,
+        *,
+        urgency: Urgency | None = None,
+        on_urgent: Callable[[], None] | None = None,
+        ignore_ids: frozenset[int] = frozenset(),
+    ) -> None:
+        self.codec = codec
+        self.urgency = urgency or Urgency()
+        self.on_urgent = on_urgent
+        self.ignore_ids = ignore_ids
+        """Frame IDs that belong to someone else on a shared bus (the inverter's), neither used nor counted."""
+        self.received = 0
+        self.decoded = 0
+        self.rejected: Counter[str] = Counter()
+        self._slots: dict[int, _Slot] = {}
+        self._burst = BurstLog(log, "module frame rejected")
+        self._derive_extremes = "cells" not in codec.required_groups
+
+    def feed(self, can_id: int, data: bytes | bytearray, t: float, *, extended: bool = False) -> None:
+        """Take one received frame; never raises for anything the bus can deliver."""
+        self.received += 1
+        plan, address = self.codec.plan(can_id)
+        if plan is None or plan.extended != extended:
+            if can_id in self.ignore_ids:
+                self.received -= 1
+                return
+            kind = "master_command" if self._is_command(can_id) else "unknown_id"
+            self._reject(kind, can_id)
+            return
+        if address == 0:
+            self._reject("bad_address", can_id)
+            return
+        if len(data) != plan.length:
+            self._reject("bad_length", can_id, dlc=len(data))
+            return
+        try:
+            values = plan.message.decode(bytes(data), decode_choices=False)
+        except DecodeFailure as err:
+            kind = "bad_multiplexer" if plan.message.is_multiplexed() else "decode_error"
+            self._reject(kind, can_id, error=str(err))
+            return
+        no_value = plan.no_value
+        for name, low, high in plan.ranges:
+            value = values.get(name)
+            if value is not None and not low <= value <= high and no_value.get(name) != value:
+                self._reject("out_of_range", can_id, signal=name, value=value)
+                return
+        slot = self._slots.get(address)
+        if slot is None:
+            slot = self._slots[address] = _Slot(address, t)
+        urgent = self._apply(slot, plan, values)
+        for group in plan.groups:
+            slot.seen[group] = t
+        slot.version += 1
+        self.decoded += 1
+        if urgent and self.on_urgent is not None:
+            self.on_urgent()
+
+    def on_message(self, msg: can.Message, t: float) -> None:
+        """Feed a python-can message (error and remote frames are counted, not decoded)."""
+        if msg.is_error_frame or msg.is_remote_frame:
+            self.received += 1
+            self._reject("error_frame", msg.arbitration_id)
+            return
+        self.feed(msg.arbitration_id, msg.data, t, extended=msg.is_extended_id)
+
+    def readings(self) -> dict[int, ModuleReading]:
+        """Frozen latest values per address; an unchanged module yields the identical object as last time."""
+        out = {}
+        for address, slot in list(self._slots.items()):
+            version = slot.version
+            if slot.frozen is None or slot.frozen_version != version:
+                slot.frozen = slot.freeze(self._derive_extremes)
+                slot.frozen_version = version
+            out[address] = slot.frozen
+        return out
+
+    def forget(self, address: int) -> None:
+        """Drop a module's state (it was removed from the bank)."""
+        self._slots.pop(address, None)
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        return {
+            "received": self.received,
+            "decoded": self.decoded,
+            **{k: self.rejected[k] for k in REJECT_KINDS},
+        }
+
+    def flush_log(self) -> None:
+        self._burst.flush()
+
+    def _is_command(self, can_id: int) -> bool:
+        base = self.codec.command_base
+        return base is not None and can_id & ~self.codec.address_mask == base
+
+    def _reject(self, kind: str, can_id: int, **details: Any) -> None:
+        self.rejected[kind] += 1
+        self._burst(kind, can_id=hex(can_id), **details)
+
+    def _apply(self, slot: _Slot, plan: Plan, values: Mapping[str, float]) -> bool:
+        """Write decoded values into a slot; True when the change may call for protection."""
+        fields = slot.fields
+        urgency = self.urgency
+        urgent = False
+        for target in plan.targets:
+            value = values.get(target.signal)
+            if value is None:
+                continue
+            kind = target.kind
+            key = target.key
+            if kind == "field":
+                old = fields.get(key)
+                fields[key] = value
+                if key == "alive":
+                    slot.alive_repeats = slot.alive_repeats + 1 if old == value else 0
+                elif key in {"module_state", "fault_code"}:
+                    urgent = urgent or (old is not None and old != value)
+                elif key in {"cell_voltage_max", "temperature_max"}:
+                    high = urgency.cell_high if key == "cell_voltage_max" else urgency.temperature_high
+                    urgent = urgent or (value >= high and (old is None or value > old))
+                elif key in {"cell_voltage_min", "temperature_min"}:
+                    low = urgency.cell_low if key == "cell_voltage_min" else urgency.temperature_low
+                    urgent = urgent or (value <= low and (old is None or value < old))
+            elif kind == "cell_voltages":
+                slot.cell_voltages[key] = value  # type: ignore[index]
+            elif kind == "cell_balancing":
+                slot.cell_balancing[key] = bool(value)  # type: ignore[index]
+            elif kind == "cell_temperatures":
+                slot.cell_temperatures[key] = None if plan.no_value.get(target.signal) == value else value  # type: ignore[index]
+            else:
+                bit = 1 << key  # type: ignore[operator]
+                old_bits = slot.warnings if kind == "warnings" else slot.protections
+                new_bits = old_bits | bit if value else old_bits & ~bit
+                if new_bits != old_bits:
+                    urgent = True
+                    if kind == "warnings":
+                        slot.warnings = new_bits
+                    else:
+                        slot.protections = new_bits
+        return urgent

@@ -1,0 +1,21 @@
+"""The few exception types the gateway raises; adapters wrap library errors in these with `from err`."""
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is unusable; `problems` holds one line per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class DecodeError(GatewayError):
+    """A frame or a log could not be decoded."""
+
+
+class BusError(GatewayError):
+    """A CAN bus could not be opened or used."""

@@ -1,0 +1,79 @@
+"""Aggregation: series strings from modules, the bank from parallel strings, and bank-wide extremes."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gateway.master.model import Extreme, ModuleReading
+
+
+@dataclass(frozen=True, slots=True)
+class Electrical:
+    """Voltage, current and capacity of a string or of the bank."""
+
+    voltage: float
+    current: float
+    remaining_ah: float
+    full_ah: float
+    soc: float
+    soh: float
+
+
+def module_capacity(reading: ModuleReading, default_ah: float) -> tuple[float, float]:
+    """(remaining, full) Ah of a module: reported capacity, else nominal, else the configured rating."""
+    full = reading.full_capacity or reading.nominal_capacity or default_ah
+    remaining = reading.remaining_capacity
+    if remaining is None:
+        remaining = full * (reading.soc or 0.0) / 100.0
+    return min(remaining, full), full
+
+
+def series(modules: Sequence[ModuleReading], default_ah: float) -> Electrical:
+    """A series string: voltages add, the current is one (mean of the sensors), and the string can only
+    discharge what its emptiest module holds and charge what its fullest module still takes."""
+    capacities = [module_capacity(m, default_ah) for m in modules]
+    remaining = min(r for r, _ in capacities)
+    headroom = min(f - r for r, f in capacities)
+    full = remaining + headroom
+    return Electrical(
+        voltage=sum(m.voltage or 0.0 for m in modules),
+        current=statistics.fmean(m.current or 0.0 for m in modules),
+        remaining_ah=remaining,
+        full_ah=full,
+        soc=100.0 * remaining / full if full > 0 else 0.0,
+        soh=min(m.soh if m.soh is not None else 0.0 for m in modules),
+    )
+
+
+def parallel(strings: Sequence[Electrical]) -> Electrical:
+    """Parallel strings: the median voltage, summed current and capacity, capacity-weighted SOC and SOH."""
+    full = sum(s.full_ah for s in strings)
+    weights = [s.full_ah / full for s in strings] if full > 0 else [1.0 / len(strings)] * len(strings)
+    return Electrical(
+        voltage=statistics.median(s.voltage for s in strings),
+        current=sum(s.current for s in strings),
+        remaining_ah=sum(s.remaining_ah for s in strings),
+        full_ah=full,
+        soc=sum(w * s.soc for w, s in zip(weights, strings, strict=True)),
+        soh=sum(w * s.soh for w, s in zip(weights, strings, strict=True)),
+    )
+
+
+def extremes(
+    modules: Iterable[ModuleReading],
+) -> tuple[Extreme | None, Extreme | None, Extreme | None, Extreme | None]:
+    """(max cell voltage, min cell voltage, max temperature, min temperature), each with module and index."""
+    vmax = vmin = tmax = tmin = None
+    for m in modules:
+        a = m.address
+        if m.cell_voltage_max is not None and (vmax is None or m.cell_voltage_max > vmax.value):
+            vmax = Extreme(m.cell_voltage_max, a, m.cell_voltage_max_index or 0)
+        if m.cell_voltage_min is not None and (vmin is None or m.cell_voltage_min < vmin.value):
+            vmin = Extreme(m.cell_voltage_min, a, m.cell_voltage_min_index or 0)
+        if m.temperature_max is not None and (tmax is None or m.temperature_max > tmax.value):
+            tmax = Extreme(m.temperature_max, a, m.temperature_max_index or 0)
+        if m.temperature_min is not None and (tmin is None or m.temperature_min < tmin.value):
+            tmin = Extreme(m.temperature_min, a, m.temperature_min_index or 0)
+    return vmax, vmin, tmax, tmin

@@ -1,0 +1,235 @@
+"""Alarm conditions from module values and module alarm bits, and the tracker that gives them a life.
+
+A condition is raised at its threshold and, once raised, holds until the value is back by the hysteresis band;
+the tracker then keeps the alarm for `alarm_hold` seconds more, so a value dithering at a threshold produces
+one alarm, not a stream of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from gateway.config import BankSection, LimitsSection
+from gateway.master.model import ALARM_BITS, Alarm, Level, ModuleReading, ModuleState
+
+CODES = (
+    "cell_over_voltage",
+    "cell_under_voltage",
+    "pack_over_voltage",
+    "pack_under_voltage",
+    "charge_over_temperature",
+    "discharge_over_temperature",
+    "charge_under_temperature",
+    "discharge_under_temperature",
+    "charge_over_current",
+    "discharge_over_current",
+    "cell_imbalance",
+    "module_mismatch",
+    "module_comm_lost",
+    "inverter_comm_lost",
+    "heat_accumulation",
+    "stack_limit",
+    "sensor_mismatch",
+    "module_fault",
+)
+"""Every alarm code, in a fixed order (the bit order of the Modbus alarm bitfield)."""
+
+BIT_CODES = (
+    "cell_over_voltage",
+    "cell_under_voltage",
+    "pack_over_voltage",
+    "pack_under_voltage",
+    "charge_over_temperature",
+    "discharge_over_temperature",
+    "charge_under_temperature",
+    "discharge_under_temperature",
+    "charge_over_current",
+    "discharge_over_current",
+    "cell_imbalance",
+    "module_fault",
+    "module_fault",
+    "module_fault",
+    "module_fault",
+    "module_fault",
+)
+"""The alarm code of each module alarm bit (protocol order: InternalCommunication..Other are module faults)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One alarm condition present now, for one module (None for the bank)."""
+
+    code: str
+    level: Level
+    module: int | None
+    detail: str
+
+
+Previous = Mapping[tuple[str, int | None], Level]
+"""Last tick's raw level per (code, module): raised conditions hold until back by the hysteresis band."""
+
+
+def _high(value: float | None, thresholds: tuple[float, float], band: float, was: Level | None) -> Level | None:
+    if value is None:
+        return None
+    warning, protection = thresholds
+    if value >= protection - (band if was is Level.PROTECTION else 0.0):
+        return Level.PROTECTION
+    if value >= warning - (band if was is not None else 0.0):
+        return Level.WARNING
+    return None
+
+
+def _low(value: float | None, thresholds: tuple[float, float], band: float, was: Level | None) -> Level | None:
+    if value is None:
+        return None
+    return _high(-value, (-thresholds[0], -thresholds[1]), band, was)
+
+
+def module_conditions(
+    reading: ModuleReading, bank: BankSection, limits: LimitsSection, previous: Previous
+) -> Iterator[Condition]:
+    """The alarm conditions one module's values and alarm bits show now."""
+    a = reading.address
+    v_band, t_band = limits.voltage_hysteresis, limits.temperature_hysteresis
+    cells = reading.cells_in_series or reading.cell_count or bank.cells_in_series
+    per_cell = None if reading.voltage is None or not cells else reading.voltage / cells
+    spread = (
+        None
+        if reading.cell_voltage_max is None or reading.cell_voltage_min is None
+        else reading.cell_voltage_max - reading.cell_voltage_min
+    )
+    current = reading.current or 0.0
+    checks = (
+        ("cell_over_voltage", _high, reading.cell_voltage_max, limits.cell_over_voltage, v_band, "V"),
+        ("cell_under_voltage", _low, reading.cell_voltage_min, limits.cell_under_voltage, v_band, "V"),
+        ("pack_over_voltage", _high, per_cell, limits.pack_over_voltage, v_band, "V/cell"),
+        ("pack_under_voltage", _low, per_cell, limits.pack_under_voltage, v_band, "V/cell"),
+        (
+            "charge_over_temperature",
+            _high,
+            reading.temperature_max,
+            limits.charge_over_temperature,
+            t_band,
+            "degC",
+        ),
+        (
+            "discharge_over_temperature",
+            _high,
+            reading.temperature_max,
+            limits.discharge_over_temperature,
+            t_band,
+            "degC",
+        ),
+        (
+            "charge_under_temperature",
+            _low,
+            reading.temperature_min,
+            limits.charge_under_temperature,
+            t_band,
+            "degC",
+        ),
+        (
+            "discharge_under_temperature",
+            _low,
+            reading.temperature_min,
+            limits.discharge_under_temperature,
+            t_band,
+            "degC",
+        ),
+        (
+            "charge_over_current",
+            _high,
+            max(current, 0.0),
+            _percent_of(limits.over_current, bank.rated_charge_current),
+            bank.rated_charge_current * 0.05,
+            "A",
+        ),
+        (
+            "discharge_over_current",
+            _high,
+            max(-current, 0.0),
+            _percent_of(limits.over_current, bank.rated_discharge_current),
+            bank.rated_discharge_current * 0.05,
+            "A",
+        ),
+    )
+    for code, compare, value, thresholds, band, unit in checks:
+        level = compare(value, thresholds, band, previous.get((code, a)))
+        if level is not None:
+            yield Condition(code, level, a, f"{value:.3f} {unit}")
+    if spread is not None:
+        level = _high(spread, limits.cell_imbalance, 0.01, previous.get(("cell_imbalance", a)))
+        if level is Level.PROTECTION and abs(current) >= limits.rest_current:
+            level = Level.WARNING
+        if level is not None:
+            yield Condition("cell_imbalance", level, a, f"{spread * 1000:.0f} mV")
+    if reading.module_state == ModuleState.FAULT or reading.fault_code:
+        yield Condition("module_fault", Level.PROTECTION, a, f"module fault, code {reading.fault_code}")
+    yield from _bit_conditions(reading.warnings, Level.WARNING, "Warn", a)
+    yield from _bit_conditions(reading.protections, Level.PROTECTION, "Prot", a)
+
+
+def _percent_of(thresholds: tuple[float, float], rated: float) -> tuple[float, float]:
+    return thresholds[0] * rated / 100.0, thresholds[1] * rated / 100.0
+
+
+def _bit_conditions(bits: int, level: Level, prefix: str, address: int) -> Iterator[Condition]:
+    n = 0
+    while bits:
+        if bits & 1:
+            yield Condition(BIT_CODES[n], level, address, f"module reports {prefix}{ALARM_BITS[n]}")
+        bits >>= 1
+        n += 1
+
+
+@dataclass(slots=True)
+class _Active:
+    since: float
+    last_seen: float
+    last_protection: float | None
+    modules: tuple[int, ...]
+    detail: str
+
+
+@dataclass(slots=True)
+class AlarmTracker:
+    """Active alarms by code: raised at once, cleared `hold` seconds after their last condition."""
+
+    active: dict[str, _Active] = field(default_factory=dict)
+    previous: dict[tuple[str, int | None], Level] = field(default_factory=dict)
+
+    def update(self, conditions: Iterable[Condition], now: float, hold: float) -> tuple[Alarm, ...]:
+        by_code: dict[str, list[Condition]] = {}
+        previous: dict[tuple[str, int | None], Level] = {}
+        for c in conditions:
+            by_code.setdefault(c.code, []).append(c)
+            key = (c.code, c.module)
+            if previous.get(key) is not Level.PROTECTION:
+                previous[key] = c.level
+        self.previous = previous
+        for code, found in by_code.items():
+            modules = tuple(sorted({c.module for c in found if c.module is not None}))
+            protection = any(c.level is Level.PROTECTION for c in found)
+            detail = "; ".join(sorted({c.detail for c in found}))
+            entry = self.active.get(code)
+            if entry is None:
+                entry = self.active[code] = _Active(now, now, None, modules, detail)
+            entry.last_seen, entry.modules, entry.detail = now, modules, detail
+            if protection:
+                entry.last_protection = now
+        for code in [c for c, e in self.active.items() if c not in by_code and now - e.last_seen >= hold]:
+            del self.active[code]
+        return tuple(
+            Alarm(
+                code=code,
+                level=Level.PROTECTION
+                if e.last_protection is not None and now - e.last_protection < hold
+                else Level.WARNING,
+                modules=e.modules,
+                since=e.since,
+                detail=e.detail,
+            )
+            for code, e in sorted(self.active.items(), key=lambda item: CODES.index(item[0]))
+        )

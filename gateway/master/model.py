@@ -1,0 +1,300 @@
+"""Values that cross the master's boundary: module readings in, bank snapshots and commands out.
+
+All frozen: the ingest side freezes a module's latest values into a `ModuleReading` for each tick, the master
+returns an immutable `BankSnapshot` that every output reads without copying or locking.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+MAX_CELLS = 48
+MAX_SENSORS = 28
+ALARM_BITS = (
+    "CellOverVoltage",
+    "CellUnderVoltage",
+    "ModuleOverVoltage",
+    "ModuleUnderVoltage",
+    "ChargeOverTemperature",
+    "DischargeOverTemperature",
+    "ChargeUnderTemperature",
+    "DischargeUnderTemperature",
+    "ChargeOverCurrent",
+    "DischargeOverCurrent",
+    "CellImbalance",
+    "InternalCommunication",
+    "ContactorFault",
+    "SensorFault",
+    "ShortCircuit",
+    "Other",
+)
+"""The module protocol's alarm bit order: bit n of the warnings, bit 16 + n of the protections."""
+
+
+class ModuleState(enum.IntEnum):
+    """What a module reports about itself (ModuleStatus.ModuleState)."""
+
+    INIT = 0
+    STANDBY = 1
+    CHARGING = 2
+    DISCHARGING = 3
+    BALANCING = 4
+    FAULT = 5
+    ISOLATED = 6
+
+
+class IsolateReason(enum.IntEnum):
+    """MasterCommand.IsolateReason."""
+
+    NONE = 0
+    COMMUNICATION_LOST = 1
+    MISMATCH = 2
+    FAULT = 3
+    STACK_LIMIT = 4
+    MANUAL = 5
+    NOT_ADMITTED = 6
+
+
+class Lifecycle(enum.StrEnum):
+    """Where a module stands with the master."""
+
+    ONLINE = "online"
+    PENDING = "pending"
+    ISOLATED = "isolated"
+    OFFLINE = "offline"
+    REJECTED = "rejected"
+
+
+class Level(enum.StrEnum):
+    WARNING = "warning"
+    PROTECTION = "protection"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleReading:
+    """The latest decoded values of one module, with when each group of values last arrived.
+
+    None means "not received (yet)" or "no sensor"; the master treats unknown as the safe case.
+    """
+
+    address: int
+    voltage: float | None = None
+    current: float | None = None
+    soc: float | None = None
+    soh: float | None = None
+    module_state: int | None = None
+    alive: int | None = None
+    alive_repeats: int = 0
+    """How many ModuleStatus frames in a row repeated the AliveCounter."""
+    charge_current_limit: float | None = None
+    discharge_current_limit: float | None = None
+    charge_voltage_limit: float | None = None
+    discharge_voltage_limit: float | None = None
+    cell_voltage_max: float | None = None
+    cell_voltage_min: float | None = None
+    cell_voltage_max_index: int | None = None
+    cell_voltage_min_index: int | None = None
+    balancing_cells: int | None = None
+    cell_count: int | None = None
+    temperature_max: float | None = None
+    temperature_min: float | None = None
+    temperature_max_index: int | None = None
+    temperature_min_index: int | None = None
+    power_stage_temperature: float | None = None
+    warnings: int = 0
+    protections: int = 0
+    fault_code: int = 0
+    firmware: tuple[int, int, int] | None = None
+    cells_in_series: int | None = None
+    nominal_capacity: float | None = None
+    cycle_count: int | None = None
+    remaining_capacity: float | None = None
+    full_capacity: float | None = None
+    internal_resistance: float | None = None
+    cell_voltages: tuple[float | None, ...] = ()
+    cell_balancing: tuple[bool, ...] = ()
+    cell_temperatures: tuple[float | None, ...] = ()
+    seen: Mapping[str, float] = field(default_factory=dict)
+    """Group name (status, limits, cells, temperatures, alarms, info, capacity, ...) -> last arrival time."""
+    first_seen: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Extreme:
+    """A bank-wide extreme value and where it is: module address and cell or sensor number (from 1)."""
+
+    value: float
+    module: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    value: float
+    bound_by: str
+    """The rule that set this value, e.g. "cell_voltage module 3", so a user can see why."""
+
+
+@dataclass(frozen=True, slots=True)
+class BankLimits:
+    charge_current: Limit
+    discharge_current: Limit
+    charge_voltage: Limit
+    discharge_voltage: Limit
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    charge_enable: bool = False
+    discharge_enable: bool = False
+    force_charge: bool = False
+    full_charge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    code: str
+    level: Level
+    modules: tuple[int, ...]
+    since: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleLimits:
+    """A module's effective limits after its rating and every derating table, and what bound each."""
+
+    charge_current: Limit
+    discharge_current: Limit
+    charge_voltage: Limit
+    discharge_voltage: Limit
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleView:
+    """One module as the master sees it: its reading, its life-cycle state and its part in the bank."""
+
+    reading: ModuleReading
+    lifecycle: Lifecycle
+    reason: str
+    position: int
+    string: int | None
+    limits: ModuleLimits | None
+    share: float | None
+    """The module's measured or assumed share of its string's part of the bank current."""
+    isolate_reason: IsolateReason
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InverterInfo:
+    name: str
+    last_seen: float
+    keepalive_seen: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MasterCommand:
+    """What MasterCommand tells one module (address 0 = all)."""
+
+    address: int
+    connect_permit: bool
+    charge_allowed: bool
+    discharge_allowed: bool
+    balancing_allowed: bool
+    isolate_reason: IsolateReason
+    balance_target_voltage: float
+    fan_duty: int
+
+
+ZERO_LIMITS = BankLimits(
+    Limit(0.0, "no_valid_bank"),
+    Limit(0.0, "no_valid_bank"),
+    Limit(0.0, "no_valid_bank"),
+    Limit(0.0, "no_valid_bank"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BankSnapshot:
+    """The master's whole view of the bank after one tick. Outputs read it; nobody changes it."""
+
+    seq: int
+    t: float
+    valid: bool
+    """False when the master cannot vouch for the bank: limits are then zero and flags cleared."""
+    reason: str
+    voltage: float | None
+    current: float | None
+    soc: float | None
+    soh: float | None
+    remaining_ah: float | None
+    full_ah: float | None
+    cell_voltage_max: Extreme | None
+    cell_voltage_min: Extreme | None
+    temperature_max: Extreme | None
+    temperature_min: Extreme | None
+    limits: BankLimits
+    flags: Flags
+    fan_duty: int
+    alarms: tuple[Alarm, ...]
+    modules: Mapping[int, ModuleView]
+    strings: tuple[tuple[int, ...], ...] = ()
+    temperature_gradient: float | None = None
+    """Top-minus-bottom mean temperature per stack position, degC (None with fewer than 2 positions)."""
+    inverter: InverterInfo | None = None
+
+    @property
+    def power(self) -> float | None:
+        if self.voltage is None or self.current is None:
+            return None
+        return self.voltage * self.current
+
+    def addresses(self, lifecycle: Lifecycle) -> tuple[int, ...]:
+        return tuple(a for a, m in sorted(self.modules.items()) if m.lifecycle is lifecycle)
+
+    def worst_level(self) -> Level | None:
+        levels = {a.level for a in self.alarms}
+        if Level.PROTECTION in levels:
+            return Level.PROTECTION
+        return Level.WARNING if levels else None
+
+    def failsafe(self, reason: str) -> BankSnapshot:
+        """This snapshot as the inverter must see it when the gateway cannot vouch for the bank."""
+        voltage = self.voltage if self.voltage is not None and math.isfinite(self.voltage) else 0.0
+        limits = BankLimits(
+            Limit(0.0, reason),
+            Limit(0.0, reason),
+            Limit(voltage, reason),
+            Limit(self.limits.discharge_voltage.value, reason),
+        )
+        return replace(self, valid=False, reason=reason, limits=limits, flags=Flags())
+
+
+def empty_snapshot(t: float, reason: str = "starting") -> BankSnapshot:
+    """The snapshot before the first tick: nothing known, nothing allowed."""
+    return BankSnapshot(
+        seq=0,
+        t=t,
+        valid=False,
+        reason=reason,
+        voltage=None,
+        current=None,
+        soc=None,
+        soh=None,
+        remaining_ah=None,
+        full_ah=None,
+        cell_voltage_max=None,
+        cell_voltage_min=None,
+        temperature_max=None,
+        temperature_min=None,
+        limits=ZERO_LIMITS,
+        flags=Flags(),
+        fan_duty=0,
+        alarms=(),
+        modules=MappingProxyType({}),
+    )
