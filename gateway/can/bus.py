@@ -1,0 +1,60 @@
+"""Opening python-can buses from the config, and the listener that decodes where frames arrive."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import can
+import can.interface
+
+from gateway.errors import BusError
+from gateway.logs import get
+
+log = get("gateway.can")
+
+
+def open_bus(interface: str, channel: str, bitrate: int, **options: Any) -> can.BusABC:
+    """Open a bus with exactly these arguments.
+
+    `can.Bus()` would merge in ~/can.conf and CAN_* environment variables; a gateway must do what its own
+    config says, so the interface class is instantiated directly.
+    """
+    try:
+        cls = can.interface._get_class_for_interface(interface)
+        return cls(channel=channel, bitrate=bitrate, **options)
+    except (can.CanError, OSError, ValueError, ImportError, TypeError, NotImplementedError) as err:
+        raise BusError(f"cannot open CAN interface {interface!r} channel {channel!r}: {err}") from err
+
+
+class DecodingListener(can.Listener):
+    """Hands every received frame, stamped by `clock`, to `sink` in the thread (or loop) that received it.
+
+    Decoding here rather than queueing every frame into asyncio is what keeps a saturated bus cheap. A bus
+    error is recorded and signalled through `on_failure` so the service can reopen the bus.
+    """
+
+    def __init__(
+        self,
+        sink: Callable[[can.Message, float], None],
+        clock: Callable[[], float],
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._sink = sink
+        self._clock = clock
+        self._on_failure = on_failure
+        self.failed = threading.Event()
+        self.error: BaseException | None = None
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self._sink(msg, self._clock())
+
+    def on_error(self, exc: Exception) -> None:
+        self.error = exc
+        self.failed.set()
+        if self._on_failure is not None:
+            self._on_failure(exc)
+
+    def stop(self) -> None:
+        """Nothing to release: the notifier owns the bus."""
