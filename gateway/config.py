@@ -113,6 +113,8 @@ class BankSection:
     admission_soc_window: float = 5.0
     admission_voltage_window: float = 0.5
     isolation_holdoff: float = 300.0
+    offline_hold: float = 30.0
+    """A string that leaves the bank keeps its last limits in force this long: it may still be connected."""
     cutoff_first_count: int = 3
     """A module that is the first to hit a cutoff this many times in a row is isolated."""
     firmware_mismatch: bool = True

@@ -15,11 +15,17 @@ from gateway.master.model import Limit, ModuleLimits, ModuleReading
 from gateway.master.tables import factor
 
 
-def module_limits(reading: ModuleReading, bank: BankSection, limits: LimitsSection) -> ModuleLimits:
-    """min(reported limit, rating) x every derating factor; an unknown input derates to zero."""
+def module_limits(
+    reading: ModuleReading, bank: BankSection, limits: LimitsSection, *, reported: bool = True
+) -> ModuleLimits:
+    """min(reported limit, rating) x every derating factor; an unknown input derates to zero.
+
+    `reported` says the module's DBC carries its own current limits: a missing one then counts as 0, not as
+    "no limit" (for a DBC without limits, the rating alone is in force).
+    """
     a = reading.address
     charge = _derated(
-        reading.charge_current_limit,
+        reading.charge_current_limit if reported else bank.rated_charge_current,
         bank.rated_charge_current,
         a,
         (
@@ -29,7 +35,7 @@ def module_limits(reading: ModuleReading, bank: BankSection, limits: LimitsSecti
         ),
     )
     discharge = _derated(
-        reading.discharge_current_limit,
+        reading.discharge_current_limit if reported else bank.rated_discharge_current,
         bank.rated_discharge_current,
         a,
         (
@@ -53,7 +59,9 @@ def _temperature_factor(table: tuple[tuple[float, float], ...], reading: ModuleR
 
 
 def _derated(reported: float | None, rating: float, address: int, factors: tuple[tuple[str, float], ...]) -> Limit:
-    if reported is None or reported >= rating:
+    if reported is None:
+        return Limit(0.0, f"no reported limit module {address}")
+    if reported >= rating:
         value, bound = rating, f"rating module {address}"
     else:
         value, bound = max(reported, 0.0), f"reported module {address}"

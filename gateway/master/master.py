@@ -9,6 +9,7 @@ the alarm tracker, and when the bank was last full.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -63,6 +64,18 @@ class _Memory:
 
 
 @dataclass(slots=True)
+class _Ghost:
+    """The bank-level bounds a string implied at its last tick in the bank (current limits divided by its
+    share), kept for `offline_hold` seconds after it left: a silent module may still be connected."""
+
+    charge: Limit
+    discharge: Limit
+    charge_voltage: Limit
+    discharge_voltage: Limit
+    left: float | None = None
+
+
+@dataclass(slots=True)
 class _Health:
     lifecycle: Lifecycle
     reason: str
@@ -84,6 +97,7 @@ class Master:
     _last_t: float | None = None
     _memory: dict[int, _Memory] = field(default_factory=dict)
     _shares: dict[tuple[int, ...], float] = field(default_factory=dict)
+    _ghosts: dict[tuple[int, ...], _Ghost] = field(default_factory=dict)
     _last_charge: float = 0.0
     _last_discharge: float = 0.0
     _alarms: AlarmTracker = field(default_factory=AlarmTracker)
@@ -165,11 +179,12 @@ class Master:
         valid = not reason
 
         # Limits.
-        per_module: dict[int, ModuleLimits] = {a: module_limits(readings[a], bank, lim) for a in admitted_set}
+        reported = "limits" in self.required_groups
+        per_module = {a: module_limits(readings[a], bank, lim, reported=reported) for a in admitted_set}
         shares = self._update_shares(admitted, electrical, dt)
         module_share: dict[int, float] = {}
         if valid:
-            limits = self._limits(admitted, per_module, shares, electrical, readings, dt, total)
+            limits = self._limits(admitted, per_module, shares, electrical, readings, dt, now, total)
             for string, share in zip(admitted, shares, strict=True):
                 for a in string:
                     module_share[a] = share
@@ -212,7 +227,8 @@ class Master:
                 reason=health[a].reason,
                 position=positions[a],
                 string=string_of.get(a),
-                limits=per_module.get(a) or (module_limits(readings[a], bank, lim) if a in readings else None),
+                limits=per_module.get(a)
+                or (module_limits(readings[a], bank, lim, reported=reported) if a in readings else None),
                 share=module_share.get(a),
                 isolate_reason=health[a].isolate_reason,
                 warnings=tuple(warnings.get(a, ())),
@@ -381,6 +397,7 @@ class Master:
         electrical: Sequence[aggregate.Electrical],
         readings: Mapping[int, ModuleReading],
         dt: float,
+        now: float,
         total: aggregate.Electrical | None,
     ) -> BankLimits:
         cfg = self.config
@@ -389,23 +406,57 @@ class Master:
         names = [f"module {s[0]}" for s in admitted]
         charge = parallel_current([s.charge_current for s in per_string], shares, names)
         discharge = parallel_current([s.discharge_current for s in per_string], shares, names)
+        cvls = [
+            self._string_cvl(s, lims, e, readings) for s, lims, e in zip(admitted, per_string, electrical, strict=True)
+        ]
+        cvl = min(cvls, key=_value)
+        dvl = max((s.discharge_voltage for s in per_string), key=_value)
+        # A string that just left the bank may still be connected: its last bounds stay in force a while.
+        for string, lims, share, string_cvl in zip(admitted, per_string, shares, cvls, strict=True):
+            self._ghosts[string] = _Ghost(
+                Limit(lims.charge_current.value / share, lims.charge_current.bound_by),
+                Limit(lims.discharge_current.value / share, lims.discharge_current.bound_by),
+                string_cvl,
+                lims.discharge_voltage,
+            )
+        for string, ghost in list(self._ghosts.items()):
+            if string in admitted:
+                continue
+            if ghost.left is None:
+                ghost.left = now
+            if now - ghost.left > bank.offline_hold:
+                del self._ghosts[string]
+                continue
+            held = f" (held: module {string[0]} left the bank)"
+            charge = min(charge, Limit(ghost.charge.value, ghost.charge.bound_by + held), key=_value)
+            discharge = min(discharge, Limit(ghost.discharge.value, ghost.discharge.bound_by + held), key=_value)
+            cvl = min(cvl, Limit(ghost.charge_voltage.value, ghost.charge_voltage.bound_by + held), key=_value)
+            dvl = max(dvl, Limit(ghost.discharge_voltage.value, ghost.discharge_voltage.bound_by + held), key=_value)
         slew = lim.slew_rate / 100.0 * dt * len(admitted)
         charge, self._last_charge = _slewed(charge, self._last_charge, slew * bank.rated_charge_current)
         discharge, self._last_discharge = _slewed(discharge, self._last_discharge, slew * bank.rated_discharge_current)
-        cvl = min((s.charge_voltage for s in per_string), key=lambda x: x.value)
-        # Balancing-aware: pull the charge voltage down by what the highest cell is over its target.
-        target = lim.charge_voltage_per_cell
-        for string, e in zip(admitted, electrical, strict=True):
-            for a in string:
-                r = readings[a]
-                if r.cell_voltage_max is not None and r.cell_voltage_max > target:
-                    value = e.voltage - (r.cell_voltage_max - target)
-                    if value < cvl.value:
-                        cvl = Limit(value, f"balancing module {a} cell {r.cell_voltage_max_index or 0}")
         if charge.value == 0.0 and total is not None and total.voltage < cvl.value:
             cvl = Limit(total.voltage, f"charge_stop ({charge.bound_by})")
-        dvl = max((s.discharge_voltage for s in per_string), key=lambda x: x.value)
         return BankLimits(charge, discharge, cvl, dvl)
+
+    def _string_cvl(
+        self,
+        string: tuple[int, ...],
+        limits: ModuleLimits,
+        electrical: aggregate.Electrical,
+        readings: Mapping[int, ModuleReading],
+    ) -> Limit:
+        """The string's charge voltage, pulled down by what its highest cell is over the per-cell target, so
+        no cell is pushed past it while the others catch up (balancing-aware CVL)."""
+        cvl = limits.charge_voltage
+        target = self.config.limits.charge_voltage_per_cell
+        for a in string:
+            r = readings[a]
+            if r.cell_voltage_max is not None and r.cell_voltage_max > target:
+                value = electrical.voltage - (r.cell_voltage_max - target)
+                if value < cvl.value:
+                    cvl = Limit(value, f"balancing module {a} cell {r.cell_voltage_max_index or 0}")
+        return cvl
 
     def _fallback_dvl(self, strings: Sequence[tuple[int, ...]]) -> float:
         cells = self.config.bank.cells_in_series * max((len(s) for s in strings), default=1)
@@ -573,8 +624,11 @@ class Master:
             if len(values) > 1:
                 (lo, lo_a), (hi, hi_a) = min(values), max(values)
                 if too_far(lo, hi):
-                    warn(lo_a, f"{what} {lo:g} vs {hi:g} of module {hi_a}")
-                    warn(hi_a, f"{what} {hi:g} vs {lo:g} of module {lo_a}")
+                    # Name the outlier: the end farther from the median (both ends when equally far).
+                    median = statistics.median(v for v, _ in values)
+                    for value, a in ((lo, lo_a), (hi, hi_a)):
+                        if abs(value - median) >= max(median - lo, hi - median):
+                            warn(a, f"{what} {value:g} vs bank median {median:g}")
         return notes
 
     def _commands(self, snapshot: BankSnapshot, per_module: Mapping[int, ModuleLimits]) -> tuple[MasterCommand, ...]:
@@ -628,6 +682,10 @@ def _slewed(target: Limit, last: float, step: float) -> tuple[Limit, float]:
     if limit.value < MIN_CURRENT:
         return Limit(0.0, limit.bound_by), limit.value
     return limit, limit.value
+
+
+def _value(limit: Limit) -> float:
+    return limit.value
 
 
 def _version(firmware: tuple[int, int, int]) -> str:

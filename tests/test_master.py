@@ -1,0 +1,478 @@
+"""The master's rules with explicit numbers: what the inverter will be told, and why."""
+
+from __future__ import annotations
+
+import pytest
+from factories import bank, master, reading, run
+
+from gateway.master.model import InverterInfo, IsolateReason, Level, Lifecycle
+
+
+def alarm(snapshot, code):  # type: ignore[no-untyped-def]
+    return next((a for a in snapshot.alarms if a.code == code), None)
+
+
+def test_starting_grace_then_limits_ramp_up_from_zero() -> None:
+    m = master()
+    first = m.step(0.0, bank(1)(0.0)).snapshot
+    assert not first.valid
+    assert first.reason.startswith("starting")
+    assert first.limits.charge_current.value == first.limits.discharge_current.value == 0.0
+    assert first.limits.charge_voltage.value == 53.0  # the bank's present voltage
+    assert not first.flags.charge_enable
+    tick = run(m, 0.1, 5.0, bank(1))
+    s = tick.snapshot
+    assert s.valid
+    # 10 %/s of 100 A from the first valid tick at t = 3.0: 21 ticks of 1 A
+    assert s.limits.charge_current.value == pytest.approx(21.0)
+    assert s.limits.charge_current.bound_by == "slew_rate"
+    s = run(m, 5.1, 20.0, bank(1)).snapshot
+    assert s.limits.charge_current.value == pytest.approx(100.0)
+    assert s.limits.charge_current.bound_by == "rating module 1"
+    assert s.limits.charge_voltage.value == pytest.approx(55.2)
+    assert s.limits.discharge_voltage.value == pytest.approx(48.0)
+    assert s.flags.charge_enable and s.flags.discharge_enable
+
+
+def test_falling_limits_apply_at_once() -> None:
+    m = master()
+    run(m, 0.0, 20.0, bank(1))
+    s = m.step(20.1, {1: reading(1, 20.1, cell_voltage_max=3.45)}).snapshot
+    assert s.limits.charge_current.value == pytest.approx(50.0)
+    assert s.limits.charge_current.bound_by == "cell_voltage module 1"
+
+
+def test_sixty_forty_sharing_gives_166_7_amps() -> None:
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t, current=60.0), 2: reading(2, t, current=40.0)}
+
+    s = run(m, 0.0, 60.0, readings).snapshot
+    assert s.limits.charge_current.value == pytest.approx(166.7, abs=0.05)
+    assert s.limits.charge_current.bound_by == "current_share module 1"
+    assert s.modules[1].share == pytest.approx(0.6, abs=1e-3)
+    assert s.modules[2].share == pytest.approx(0.5)  # never below its capacity share
+    assert s.current == 100.0
+
+
+def test_a_cold_module_derates_charge() -> None:
+    s = run(master(), 0.0, 20.0, bank(1, temperature_max=2.0, temperature_min=2.0)).snapshot
+    assert s.limits.charge_current.value == pytest.approx(8.0)  # 20 % at 5 degC, 0 % at 0 degC: 8 % at 2 degC
+    assert s.limits.charge_current.bound_by == "temperature module 1"
+    assert s.limits.discharge_current.value == pytest.approx(100.0)
+    assert alarm(s, "charge_under_temperature").level is Level.WARNING
+
+
+def test_one_cell_at_3_56_volts_stops_charge_for_the_whole_parallel_bank() -> None:
+    m = master()
+    run(m, 0.0, 20.0, bank(1, 2, 3))
+    tick = m.step(
+        20.1, {1: reading(1, 20.1), 2: reading(2, 20.1, cell_voltage_max=3.56), 3: reading(3, 20.1)}
+    )
+    s = tick.snapshot
+    assert s.limits.charge_current.value == 0.0
+    assert s.limits.charge_current.bound_by == "cell_voltage module 2"
+    assert not s.flags.charge_enable
+    assert s.flags.discharge_enable
+    assert s.limits.charge_voltage.value == pytest.approx(53.0 - 0.11)  # pulled below the present voltage
+    assert s.limits.charge_voltage.bound_by == "balancing module 2 cell 2"
+    assert alarm(s, "cell_over_voltage").modules == (2,)
+    commands = {c.address: c for c in tick.commands}
+    assert not commands[2].charge_allowed
+    assert commands[2].connect_permit
+
+
+def test_a_module_gone_3_s_leaves_the_limits_at_n_minus_1() -> None:
+    m = master()
+    run(m, 0.0, 30.0, bank(1, 2, 3))
+    assert m.step(30.1, bank(1, 2, 3)(30.1)).snapshot.limits.charge_current.value == pytest.approx(300.0)
+
+    def two_left(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t), 2: reading(2, t), 3: reading(3, 30.1, alive=5)}
+
+    s = run(m, 30.2, 33.0, two_left).snapshot
+    assert s.modules[3].lifecycle is Lifecycle.ONLINE  # 2.9 s: not yet
+    s = m.step(33.2, two_left(33.2)).snapshot
+    assert s.modules[3].lifecycle is Lifecycle.OFFLINE
+    assert s.modules[3].reason == "no ModuleStatus for 3.1 s"
+    assert s.limits.charge_current.value == pytest.approx(200.0)
+    assert s.limits.discharge_current.value == pytest.approx(200.0)
+    assert s.valid
+    assert alarm(s, "module_comm_lost").level is Level.WARNING
+    assert alarm(s, "module_comm_lost").modules == (3,)
+
+
+def test_a_frozen_alive_counter_is_offline() -> None:
+    m = master()
+    run(m, 0.0, 10.0, bank(1, 2))
+    s = m.step(10.1, {1: reading(1, 10.1), 2: reading(2, 10.1, alive=7, alive_repeats=4)}).snapshot
+    assert s.modules[2].lifecycle is Lifecycle.OFFLINE
+    assert s.modules[2].reason == "AliveCounter frozen at 7"
+    assert s.addresses(Lifecycle.ONLINE) == (1,)
+
+
+def test_a_module_20_percent_off_stays_pending() -> None:
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t), 2: reading(2, t), 3: reading(3, t, soc=80.0)}
+
+    tick = run(m, 0.0, 20.0, readings)
+    s = tick.snapshot
+    assert s.modules[3].lifecycle is Lifecycle.PENDING
+    assert s.modules[3].reason == "SOC 80.0 % vs bank 60.0 % (window 5 %)"
+    assert s.limits.charge_current.value == pytest.approx(200.0)
+    command = next(c for c in tick.commands if c.address == 3)
+    assert not command.connect_permit
+    assert command.isolate_reason is IsolateReason.NOT_ADMITTED
+    s = m.step(20.1, {**readings(20.1), 3: reading(3, 20.1, soc=63.0)}).snapshot
+    assert s.modules[3].lifecycle is Lifecycle.ONLINE
+
+
+def test_admission_checks_the_voltage_too() -> None:
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t), 2: reading(2, t), 3: reading(3, t, voltage=53.8)}
+
+    s = run(m, 0.0, 10.0, readings).snapshot
+    assert s.modules[3].reason == "voltage 53.80 V vs bank 53.00 V (window 0.5 V)"
+
+
+def test_a_broken_series_string_zeroes_the_limits() -> None:
+    m = master(bank={"strings": [[1, 2, 3, 4]]})
+    s = run(m, 0.0, 20.0, bank(1, 2, 3, 4)).snapshot
+    assert s.valid
+    assert s.voltage == pytest.approx(212.0)
+    assert s.limits.charge_voltage.value == pytest.approx(4 * 55.2)
+
+    def three(t: float):  # type: ignore[no-untyped-def]
+        return {**bank(1, 2, 3)(t), 4: reading(4, 20.0)}
+
+    s = run(m, 20.1, 24.0, three).snapshot
+    assert not s.valid
+    assert s.reason == "series string 1-2-3-4 broken: module 4 offline"
+    assert s.limits.charge_current.value == s.limits.discharge_current.value == 0.0
+    assert not s.flags.charge_enable and not s.flags.discharge_enable
+    assert s.limits.charge_voltage.value <= 212.0
+    assert alarm(s, "module_comm_lost").level is Level.PROTECTION
+
+
+def test_series_string_aggregation_and_soc_rule() -> None:
+    m = master(bank={"strings": [[1, 2]]})
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t, soc=60.0, current=10.0), 2: reading(2, t, soc=63.0, current=10.4)}
+
+    s = run(m, 0.0, 20.0, readings).snapshot
+    assert s.voltage == pytest.approx(106.0)
+    assert s.current == pytest.approx(10.2)
+    # discharge what the emptiest holds (60 Ah), charge what the fullest takes (37 Ah)
+    assert s.remaining_ah == pytest.approx(60.0)
+    assert s.full_ah == pytest.approx(97.0)
+    assert s.soc == pytest.approx(100 * 60 / 97)
+    assert s.limits.charge_voltage.value == pytest.approx(110.4)
+    assert s.limits.discharge_voltage.value == pytest.approx(96.0)
+
+
+def test_parallel_aggregation_weights_by_capacity() -> None:
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {
+            1: reading(1, t, soc=60.0, full_capacity=100.0, voltage=53.0),
+            2: reading(2, t, soc=62.0, full_capacity=50.0, soh=90.0, voltage=53.1),
+            3: reading(3, t, soc=61.0, full_capacity=50.0, voltage=53.2),
+        }
+
+    s = run(m, 0.0, 10.0, readings).snapshot
+    assert s.soc == pytest.approx((100 * 60 + 50 * 62 + 50 * 61) / 200)
+    assert s.soh == pytest.approx((100 * 98 + 50 * 90 + 50 * 98) / 200)
+    assert s.voltage == pytest.approx(53.1)
+    assert s.full_ah == pytest.approx(200.0)
+    assert s.remaining_ah == pytest.approx(60 + 31 + 30.5)
+
+
+def test_extremes_name_module_and_cell() -> None:
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {
+            1: reading(1, t, cell_voltage_max=3.35, cell_voltage_max_index=9, temperature_min=18.0),
+            2: reading(2, t, cell_voltage_min=3.21, cell_voltage_min_index=14, temperature_max=31.0),
+        }
+
+    s = run(m, 0.0, 5.0, readings).snapshot
+    assert (s.cell_voltage_max.value, s.cell_voltage_max.module, s.cell_voltage_max.index) == (3.35, 1, 9)
+    assert (s.cell_voltage_min.value, s.cell_voltage_min.module, s.cell_voltage_min.index) == (3.21, 2, 14)
+    assert (s.temperature_max.value, s.temperature_max.module) == (31.0, 2)
+    assert (s.temperature_min.value, s.temperature_min.module) == (18.0, 1)
+
+
+def test_reported_limits_below_the_rating_bind() -> None:
+    s = run(master(), 0.0, 20.0, bank(1, charge_current_limit=42.0, charge_voltage_limit=54.4)).snapshot
+    assert s.limits.charge_current.value == pytest.approx(42.0)
+    assert s.limits.charge_current.bound_by == "reported module 1"
+    assert s.limits.charge_voltage.value == pytest.approx(54.4)
+    assert s.limits.charge_voltage.bound_by == "reported module 1"
+
+
+@pytest.mark.parametrize(
+    ("values", "charge", "discharge", "rule"),
+    [
+        ({"soc": 97.0}, 60.0, 100.0, "soc"),
+        ({"soc": 6.5}, 100.0, 60.0, "soc"),
+        ({"cell_voltage_min": 3.00}, 100.0, 50.0, "cell_voltage"),
+        ({"cell_voltage_min": 2.79}, 100.0, 0.0, "cell_voltage"),
+        ({"temperature_max": 57.0}, 0.0, 30.0, "temperature"),
+        ({"temperature_min": -15.0, "temperature_max": -12.0}, 0.0, 50.0, "temperature"),
+    ],
+)
+def test_derating_tables(values: dict, charge: float, discharge: float, rule: str) -> None:
+    s = run(master(), 0.0, 20.0, bank(1, **values)).snapshot
+    assert s.limits.charge_current.value == pytest.approx(charge)
+    assert s.limits.discharge_current.value == pytest.approx(discharge)
+    reduced = s.limits.charge_current if charge < 100 else s.limits.discharge_current
+    assert reduced.bound_by == f"{rule} module 1"
+
+
+def test_force_charge_and_full_charge_requests() -> None:
+    s = run(master(), 0.0, 20.0, bank(1, soc=4.0)).snapshot
+    assert s.flags.force_charge
+    s = run(master(), 0.0, 20.0, bank(1, cell_voltage_min=2.88)).snapshot
+    assert s.flags.force_charge
+    m = master(limits={"full_charge_interval": 1.0})
+    s = run(m, 0.0, 86_000.0, bank(1), step=100.0).snapshot
+    assert not s.flags.full_charge
+    s = run(m, 86_400.0, 86_500.0, bank(1), step=10.0).snapshot
+    assert s.flags.full_charge
+    s = m.step(86_600.0, bank(1, soc=99.5)(86_600.0)).snapshot
+    assert not s.flags.full_charge
+    m.request_full_charge()
+    assert m.step(86_700.0, bank(1)(86_700.0)).snapshot.flags.full_charge
+
+
+def test_protection_isolates_then_holds_off_then_readmits() -> None:
+    m = master(bank={"isolation_holdoff": 10.0})
+    run(m, 0.0, 20.0, bank(1, 2))
+
+    def protecting(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t), 2: reading(2, t, protections=1)}
+
+    tick = run(m, 20.1, 21.0, protecting)
+    s = tick.snapshot
+    assert s.modules[2].lifecycle is Lifecycle.ISOLATED
+    assert s.modules[2].reason == "protection: CellOverVoltage"
+    assert s.limits.charge_current.value == pytest.approx(100.0)  # the bank goes on with module 1
+    assert alarm(s, "cell_over_voltage").level is Level.PROTECTION
+    command = next(c for c in tick.commands if c.address == 2)
+    assert (command.connect_permit, command.isolate_reason) == (False, IsolateReason.FAULT)
+    s = run(m, 21.1, 30.0, bank(1, 2)).snapshot
+    assert s.modules[2].lifecycle is Lifecycle.ISOLATED
+    assert "re-admission in" in s.modules[2].reason
+    s = run(m, 30.1, 31.5, bank(1, 2)).snapshot
+    assert s.modules[2].lifecycle is Lifecycle.ONLINE
+
+
+def test_a_fault_isolates_and_the_operator_can_readmit() -> None:
+    m = master()
+    run(m, 0.0, 10.0, bank(1, 2))
+    s = m.step(10.1, {1: reading(1, 10.1), 2: reading(2, 10.1, module_state=5, fault_code=1234)}).snapshot
+    assert s.modules[2].lifecycle is Lifecycle.ISOLATED
+    assert s.modules[2].reason == "module in fault (code 1234)"
+    assert alarm(s, "module_fault").level is Level.PROTECTION
+    assert m.readmit(2)
+    assert not m.readmit(1)
+    s = m.step(10.2, bank(1, 2)(10.2)).snapshot
+    assert s.modules[2].lifecycle is Lifecycle.ONLINE
+
+
+def test_repeatedly_first_to_cutoff_is_isolated() -> None:
+    m = master(bank={"cutoff_first_count": 3})
+    t = 0.0
+    run(m, 0.0, 10.0, bank(1, 2))
+    for _ in range(3):
+        t += 10.0
+        run(m, t, t + 1.0, lambda t: {1: reading(1, t), 2: reading(2, t, cell_voltage_max=3.56)})
+        t += 2.0
+        run(m, t, t + 1.0, bank(1, 2))
+    s = m.step(t + 1.1, bank(1, 2)(t + 1.1)).snapshot
+    assert s.modules[2].lifecycle is Lifecycle.ISOLATED
+    assert s.modules[2].reason.startswith("first to reach the cell-voltage cutoff 3 times in a row")
+    assert s.modules[1].lifecycle is Lifecycle.ONLINE
+
+
+def test_stack_limit_in_auto_mode() -> None:
+    m = master(bank={"max_modules": 2, "min_online": 1})
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t), 2: reading(2, t), 3: reading(3, t, first_seen=5.0)}
+
+    tick = run(m, 0.0, 20.0, readings)
+    s = tick.snapshot
+    assert s.modules[3].lifecycle is Lifecycle.ISOLATED
+    assert s.modules[3].isolate_reason is IsolateReason.STACK_LIMIT
+    assert alarm(s, "stack_limit").modules == (3,)
+    assert s.limits.charge_current.value == pytest.approx(200.0)
+
+
+def test_wrong_cell_count_is_rejected_and_unknown_modules_are_not_admitted() -> None:
+    m = master(bank={"strings": [[1], [2], [3]]})
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {**bank(1, 2, 9)(t), 3: reading(3, t, cells_in_series=15, cell_count=15)}
+
+    tick = run(m, 0.0, 10.0, readings)
+    s = tick.snapshot
+    assert s.modules[3].lifecycle is Lifecycle.REJECTED
+    assert s.modules[3].reason == "15 cells, the bank has 16"
+    assert s.modules[9].lifecycle is Lifecycle.REJECTED
+    assert s.modules[9].reason == "not in bank.strings"
+    assert alarm(s, "module_mismatch").modules == (3, 9)
+    commands = {c.address: c for c in tick.commands}
+    assert commands[3].isolate_reason is IsolateReason.MISMATCH
+    assert not commands[9].connect_permit
+
+
+def test_mismatch_warnings_name_the_modules() -> None:
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {
+            1: reading(1, t),
+            2: reading(2, t, firmware=(1, 3, 0)),
+            3: reading(3, t, soh=85.0, cycle_count=900),
+        }
+
+    s = run(m, 0.0, 10.0, readings).snapshot
+    assert s.modules[2].warnings == ("firmware 1.3.0 differs from the bank's 1.4.2",)
+    assert s.modules[3].warnings == ("SOH 85 vs bank median 98", "cycle count 900 vs bank median 100")
+    assert s.modules[1].warnings == ()
+    assert alarm(s, "module_mismatch").level is Level.WARNING
+    assert s.addresses(Lifecycle.ONLINE) == (1, 2, 3)  # warnings only
+
+
+def test_thermal_gradient_heat_accumulation_and_fan() -> None:
+    m = master(bank={"positions": {"1": 1, "2": 2, "3": 3}})
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {
+            1: reading(1, t, temperature_max=25.0),
+            2: reading(2, t, temperature_max=37.5),
+            3: reading(3, t, temperature_max=29.0),
+        }
+
+    tick = run(m, 0.0, 10.0, readings)
+    s = tick.snapshot
+    assert s.temperature_gradient == pytest.approx(4.0)
+    assert alarm(s, "heat_accumulation").modules == (2,)
+    assert s.fan_duty == 50  # 0 % at 30 degC, 100 % at 45 degC
+    assert {c.fan_duty for c in tick.commands} == {50}
+
+
+def test_balance_target_while_charging_near_the_top() -> None:
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t, current=20.0, cell_voltage_max=3.42, cell_voltage_min=3.36)}
+
+    tick = run(m, 0.0, 10.0, readings)
+    assert tick.commands[0].balance_target_voltage == pytest.approx(3.36)
+    tick = m.step(10.1, {1: reading(1, 10.1, current=20.0, cell_voltage_max=3.38)})
+    assert tick.commands[0].balance_target_voltage == 0.0
+
+
+def test_alarm_hysteresis_and_hold() -> None:
+    m = master()
+    run(m, 0.0, 10.0, bank(1))
+    s = m.step(10.1, bank(1, cell_voltage_max=3.56)(10.1)).snapshot
+    assert alarm(s, "cell_over_voltage").since == 10.1
+    s = m.step(10.2, bank(1, cell_voltage_max=3.52)(10.2)).snapshot  # inside the 50 mV band: still raised
+    assert alarm(s, "cell_over_voltage") is not None
+    s = run(m, 10.3, 15.1, bank(1, cell_voltage_max=3.45)).snapshot  # gone, but held 5 s
+    assert alarm(s, "cell_over_voltage").since == 10.1
+    s = m.step(15.3, bank(1, cell_voltage_max=3.45)(15.3)).snapshot
+    assert alarm(s, "cell_over_voltage") is None
+
+
+def test_cell_imbalance_is_a_protection_only_at_rest() -> None:
+    s = run(master(), 0.0, 10.0, bank(1, cell_voltage_max=3.46, cell_voltage_min=3.30)).snapshot
+    assert alarm(s, "cell_imbalance").level is Level.PROTECTION
+    s = run(master(), 0.0, 10.0, bank(1, cell_voltage_max=3.46, cell_voltage_min=3.30, current=30.0)).snapshot
+    assert alarm(s, "cell_imbalance").level is Level.WARNING
+
+
+def test_below_min_online_everything_stops() -> None:
+    m = master(bank={"min_online": 2})
+    s = run(m, 0.0, 10.0, bank(1)).snapshot
+    assert not s.valid
+    assert s.reason == "1 modules online, min_online is 2"
+    assert s.limits.charge_current.value == 0.0
+
+
+def test_inverter_comm_lost_after_the_timeout() -> None:
+    m = master()
+    run(m, 0.0, 10.0, bank(1))
+    info = InverterInfo(name="VIC", last_seen=5.0)
+    assert alarm(m.step(30.0, bank(1)(30.0), info).snapshot, "inverter_comm_lost") is None
+    s = m.step(35.5, bank(1)(35.5), info).snapshot
+    assert alarm(s, "inverter_comm_lost").level is Level.WARNING
+    assert s.inverter == info
+
+
+def test_sensor_mismatch_in_a_series_string() -> None:
+    m = master(bank={"strings": [[1, 2]]})
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t, current=20.0), 2: reading(2, t, current=27.0)}
+
+    s = run(m, 0.0, 10.0, readings).snapshot
+    assert alarm(s, "sensor_mismatch").modules == (1, 2)
+
+
+def test_module_alarm_bits_become_alarms() -> None:
+    s = run(master(), 0.0, 10.0, bank(1, warnings=1 << 13)).snapshot
+    found = alarm(s, "module_fault")
+    assert found.level is Level.WARNING
+    assert found.detail == "module reports WarnSensorFault"
+
+
+def test_missing_temperatures_keep_a_module_out() -> None:
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        seen = {"status": t, "limits": t, "cells": t}
+        return {1: reading(1, t), 2: reading(2, t, seen=seen, temperature_max=None, temperature_min=None)}
+
+    s = run(m, 0.0, 20.0, readings).snapshot
+    assert s.modules[2].lifecycle is Lifecycle.PENDING
+    assert s.modules[2].reason == "waiting for Temperatures"
+    assert s.limits.charge_current.value == pytest.approx(100.0)
+
+
+def test_a_silent_binding_module_keeps_its_limit_for_offline_hold() -> None:
+    m = master(bank={"offline_hold": 10.0})
+    run(m, 0.0, 20.0, bank(1, 2))
+
+    def full(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t), 2: reading(2, t, cell_voltage_max=3.56)}
+
+    run(m, 20.1, 21.0, full)
+
+    def silent(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t), 2: reading(2, 21.0, cell_voltage_max=3.56)}
+
+    s = run(m, 21.1, 30.0, silent).snapshot
+    assert s.modules[2].lifecycle is Lifecycle.OFFLINE
+    assert s.limits.charge_current.value == 0.0  # it may still be connected and full
+    assert s.limits.charge_current.bound_by == "cell_voltage module 2 (held: module 2 left the bank)"
+    s = run(m, 30.1, 45.0, silent).snapshot
+    assert s.limits.charge_current.value == pytest.approx(100.0)  # then the bank runs on without it
+
+
+def test_a_missing_reported_limit_counts_as_zero() -> None:
+    s = run(master(), 0.0, 20.0, bank(1, discharge_current_limit=None)).snapshot
+    assert s.limits.discharge_current.value == 0.0
+    assert s.limits.discharge_current.bound_by == "no reported limit module 1"
+    assert not s.flags.discharge_enable
