@@ -67,9 +67,7 @@ def test_a_cold_module_derates_charge() -> None:
 def test_one_cell_at_3_56_volts_stops_charge_for_the_whole_parallel_bank() -> None:
     m = master()
     run(m, 0.0, 20.0, bank(1, 2, 3))
-    tick = m.step(
-        20.1, {1: reading(1, 20.1), 2: reading(2, 20.1, cell_voltage_max=3.56), 3: reading(3, 20.1)}
-    )
+    tick = m.step(20.1, {1: reading(1, 20.1), 2: reading(2, 20.1, cell_voltage_max=3.56), 3: reading(3, 20.1)})
     s = tick.snapshot
     assert s.limits.charge_current.value == 0.0
     assert s.limits.charge_current.bound_by == "cell_voltage module 2"
