@@ -197,7 +197,7 @@ class LimitsSection:
     charge_under_temperature: tuple[float, float] = (5.0, 0.0)
     discharge_under_temperature: tuple[float, float] = (-10.0, -20.0)
     over_current: tuple[float, float] = (110.0, 150.0)
-    """Percent of the module's effective limit (warning) and of its rated current (protection)."""
+    """A module's current over these percents of its rated current: warning, protection."""
     cell_imbalance: tuple[float, float] = (0.050, 0.150)
     """Cell spread in V: warning, and protection at rest."""
     rest_current: float = 2.0

@@ -1,0 +1,59 @@
+"""The docs are part of the feature: every config key, alarm code and snapshot field is documented."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+from factories import bank, master, run
+
+from gateway import config, payload
+from gateway.master.alarms import CODES
+
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def leaf_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:
+    """(section, key within the section) for every config key."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "source":
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            section = f"{prefix}.{f.name}" if prefix else f.name
+            out += leaf_keys(hints[f.name], section)
+        else:
+            out.append((prefix, f.name))
+    return out
+
+
+def section_text(section: str) -> str:
+    top = "mqtt" if section.startswith("mqtt") else section
+    start = README.index(f"**`[{top}]`**")
+    end = README.find("**`[", start + 5)
+    return README[start : end if end > 0 else None]
+
+
+@pytest.mark.parametrize(("section", "key"), leaf_keys(config.Config))
+def test_every_config_key_is_in_the_reference(section: str, key: str) -> None:
+    text = section_text(section)
+    name = f"tls.{key}" if section == "mqtt.tls" else key
+    assert f"`{name}`" in text, f"[{section}] {key} is missing from the README's configuration reference"
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_every_alarm_code_is_documented(code: str) -> None:
+    assert f"`{code}`" in README
+
+
+def test_every_snapshot_field_is_documented() -> None:
+    snapshot = run(master(), 0.0, 5.0, bank(1)).snapshot
+    fields = payload.snapshot_dict(snapshot)
+    for key in fields:
+        assert f"`{key}`" in README, key
+    for key in fields["modules"]["1"]:
+        assert f"`{key}`" in README, key
