@@ -323,3 +323,37 @@ def test_open_bus_reports_a_bad_interface() -> None:
 
 def test_cantools_is_what_decodes() -> None:
     assert isinstance(DB, cantools.database.can.Database)
+
+
+def test_extremes_from_cells_only_count_the_modules_cells(tmp_path: Path) -> None:
+    """A DBC without CellSummary: min/max come from the cells, never from unused slots sent as 0 V."""
+    text = dbc.shipped("module.dbc").read_text()
+    start = text.index("BO_ 1088 CellSummary")
+    end = text.index("BO_ 1120 Temperatures")
+    path = tmp_path / "nosummary.dbc"
+    path.write_text(text[:start] + text[end:])
+    db = dbc.load(path, "module.dbc", "can.modules.dbc")
+    store = ModuleStore(ModuleCodec(db))
+    message = db.get_message_by_name("CellVoltages")
+    values = {"CellGroup": 5, "Cell16Voltage": 3.31, "Cell17Voltage": 0.0, "Cell18Voltage": 0.0}
+    values |= {f"Cell{n}Balancing": 0 for n in (16, 17, 18)}
+    store.feed(0x481, message.encode(values), t=0.0)
+    info = db.get_message_by_name("ModuleInfo")
+    store.feed(
+        0x4E1,
+        info.encode(
+            {
+                "FirmwareMajor": 1,
+                "FirmwareMinor": 0,
+                "FirmwarePatch": 0,
+                "CellsInSeries": 16,
+                "NominalCapacity": 100,
+                "CycleCount": 1,
+            }
+        ),
+        t=0.0,
+    )
+    r = store.readings()[1]
+    assert len(r.cell_voltages) == 16
+    assert r.cell_voltage_min == r.cell_voltage_max == pytest.approx(3.31)
+    assert r.cell_voltage_min_index == 16

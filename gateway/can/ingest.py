@@ -68,9 +68,10 @@ class _Slot:
     def freeze(self, derive_extremes: bool) -> ModuleReading:
         """Frozen copy; `derive_extremes` fills min/max from the cells when the DBC has no summary message."""
         f = dict(self.fields)
-        cells = tuple(self.cell_voltages)
+        every_cell = tuple(self.cell_voltages)
+        n_cells = f.get("cell_count") or f.get("cells_in_series") or _last_known(every_cell)
+        cells = every_cell[: int(n_cells)]
         known_cells = [v for v in cells if v is not None]
-        n_cells = f.get("cell_count") or f.get("cells_in_series") or _last_known(cells)
         sensors = tuple(self.cell_temperatures)
         known_sensors = [v for v in sensors if v is not None]
         if derive_extremes and known_cells:
@@ -94,8 +95,8 @@ class _Slot:
             alive_repeats=self.alive_repeats,
             warnings=self.warnings,
             protections=self.protections,
-            cell_voltages=cells[:n_cells] if n_cells else (),
-            cell_balancing=tuple(self.cell_balancing[:n_cells]) if n_cells else (),
+            cell_voltages=cells,
+            cell_balancing=tuple(self.cell_balancing[: len(cells)]),
             cell_temperatures=sensors[: _last_known(sensors)],
             seen=MappingProxyType(dict(self.seen)),
             first_seen=self.first_seen,

@@ -1,0 +1,72 @@
+"""Adapters that move the simulator's frames: into a log file as fast as the CPU allows, or onto a bus in real time."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import can
+
+from gateway.logs import BurstLog, get
+from gateway.sim.simulator import Simulator
+
+log = get("gateway.sim")
+
+
+def write_log(path: str | Path, sim: Simulator, duration: float) -> int:
+    """Write `duration` s of simulated traffic to `path` (format by suffix: .log, .asc, .blf, ...); frame count."""
+    count = 0
+    with can.Logger(path) as logger:
+        for msg in sim.advance(until=sim.time + duration):
+            logger.on_message_received(msg)
+            count += 1
+    return count
+
+
+async def run_on_bus(
+    bus: can.BusABC, sim: Simulator, *, duration: float | None, clock: Callable[[], float] = time.monotonic
+) -> int:
+    """Send the simulator's frames on `bus` in real time and feed it the MasterCommands received there.
+
+    Runs for `duration` s (None: until cancelled) and returns how many frames failed to send; a send error
+    is counted and logged in bursts, never fatal. Due times come from the start, so pacing never drifts.
+    """
+    reader = can.AsyncBufferedReader()
+    notifier = can.Notifier(bus, [reader], timeout=0.1, loop=asyncio.get_running_loop())
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            commands = tasks.create_task(_commands(reader, sim), name="sim-commands")
+            failed = await _send(bus, sim, math.inf if duration is None else sim.time + duration, clock)
+            commands.cancel()
+    finally:
+        notifier.stop()
+    return failed
+
+
+async def _commands(reader: can.AsyncBufferedReader, sim: Simulator) -> None:
+    async for msg in reader:
+        if not (msg.is_extended_id or msg.is_error_frame or msg.is_remote_frame):
+            sim.handle_command(msg.arbitration_id, msg.data)
+
+
+async def _send(bus: can.BusABC, sim: Simulator, end: float, clock: Callable[[], float]) -> int:
+    """Sleep until the next frame is due, send every frame due by then; until simulated time `end`."""
+    failures = BurstLog(log, "simulated frame not sent", clock=clock)
+    failed = 0
+    origin, t0 = sim.time, clock()
+    while True:
+        due = min(sim.next_due, end)
+        await asyncio.sleep(max(0.0, t0 + (due - origin) - clock()))
+        until = min(end, max(due, origin + clock() - t0))
+        for msg in sim.advance(until=until):
+            try:
+                bus.send(msg)
+            except can.CanError as err:
+                failed += 1
+                failures("send_error", error=str(err))
+        if until >= end:
+            failures.flush()
+            return failed
