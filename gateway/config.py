@@ -299,6 +299,8 @@ class MqttSection:
             yield "qos", "must be 0, 1 or 2"
         if not self.interval > 0:
             yield "interval", "must be positive"
+        if self.password_file is not None and self.username is None:
+            yield "password_file", "needs mqtt.username"
         for key in ("base_topic", "discovery_prefix"):
             topic = getattr(self, key)
             if not topic or any(c in topic for c in "#+") or topic.startswith("/") or topic.endswith("/"):

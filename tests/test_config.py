@@ -45,6 +45,7 @@ rated_charge_current = 50
 [limits]
 charge_soc = [[90, 100], [100, 10]]
 [mqtt]
+username = "bms"
 password_file = "/etc/bms-gateway/mqtt.pass"
 """
     )
@@ -126,6 +127,7 @@ protocol = "growatt"
         ("[can.inverter]\nperiod = 30", "can.inverter.period: must be within 0.05..10 s"),
         ("[can]\nmodules = 3", "can.modules: must be a table, got an integer (3)"),
         ("[mqtt]\nenabled = 'yes'", "mqtt.enabled: must be true or false, got a string ('yes')"),
+        ("[mqtt]\npassword_file = 'p'", "mqtt.password_file: needs mqtt.username"),
         ("[can.modules]\nbitrate = 5e5", "can.modules.bitrate: must be an integer, got a number (500000.0)"),
     ],
 )

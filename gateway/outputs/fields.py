@@ -43,7 +43,8 @@ def _t(key: str, path: str, name: str) -> Field:
 
 
 def _n(key: str, path: str, name: str, register: RegisterType = "u16") -> Field:
-    return Field(key, path, name, None, None, register=register, icon="mdi:numeric")
+    """A module or cell number: no unit, and no long-term statistics in Home Assistant."""
+    return Field(key, path, name, None, None, state_class=None, register=register, icon="mdi:numeric")
 
 
 BANK_FIELDS: tuple[Field, ...] = (

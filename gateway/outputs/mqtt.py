@@ -1,0 +1,424 @@
+"""MQTT output: the bank, its modules and alarms as JSON topics, Home Assistant discovery and operator commands.
+
+The publisher only reads `SnapshotHub` snapshots, so a slow or absent broker never touches the master or the CAN
+side. Outgoing messages wait in an outbox that keeps one message per topic (a newer value replaces an unsent
+one), so nothing piles up while the broker is slow; on every (re)connect the status, discovery and the whole
+current state are published again, so nothing needs queueing while disconnected.
+
+Which modules have HA entities is kept in a small retained record (`<base>/<id>/modules`, a JSON list). The
+publisher subscribes to it on connect: the retained record arrives before anything the publisher itself
+publishes, so after a restart it still knows what it announced and clears the entities of modules that left
+the config. With `[bank] strings` configured the announced modules are exactly the configured ones; in auto mode
+every module seen is announced and never removed automatically (a module switched off during a restart would
+otherwise lose its HA history and customisations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import ssl
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+
+from gateway import logs
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.errors import ConfigError
+from gateway.hub import SnapshotHub
+from gateway.master.model import BankSnapshot
+from gateway.outputs import discovery
+from gateway.outputs.discovery import OFFLINE, ONLINE, Topics
+from gateway.payload import alarm_dict, bank_dict, cells_dict, module_dict
+
+_log = logs.get(__name__)
+
+BACKOFF_FIRST = 0.5
+"""Seconds before the first reconnect attempt; doubles per failed attempt up to `BACKOFF_CAP`."""
+BACKOFF_CAP = 30.0
+SHUTDOWN_TIMEOUT = 2.0
+"""How long a cancelled publisher may spend saying "offline" and disconnecting."""
+KEEPALIVE = 30
+"""Seconds; the broker publishes the Last Will after 1.5 x this of silence from a hung gateway."""
+INCOMING_LIMIT = 100
+"""Received messages (HA birth, the module record, commands) waiting to be handled; more are dropped."""
+REFUSED = frozenset({4, 5, 0x86, 0x87})
+"""CONNACK codes for bad credentials / not authorised (MQTT 3.1.1 and their MQTT 5 reason codes)."""
+
+
+class Actions(Protocol):
+    """The operator actions the master owns (`gateway.master.master.Master` implements them)."""
+
+    def readmit(self, address: int) -> bool: ...
+
+    def request_full_charge(self) -> None: ...
+
+
+def backoff(attempt: int, rng: random.Random) -> float:
+    """Capped exponential delay with jitter (50..100 %), so a fleet does not reconnect in lockstep."""
+    return min(BACKOFF_CAP, BACKOFF_FIRST * 2.0 ** min(attempt, 16)) * rng.uniform(0.5, 1.0)
+
+
+def urgent_key(s: BankSnapshot) -> Hashable:
+    """What must be published at once when it changes: alarms, flags, validity and the modules' life cycle.
+
+    Alarm details (measured values) are left out: they change every tick and go out with the regular state.
+    """
+    return (
+        s.valid,
+        s.flags,
+        tuple((a.code, a.level, a.modules) for a in s.alarms),
+        tuple((address, view.lifecycle) for address, view in sorted(s.modules.items())),
+    )
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def state_messages(s: BankSnapshot, topics: Topics) -> dict[str, bytes]:
+    """Topic -> payload of the regular state: the bank, and per module its values and its cells."""
+    out = {topics.bank: _json(bank_dict(s))}
+    for address, view in sorted(s.modules.items()):
+        out[topics.module(address)] = _json(module_dict(view, s.t))
+        out[topics.cells(address)] = _json(cells_dict(view))
+    return out
+
+
+def alarms_payload(s: BankSnapshot) -> bytes:
+    return _json([alarm_dict(a) for a in s.alarms])
+
+
+def execute(actions: Actions, name: str, payload: str) -> tuple[bool, str]:
+    """Validate and run one operator command; returns (accepted and done, what happened)."""
+    if name == "readmit":
+        if not re.fullmatch(r"[0-9]{1,2}", payload.strip()) or not 1 <= int(payload) <= 31:
+            return False, f"readmit needs a module address 1..31, got {payload!r}"
+        address = int(payload)
+        if actions.readmit(address):
+            return True, f"module {address} re-admitted: it joins the bank once it passes admission"
+        return False, f"module {address} is not isolated"
+    if name == "full_charge":
+        actions.request_full_charge()
+        return True, "full charge requested"
+    return False, f"unknown command {name!r} (known: readmit, full_charge)"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    payload: bytes
+    retain: bool
+
+
+class Outbox:
+    """Messages waiting for the broker, one per topic: a newer value replaces an unsent one (latest wins)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Outgoing] = {}
+        self._ready = asyncio.Event()
+
+    def put(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self._pending[topic] = Outgoing(payload, retain)
+        self._ready.set()
+
+    async def take(self) -> tuple[str, Outgoing]:
+        while not self._pending:
+            self._ready.clear()
+            await self._ready.wait()
+        topic = next(iter(self._pending))
+        return topic, self._pending.pop(topic)
+
+
+class MqttPublisher:
+    """Publishes the hub's snapshots to one MQTT broker, with HA discovery; see the module docstring.
+
+    `actions` receive the operator commands, and only with `[mqtt] commands = true`.
+    """
+
+    def __init__(self, hub: SnapshotHub, *, config: Config, clock: Clock, actions: Actions | None) -> None:
+        mqtt = config.mqtt
+        self._hub = hub
+        self._config = config
+        self._clock = clock
+        self._actions = actions if mqtt.commands else None
+        self._topics = Topics.of(config)
+        self._client_id = mqtt.client_id or f"bms-gateway-{config.gateway.id}"
+        self._password = _read_password(config)
+        self._tls = _tls(config)
+        self._interval = mqtt.interval
+        self._configured = frozenset(a for string in config.bank.strings for a in string)
+        self._announced: frozenset[int] = frozenset()
+        self._rng = random.Random()
+        self._attempt = 0
+        self._failure: str | None = None
+        self._connected = False
+        self._ever_connected = False
+        self._lost = False
+        """The last session got connected: its end is logged as a lost connection, not as a failed attempt."""
+        self._published = 0
+        self._reconnects = 0
+        self._errors = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def published(self) -> int:
+        """Messages handed to the broker."""
+        return self._published
+
+    @property
+    def reconnects(self) -> int:
+        """Successful connections after the first one."""
+        return self._reconnects
+
+    @property
+    def errors(self) -> int:
+        """Failed connection attempts and lost connections."""
+        return self._errors
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a reloaded config's `interval` (from the next cycle); every other [mqtt] key needs a restart."""
+        self._interval = config.mqtt.interval
+
+    async def run(self) -> None:
+        """Publish until cancelled, reconnecting with capped exponential backoff and jitter."""
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as err:
+                self._errors += 1
+                self._report(err)
+            await asyncio.sleep(backoff(self._attempt, self._rng))
+            self._attempt += 1
+
+    # -- connection ---------------------------------------------------------------------------------------
+
+    def _client(self) -> aiomqtt.Client:
+        mqtt = self._config.mqtt
+        return aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            identifier=self._client_id,
+            username=mqtt.username,
+            password=self._password,
+            will=aiomqtt.Will(self._topics.status, OFFLINE, qos=mqtt.qos, retain=True),
+            keepalive=KEEPALIVE,
+            max_queued_incoming_messages=INCOMING_LIMIT,
+            tls_params=self._tls,
+            tls_insecure=mqtt.tls.insecure if mqtt.tls.enabled else None,
+        )
+
+    async def _session(self) -> None:
+        """One connection: serve until it breaks; on cancel say "offline" and disconnect, within a deadline."""
+        baseline = _cancel_requests()
+        async with asyncio.timeout(None) as deadline, self._client() as client:
+            self._on_connected()
+            try:
+                await self._serve(client, baseline)
+            except asyncio.CancelledError:
+                deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_TIMEOUT)
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.publish(self._topics.status, OFFLINE, qos=self._config.mqtt.qos, retain=True)
+                raise
+            finally:
+                self._connected = False
+
+    def _on_connected(self) -> None:
+        mqtt = self._config.mqtt
+        if self._ever_connected:
+            self._reconnects += 1
+        self._connected = self._ever_connected = self._lost = True
+        self._attempt, self._failure = 0, None
+        _log.info("mqtt connected", host=mqtt.host, port=mqtt.port, client_id=self._client_id)
+
+    def _report(self, err: aiomqtt.MqttError) -> None:
+        """Log a lost connection once, then each distinct failure once per series of attempts."""
+        mqtt = self._config.mqtt
+        text = str(err)
+        if self._lost:
+            self._lost = False
+            _log.warning("mqtt connection lost; reconnecting", host=mqtt.host, port=mqtt.port, error=text)
+        elif text == self._failure:
+            _log.debug("mqtt connect failed again", error=text, attempt=self._attempt)
+        elif isinstance(err, MqttConnectError) and getattr(err.rc, "value", err.rc) in REFUSED:
+            self._failure = text
+            _log.error(
+                "mqtt broker refused the credentials; check [mqtt] username and password_file",
+                host=mqtt.host,
+                port=mqtt.port,
+                username=mqtt.username,
+                error=text,
+            )
+        else:
+            self._failure = text
+            _log.warning("mqtt broker unreachable; retrying with backoff", host=mqtt.host, port=mqtt.port, error=text)
+
+    async def _serve(self, client: aiomqtt.Client, baseline: int) -> None:
+        mqtt = self._config.mqtt
+        if mqtt.discovery:
+            await client.subscribe(self._topics.modules, qos=mqtt.qos)
+            await client.subscribe(discovery.birth_topic(self._config), qos=mqtt.qos)
+        if self._actions is not None:
+            await client.subscribe(self._topics.commands, qos=mqtt.qos)
+        _raise_if_cancelled(baseline)
+        outbox = Outbox()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._send(client, outbox), name="mqtt-send")
+                tasks.create_task(self._receive(client, outbox), name="mqtt-receive")
+                tasks.create_task(self._produce(outbox), name="mqtt-state")
+        except* aiomqtt.MqttError as group:
+            raise group.exceptions[0] from None
+
+    async def _send(self, client: aiomqtt.Client, outbox: Outbox) -> None:
+        qos = self._config.mqtt.qos
+        while True:
+            topic, message = await outbox.take()
+            await client.publish(topic, message.payload, qos=qos, retain=message.retain)
+            self._published += 1
+            _raise_if_cancelled()
+
+    # -- state --------------------------------------------------------------------------------------------
+
+    async def _produce(self, outbox: Outbox) -> None:
+        """Status and discovery first, then the state every `interval` and at once on an urgent change."""
+        loop = asyncio.get_running_loop()
+        snapshot = self._hub.latest
+        outbox.put(self._topics.status, ONLINE, retain=True)
+        self._reconcile(outbox, snapshot, everything=True)
+        alarms = None
+        while True:
+            self._reconcile(outbox, snapshot)
+            for topic, payload in state_messages(snapshot, self._topics).items():
+                outbox.put(topic, payload)
+            if (payload := alarms_payload(snapshot)) != alarms:
+                outbox.put(self._topics.alarms, payload, retain=True)
+                alarms = payload
+            snapshot = await self._next(snapshot, loop.time() + self._interval)
+
+    async def _next(self, snapshot: BankSnapshot, due: float) -> BankSnapshot:
+        """The latest snapshot at `due`, or earlier the first one whose `urgent_key` differs."""
+        key = urgent_key(snapshot)
+        try:
+            async with asyncio.timeout_at(due):
+                while True:
+                    snapshot = await self._hub.newer(snapshot.seq)
+                    if urgent_key(snapshot) != key:
+                        return snapshot
+        except TimeoutError:
+            return self._hub.latest
+
+    # -- discovery ----------------------------------------------------------------------------------------
+
+    def _reconcile(self, outbox: Outbox, snapshot: BankSnapshot, *, everything: bool = False) -> None:
+        """Announce new modules, clear removed ones and update the record; `everything` re-sends all configs."""
+        if not self._config.mqtt.discovery:
+            return
+        wanted = self._configured or (self._announced | set(snapshot.modules))
+        new = wanted if everything else wanted - self._announced
+        if everything:
+            for topic, payload in discovery.bank_configs(self._config).items():
+                outbox.put(topic, _json(payload), retain=True)
+        for address in sorted(new):
+            for topic, payload in discovery.module_configs(self._config, address).items():
+                outbox.put(topic, _json(payload), retain=True)
+        for address in sorted(self._announced - wanted):
+            _log.info("mqtt: removing the Home Assistant entities of a module no longer configured", module=address)
+            for topic in discovery.module_configs(self._config, address):
+                outbox.put(topic, b"", retain=True)
+        if everything or wanted != self._announced:
+            outbox.put(self._topics.modules, _json(sorted(wanted)), retain=True)
+        self._announced = frozenset(wanted)
+
+    def _record(self, outbox: Outbox, payload: bytes) -> None:
+        """Merge a record read back from the broker (ours, or a previous run's) into what is announced."""
+        try:
+            addresses = {int(a) for a in json.loads(payload or b"[]")}
+        except (ValueError, TypeError):
+            _log.warning("mqtt: ignoring an unreadable module record", topic=self._topics.modules)
+            return
+        if not addresses <= self._announced:
+            self._announced |= addresses
+            self._reconcile(outbox, self._hub.latest)
+
+    # -- incoming -----------------------------------------------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client, outbox: Outbox) -> None:
+        """Handle HA's birth message, the module record and commands; ends (MqttError) when the link breaks."""
+        birth = discovery.birth_topic(self._config)
+        async for message in client.messages:
+            topic = message.topic.value
+            payload = message.payload
+            if topic == birth and payload == ONLINE:
+                _log.info("mqtt: Home Assistant is online; republishing discovery")
+                self._reconcile(outbox, self._hub.latest, everything=True)
+            elif topic == self._topics.modules:
+                self._record(outbox, payload)
+            elif topic.startswith(self._topics.command_prefix):
+                self._command(outbox, topic.removeprefix(self._topics.command_prefix), payload, message.retain)
+
+    def _command(self, outbox: Outbox, name: str, payload: bytes, retained: bool) -> None:
+        """Run one command and publish its result; an empty payload clears a retained message and is no command."""
+        if name == "result" or not payload or self._actions is None:
+            return
+        text = payload.decode(errors="replace")
+        if retained:
+            ok, detail = False, "retained commands are ignored: publish commands without the retain flag"
+        else:
+            ok, detail = execute(self._actions, name, text)
+        (_log.info if ok else _log.warning)("mqtt command", command=name, payload=text, ok=ok, detail=detail)
+        result = {"command": name, "payload": text, "ok": ok, "detail": detail, "t": round(self._clock(), 3)}
+        outbox.put(self._topics.command_result, _json(result))
+
+
+def _cancel_requests() -> int:
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def _raise_if_cancelled(baseline: int = 0) -> None:
+    """Honour a cancellation that Python 3.11's `asyncio.wait_for` (inside aiomqtt) swallowed.
+
+    3.11's wait_for drops a cancel that races the awaited result (fixed in 3.12); the task would then run on
+    after being cancelled, and a TaskGroup waiting for it would hang. `baseline` is the count of cancel
+    requests the task already had (3.11's TaskGroup leaves one behind when a child fails).
+    """
+    if _cancel_requests() > baseline:
+        raise asyncio.CancelledError
+
+
+def _read_password(config: Config) -> str | None:
+    """The password from `password_file` (trailing newline stripped); a missing file is a config error."""
+    mqtt = config.mqtt
+    if mqtt.password_file is None:
+        return None
+    try:
+        return mqtt.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as err:
+        raise ConfigError([f"mqtt.password_file: cannot read {mqtt.password_file}: {err.strerror or err}"]) from err
+
+
+def _tls(config: Config) -> aiomqtt.TLSParameters | None:
+    """TLS parameters with the broker certificate always verified; missing files are config errors."""
+    tls = config.mqtt.tls
+    if not tls.enabled:
+        return None
+    files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
+    missing = [f"mqtt.tls.{key}: no such file: {path}" for key, path in files.items() if path and not path.is_file()]
+    if missing:
+        raise ConfigError(missing)
+    return aiomqtt.TLSParameters(
+        ca_certs=str(tls.ca_file) if tls.ca_file else None,
+        certfile=str(tls.cert_file) if tls.cert_file else None,
+        keyfile=str(tls.key_file) if tls.key_file else None,
+        cert_reqs=ssl.CERT_REQUIRED,
+    )

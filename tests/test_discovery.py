@@ -1,0 +1,236 @@
+"""Home Assistant discovery payloads, checked against HA's MQTT discovery rules (a small checker below).
+
+The checker knows the device/state classes and units we use, from HA's sensor and binary sensor docs; a class
+it does not know fails, so adding a field with a new class to fields.py means teaching the checker first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from factories import bank, master, reading, run
+
+from gateway import config
+from gateway.master.alarms import CODES
+from gateway.master.model import empty_snapshot
+from gateway.outputs import discovery
+from gateway.outputs.discovery import Topics
+from gateway.outputs.fields import BANK_FIELDS, BANK_FLAGS, MODULE_FIELDS
+from gateway.payload import alarm_dict, bank_dict, module_dict
+
+TOPIC = re.compile(
+    r"^(?P<prefix>.+)/(?P<component>[a-z_]+)/(?P<node>[a-zA-Z0-9_-]+)/(?P<object>[a-zA-Z0-9_-]+)/config$"
+)
+
+SENSOR_UNITS = {
+    "battery": {"%"},
+    "current": {"A", "mA"},
+    "voltage": {"V", "mV", "µV", "kV", "MV"},
+    "power": {"mW", "W", "kW", "MW", "GW", "TW", "BTU/h"},
+    "temperature": {"°C", "°F", "K"},
+}
+"""HA sensor device class -> the units HA accepts for it (only the classes we use)."""
+SENSOR_STATE_CLASSES = {device_class: {"measurement"} for device_class in SENSOR_UNITS}
+"""HA sensor device class -> the state classes HA accepts for it."""
+STATE_CLASSES = {"measurement", "total", "total_increasing"}
+BINARY_DEVICE_CLASSES = {"battery_charging", "power", "problem"}
+
+COMMON_KEYS = {
+    "name",
+    "unique_id",
+    "state_topic",
+    "value_template",
+    "availability_topic",
+    "payload_available",
+    "payload_not_available",
+    "device",
+    "origin",
+    "device_class",
+    "icon",
+    "json_attributes_topic",
+    "json_attributes_template",
+}
+ALLOWED_KEYS = {
+    "sensor": COMMON_KEYS | {"unit_of_measurement", "state_class", "suggested_display_precision"},
+    "binary_sensor": COMMON_KEYS | {"payload_on", "payload_off"},
+}
+REQUIRED_KEYS = {"name", "unique_id", "state_topic", "value_template", "availability_topic", "device"}
+
+
+def ha_problems(topic: str, payload: dict[str, Any], prefix: str = "homeassistant") -> list[str]:
+    """What Home Assistant would refuse (or silently drop) in one discovery message; empty when it is fine."""
+    problems: list[str] = []
+    match = TOPIC.match(topic)
+    if match is None or match["prefix"] != prefix:
+        return [f"{topic}: not <prefix>/<component>/<node_id>/<object_id>/config"]
+    component = match["component"]
+    if component not in ALLOWED_KEYS:
+        return [f"{topic}: component {component} not checked"]
+    problems += [f"{topic}: missing {key}" for key in sorted(REQUIRED_KEYS - payload.keys())]
+    problems += [f"{topic}: unknown key {key}" for key in sorted(payload.keys() - ALLOWED_KEYS[component])]
+    device = payload.get("device", {})
+    if not device.get("identifiers") or not all(isinstance(i, str) for i in device["identifiers"]):
+        problems.append(f"{topic}: device needs identifiers")
+    if "icon" in payload and not payload["icon"].startswith("mdi:"):
+        problems.append(f"{topic}: icon {payload['icon']!r} is not mdi:")
+    if "value_json" not in payload.get("value_template", ""):
+        problems.append(f"{topic}: value_template does not read value_json")
+    device_class, unit, state_class = (payload.get(k) for k in ("device_class", "unit_of_measurement", "state_class"))
+    if component == "binary_sensor":
+        if device_class is not None and device_class not in BINARY_DEVICE_CLASSES:
+            problems.append(f"{topic}: binary sensor device_class {device_class!r}")
+        return problems
+    if state_class is not None and state_class not in STATE_CLASSES:
+        problems.append(f"{topic}: state_class {state_class!r}")
+    if device_class is not None:
+        if device_class not in SENSOR_UNITS:
+            problems.append(f"{topic}: sensor device_class {device_class!r} unknown to the checker")
+        else:
+            if unit not in SENSOR_UNITS[device_class]:
+                problems.append(f"{topic}: unit {unit!r} is not valid for device_class {device_class}")
+            if state_class is not None and state_class not in SENSOR_STATE_CLASSES[device_class]:
+                problems.append(f"{topic}: state_class {state_class} is not valid for device_class {device_class}")
+    precision = payload.get("suggested_display_precision")
+    if precision is not None and (not isinstance(precision, int) or precision < 0):
+        problems.append(f"{topic}: suggested_display_precision {precision!r}")
+    return problems
+
+
+def fleet_problems(configs: dict[str, dict[str, Any]], prefix: str = "homeassistant") -> list[str]:
+    """ha_problems of every message, plus what only shows across them: unique ids, `via_device` targets."""
+    problems = [p for topic, payload in configs.items() for p in ha_problems(topic, payload, prefix)]
+    ids = Counter(payload["unique_id"] for payload in configs.values())
+    problems += [f"unique_id {uid} used {n} times" for uid, n in ids.items() if n > 1]
+    devices = {i for payload in configs.values() for i in payload["device"]["identifiers"]}
+    for topic, payload in configs.items():
+        via = payload["device"].get("via_device")
+        if via is not None and via not in devices:
+            problems.append(f"{topic}: via_device {via} is no announced device")
+    return problems
+
+
+def all_configs(cfg: config.Config, addresses: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    configs = discovery.bank_configs(cfg)
+    for address in addresses:
+        configs.update(discovery.module_configs(cfg, address))
+    return configs
+
+
+def test_bank_and_module_configs_satisfy_home_assistant() -> None:
+    configs = all_configs(config.parse({}), (1, 2, 16))
+    assert fleet_problems(configs) == []
+    components = Counter(TOPIC.match(t)["component"] for t in configs)  # type: ignore[index]
+    assert components == {
+        "sensor": len(BANK_FIELDS) + 3 * len(MODULE_FIELDS),
+        "binary_sensor": len(BANK_FLAGS) + len(CODES),
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"unit_of_measurement": "%"}, "unit '%' is not valid for device_class voltage"),
+        ({"state_class": "total_increasing"}, "state_class total_increasing is not valid"),
+        ({"device_class": "voltage_ish"}, "unknown to the checker"),
+        ({"icon": "fan"}, "is not mdi:"),
+        ({"colour": 1}, "unknown key colour"),
+    ],
+)
+def test_the_checker_refuses_what_home_assistant_refuses(change: dict[str, Any], problem: str) -> None:
+    topic = "homeassistant/sensor/bms_stack1/voltage/config"
+    payload = {**discovery.bank_configs(config.parse({}))[topic], **change}
+    assert any(problem in p for p in ha_problems(topic, payload))
+    assert ha_problems("homeassistant/sensor/bms.stack1/voltage/config", payload) != []
+
+
+def test_modules_are_devices_linked_to_the_bank() -> None:
+    cfg = config.parse({"gateway": {"id": "shed.1", "name": "Shed battery"}})
+    module = discovery.module_configs(cfg, 3)
+    topic = "homeassistant/sensor/bms_shed_1_module_3/voltage/config"
+    assert topic in module
+    device = module[topic]["device"]
+    assert device["identifiers"] == ["bms_shed_1_module_3"]
+    assert device["via_device"] == "bms_shed_1"
+    assert device["name"] == "Shed battery module 3"
+    assert module[topic]["state_topic"] == "bms/shed.1/module/3"
+    assert module[topic]["availability_topic"] == "bms/shed.1/status"
+    assert fleet_problems({**discovery.bank_configs(cfg), **module}) == []
+
+
+def test_topics_follow_the_config() -> None:
+    cfg = config.parse({"gateway": {"id": "g7"}, "mqtt": {"base_topic": "site/batteries", "discovery_prefix": "ha"}})
+    topics = Topics.of(cfg)
+    assert (topics.status, topics.bank, topics.alarms, topics.modules) == (
+        "site/batteries/g7/status",
+        "site/batteries/g7/bank",
+        "site/batteries/g7/alarms",
+        "site/batteries/g7/modules",
+    )
+    assert (topics.module(4), topics.cells(4), topics.commands, topics.command_result) == (
+        "site/batteries/g7/module/4",
+        "site/batteries/g7/cells/4",
+        "site/batteries/g7/command/#",
+        "site/batteries/g7/command/result",
+    )
+    assert discovery.birth_topic(cfg) == "ha/status"
+    assert all(t.startswith("ha/") for t in discovery.bank_configs(cfg))
+    assert fleet_problems(discovery.bank_configs(cfg), prefix="ha") == []
+
+
+Render = Callable[[str, Any], str]
+
+
+@pytest.fixture
+def render() -> Render:
+    """Render a template like HA does (a sandboxed Jinja environment with `value_json`)."""
+    sandbox = pytest.importorskip("jinja2.sandbox")
+    env = sandbox.ImmutableSandboxedEnvironment()
+    return lambda template, value_json: str(env.from_string(template).render(value_json=value_json))
+
+
+def _numeric_or_none(text: str) -> bool:
+    if text == "None":  # HA's "unknown"
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_templates_render_values_and_unknowns(render: Render) -> None:
+    """Every template against real payloads, valid and empty: a number or "None", ON/OFF, an attribute dict."""
+    cfg = config.parse({"bank": {"strings": [[1], [2]]}})
+    m = master(bank={"strings": [[1], [2]]})
+    imbalance = run(m, 0.0, 5.0, lambda t: {1: reading(1, t, cell_voltage_max=3.45, cell_voltage_min=3.30)}).snapshot
+    healthy = run(master(), 0.0, 5.0, bank(1, 2)).snapshot
+    assert "cell_imbalance" in [a.code for a in imbalance.alarms]
+    assert imbalance.modules[2].limits is None  # never seen: nested parts are null
+    configs = all_configs(cfg, (1, 2))
+    for snapshot in (empty_snapshot(0.0), healthy, imbalance):
+        alarms = json.loads(json.dumps([alarm_dict(a) for a in snapshot.alarms]))
+        states = {Topics.of(cfg).bank: json.loads(json.dumps(bank_dict(snapshot))), Topics.of(cfg).alarms: alarms}
+        for address, view in snapshot.modules.items():
+            states[Topics.of(cfg).module(address)] = json.loads(json.dumps(module_dict(view, snapshot.t)))
+        for topic, payload in configs.items():
+            if payload["state_topic"] not in states:
+                continue
+            value = render(payload["value_template"], states[payload["state_topic"]])
+            if "/binary_sensor/" in topic:
+                assert value in {"ON", "OFF"}, (topic, value)
+            else:
+                assert _numeric_or_none(value), (topic, value)
+            if "json_attributes_template" in payload:
+                attributes = json.loads(render(payload["json_attributes_template"], alarms))
+                assert isinstance(attributes, dict)
+    bank_state = json.loads(json.dumps(bank_dict(imbalance)))
+    alarm = discovery.bank_configs(cfg)["homeassistant/binary_sensor/bms_stack1/alarm_cell_imbalance/config"]
+    assert render(alarm["value_template"], bank_state["alarms"]) == "ON"
+    assert json.loads(render(alarm["json_attributes_template"], bank_state["alarms"]))["modules"] == [1]
+    voltage = discovery.bank_configs(cfg)["homeassistant/sensor/bms_stack1/cell_voltage_max/config"]
+    assert render(voltage["value_template"], bank_state) == "3.45"

@@ -1,0 +1,463 @@
+"""The Modbus TCP server against real pymodbus clients on loopback: the plain map, the protocol rules, the adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pymodbus
+import pytest
+from factories import master, reading, run
+from hypothesis import given
+from hypothesis import strategies as st
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerSocket
+from pymodbus.pdu import DecodePDU, ExceptionResponse
+from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from gateway import config
+from gateway.config import Config
+from gateway.errors import GatewayError
+from gateway.hub import SnapshotHub
+from gateway.master.alarms import CODES
+from gateway.master.model import BankSnapshot, empty_snapshot
+from gateway.outputs import modbus, sunspec
+from gateway.outputs.fields import BANK_FIELDS, MODULE_FIELDS
+from gateway.outputs.modbus import BANK_REGISTERS, MODULE_REGISTERS, PLAIN_SIZE, ModbusServer, module_base, screen
+from gateway.payload import bank_dict, lookup, module_dict
+
+DOCS = Path(__file__).parent.parent / "docs" / "modbus.md"
+CELLS = tuple(round(3.300 + 0.001 * i, 3) for i in range(16))
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def readings(t: float) -> dict[int, Any]:
+    """Three online modules with distinct values (2 has a warning bit), 5 gone quiet at 3 s, 6 with 15 cells."""
+    return {
+        1: reading(
+            1,
+            t,
+            current=12.3,
+            soc=61.0,
+            cell_voltages=CELLS,
+            cell_voltage_max=3.315,
+            cell_voltage_max_index=16,
+            cell_voltage_min=3.300,
+            cell_voltage_min_index=1,
+            cell_balancing=(True,) + (False,) * 15,
+        ),
+        2: reading(2, t, current=7.7, voltage=53.2, warnings=1, temperature_max=27.5, power_stage_temperature=31.0),
+        4: reading(4, t, current=-1.0, soc=59.0, cycle_count=250, balancing_cells=2, module_state=2),
+        5: reading(5, min(t, 3.0)),
+        6: reading(6, t, cell_count=15, cells_in_series=15),
+    }
+
+
+@pytest.fixture(scope="module")
+def snapshot() -> BankSnapshot:
+    return run(master(), 0.0, 6.5, readings).snapshot
+
+
+@asynccontextmanager
+async def serving(
+    hub: SnapshotHub, clock: Clock, cfg: Config | None = None, frame_timeout: float = 2.0
+) -> AsyncIterator[ModbusServer]:
+    server = ModbusServer(
+        hub, config=cfg or config.parse({"modbus": {"port": 0}}), clock=clock, frame_timeout=frame_timeout
+    )
+    task = asyncio.create_task(server.run())
+    try:
+        await asyncio.wait_for(server.started(), 5)
+        yield server
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@asynccontextmanager
+async def client(port: int) -> AsyncIterator[AsyncModbusTcpClient]:
+    c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0, reconnect_delay=0)
+    assert await c.connect()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+async def read_all(c: AsyncModbusTcpClient, start: int, count: int, function: int = 3) -> list[int]:
+    read = c.read_holding_registers if function == 3 else c.read_input_registers
+    out: list[int] = []
+    for address in range(start, start + count, 125):
+        response = await read(address, count=min(125, start + count - address))
+        assert not response.isError(), response
+        out += response.registers
+    return out
+
+
+async def raw(port: int, data: bytes) -> bytes:
+    """Send bytes on a fresh connection; what comes back before the server answers or closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        return await asyncio.wait_for(reader.read(300), 2)
+    finally:
+        writer.close()
+
+
+def request(function: int, address: int, count: int, unit: int = 1, tid: int = 7) -> bytes:
+    pdu = bytes([function]) + address.to_bytes(2, "big") + count.to_bytes(2, "big")
+    return tid.to_bytes(2, "big") + b"\0\0" + (len(pdu) + 1).to_bytes(2, "big") + bytes([unit]) + pdu
+
+
+def decode(registers: list[int], kind: str) -> int | None:
+    """A register value as an integer; None for the "not available" value of its type."""
+    raw_value = registers[0] if len(registers) == 1 else registers[0] << 16 | registers[1]
+    bits = 16 * len(registers)
+    signed = kind.startswith("s")
+    if raw_value == (1 << (bits - 1) if signed else (1 << bits) - 1):
+        return None
+    return raw_value - (1 << bits) if signed and raw_value >= 1 << (bits - 1) else raw_value
+
+
+def value_at(image: list[int], base: int, register: modbus.Register) -> int | None:
+    start = base + register.address
+    return decode(image[start : start + register.size], register.field.register)
+
+
+def assert_fields(
+    image: list[int], base: int, payload: Mapping[str, Any], registers: tuple[modbus.Register, ...]
+) -> None:
+    for r in registers:
+        expected = lookup(dict(payload), r.field.path)
+        got = value_at(image, base, r)
+        if expected is None:
+            assert got is None, r.field.key
+        else:
+            assert got is not None, r.field.key
+            assert got * r.field.scale == pytest.approx(float(expected), abs=r.field.scale / 2 + 1e-9), r.field.key
+
+
+def register(key: str, registers: tuple[modbus.Register, ...] = BANK_REGISTERS) -> modbus.Register:
+    return next(r for r in registers if r.field.key == key)
+
+
+# -- the plain map ---------------------------------------------------------------------------------------------
+
+
+async def test_every_plain_map_value_reads_back_as_the_payload(snapshot: BankSnapshot) -> None:
+    clock = Clock(snapshot.t + 1.25)
+    async with serving(SnapshotHub(snapshot), clock) as server, client(server.port) as c:
+        image = await read_all(c, 0, PLAIN_SIZE)
+        assert await read_all(c, 0, PLAIN_SIZE, function=4) == image
+
+    bank = bank_dict(snapshot)
+    fields = tuple(r for r in BANK_REGISTERS if r.field in BANK_FIELDS)
+    assert len(fields) == len(BANK_FIELDS)
+    assert_fields(image, 0, bank, fields)
+    status = {r.field.key: value_at(image, 0, r) for r in BANK_REGISTERS if r.field not in BANK_FIELDS}
+    assert status == {
+        "valid": 1,
+        "flags": 0b10011,  # charge enabled, discharge enabled, data valid
+        "seq": snapshot.seq,
+        "age": 12,  # 1.25 s, in 0.1 s
+        "alarms": sum(1 << CODES.index(c) for c in ("cell_over_voltage", "module_mismatch", "module_comm_lost")),
+        "protections": 0,
+        "modules_online": 3,
+        "modules_pending": 0,
+        "modules_isolated": 0,
+        "modules_offline": 1,
+        "modules_rejected": 1,
+    }
+    # A few addresses by hand, so a shifted table cannot pass by being read through itself.
+    assert image[14] == 5300  # voltage, 0.01 V
+    assert image[22] == round(snapshot.limits.charge_current.value * 10)
+    assert image[module_base(2) + 8] == 5320  # module 2 voltage
+
+    for a in modbus.MODULE_ADDRESSES:
+        base = module_base(a)
+        view = snapshot.modules.get(a)
+        assert image[base] == a
+        if view is None:
+            assert all(value_at(image, base, r) is None for r in MODULE_REGISTERS[1:]), a
+            continue
+        payload = module_dict(view, snapshot.t)
+        assert_fields(image, base, payload, tuple(r for r in MODULE_REGISTERS if r.field in MODULE_FIELDS))
+        assert_fields(image, base, payload, (register("charge_voltage_limit", MODULE_REGISTERS),))
+    state = register("state", MODULE_REGISTERS)
+    assert [value_at(image, module_base(a), state) for a in (1, 2, 4, 5, 6)] == [1, 1, 1, 4, 5]
+    assert value_at(image, module_base(2), register("warnings", MODULE_REGISTERS)) == 1
+    assert value_at(image, module_base(4), register("module_state", MODULE_REGISTERS)) == 2
+    assert value_at(image, module_base(6), register("isolate_reason", MODULE_REGISTERS)) == 2  # mismatch
+
+
+async def test_age_counts_at_read_time_and_each_snapshot_replaces_the_image(snapshot: BankSnapshot) -> None:
+    clock = Clock(snapshot.t)
+    hub = SnapshotHub(snapshot)
+    async with serving(hub, clock) as server, client(server.port) as c:
+        assert (await c.read_holding_registers(0, count=5)).registers[2:5] == [0, snapshot.seq, 0]
+        clock.now += 3.0
+        assert (await c.read_holding_registers(4, count=1)).registers == [30]
+        newer = dataclasses.replace(snapshot, seq=snapshot.seq + 1, t=clock.now, voltage=54.0)
+        hub.publish(newer)
+        regs = (await c.read_holding_registers(0, count=15)).registers
+        assert (regs[2:5], regs[14]) == ([0, newer.seq, 0], 5400)
+
+
+async def test_one_request_never_mixes_two_snapshots(snapshot: BankSnapshot) -> None:
+    others = [dataclasses.replace(snapshot, seq=snapshot.seq + i, voltage=50.0 + i) for i in range(1, 4)]
+    hub = SnapshotHub(snapshot)
+    stop = asyncio.Event()
+
+    async def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            hub.publish(others[i % len(others)])
+            i += 1
+            await asyncio.sleep(0)
+
+    async with serving(hub, Clock(snapshot.t)) as server, client(server.port) as c:
+        task = asyncio.create_task(churn())
+        seen = set()
+        for _ in range(60):
+            regs = (await c.read_holding_registers(0, count=125)).registers
+            seq = regs[3]
+            seen.add(seq)
+            assert regs[14] == round((50.0 + seq - snapshot.seq) * 100)
+        stop.set()
+        await task
+    assert len(seen) > 1
+
+
+async def test_invalid_snapshot_reads_zero_limits_and_says_so() -> None:
+    m = master()
+    starting = m.step(0.0, readings(0.0)).snapshot
+    assert not starting.valid
+    async with serving(SnapshotHub(starting), Clock(0.5)) as server, client(server.port) as c:
+        regs = await read_all(c, 0, modbus.BANK_SIZE)
+    assert regs[0] == 0  # valid
+    assert regs[1] & 0b10000 == 0
+    assert regs[4] == 5  # age 0.5 s
+    assert regs[22:24] == [0, 0]  # current limits
+
+    async with serving(SnapshotHub(empty_snapshot(0.0)), Clock(0.0)) as server, client(server.port) as c:
+        regs = await read_all(c, 0, modbus.BANK_SIZE)
+    assert regs[14:16] == [0xFFFF, 0x8000]  # voltage u16, current s16: not available
+    assert regs[16:18] == [0x8000, 0]  # power s32
+
+
+# -- protocol rules ----------------------------------------------------------------------------------------------
+
+
+async def test_writes_of_every_kind_are_refused_and_change_nothing(snapshot: BankSnapshot) -> None:
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t)) as server, client(server.port) as c:
+        before = await read_all(c, 0, PLAIN_SIZE)
+        responses = [
+            await c.write_register(22, 0),
+            await c.write_registers(22, [0, 0]),
+            await c.write_coil(0, True),
+            await c.write_coils(0, [True, False]),
+            await c.mask_write_register(address=22, and_mask=0, or_mask=0),
+            await c.readwrite_registers(read_address=22, read_count=1, write_address=22, values=[0]),
+        ]
+        assert [(r.function_code, r.exception_code) for r in responses] == [
+            (0x86, ExcCodes.ILLEGAL_FUNCTION),
+            (0x90, ExcCodes.ILLEGAL_FUNCTION),
+            (0x85, ExcCodes.ILLEGAL_FUNCTION),
+            (0x8F, ExcCodes.ILLEGAL_FUNCTION),
+            (0x96, ExcCodes.ILLEGAL_FUNCTION),
+            (0x97, ExcCodes.ILLEGAL_FUNCTION),
+        ]
+        assert await read_all(c, 0, PLAIN_SIZE) == before
+        assert server.errors == 6
+
+
+async def test_bad_reads_get_the_documented_exceptions(snapshot: BankSnapshot) -> None:
+    cfg = config.parse({"modbus": {"port": 0}})
+    end = sunspec.BASE + sunspec.layout(cfg).size
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t), cfg) as server, client(server.port) as c:
+        for address, count in ((PLAIN_SIZE, 1), (PLAIN_SIZE - 2, 5), (5000, 1), (sunspec.BASE - 1, 2), (end, 1)):
+            r = await c.read_holding_registers(address, count=count)
+            assert (r.function_code, r.exception_code) == (0x83, ExcCodes.ILLEGAL_ADDRESS), address
+        assert (await c.read_holding_registers(end - 2, count=2)).registers == [0xFFFF, 0]
+        r = await c.read_coils(0, count=1)
+        assert (r.function_code, r.exception_code) == (0x81, ExcCodes.ILLEGAL_FUNCTION)
+        r = await c.read_holding_registers(0, count=1, device_id=2)
+        assert (r.function_code, r.exception_code, r.dev_id) == (0x83, ExcCodes.GATEWAY_NO_RESPONSE, 2)
+        assert await raw(server.port, request(3, 0, 126)) == bytes.fromhex("0007 0000 0003 01 83 03")
+        assert await raw(server.port, request(4, 0, 0)) == bytes.fromhex("0007 0000 0003 01 84 03")
+        assert await raw(server.port, request(0x41, 0, 1)) == bytes.fromhex("0007 0000 0003 01 C1 01")
+        assert (await raw(server.port, request(3, 0, 125))).startswith(bytes.fromhex("0007 0000 00FD 01 03 FA"))
+
+
+async def test_garbage_or_half_a_request_closes_only_that_connection(snapshot: BankSnapshot) -> None:
+    hub = SnapshotHub(snapshot)
+    async with serving(hub, Clock(snapshot.t), frame_timeout=0.2) as server, client(server.port) as c:
+        assert not (await c.read_holding_registers(0, count=10)).isError()
+        assert await raw(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == b""  # closed
+        assert await raw(server.port, request(3, 0, 10)[:9]) == b""  # closed after frame_timeout
+        assert await raw(server.port, request(3, 0, 10)[:6] + b"\x00\x03\x01\x03") == b""  # PDU of the wrong size
+        assert await raw(server.port, b"\x00" * 600) == b""  # zero length field
+        assert not (await c.read_holding_registers(0, count=10)).isError()
+        assert server.clients == 1
+        assert server.errors == 4
+
+
+async def test_connections_beyond_max_clients_are_refused(snapshot: BankSnapshot) -> None:
+    cfg = config.parse({"modbus": {"port": 0, "max_clients": 2}})
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t), cfg) as server:
+        async with client(server.port) as first, client(server.port) as second:
+            assert not (await first.read_holding_registers(0, count=1)).isError()
+            assert await raw(server.port, request(3, 0, 1)) == b""
+            assert not (await second.read_holding_registers(0, count=1)).isError()
+            assert server.clients == 2
+        await asyncio.sleep(0.05)
+        async with client(server.port) as third:
+            assert not (await third.read_holding_registers(0, count=1)).isError()
+
+
+async def test_stops_cleanly_and_frees_the_port(snapshot: BankSnapshot) -> None:
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t)) as server, client(server.port) as c:
+        port = server.port
+        assert not (await c.read_holding_registers(0, count=1)).isError()
+    with pytest.raises(RuntimeError):
+        _ = server.port
+    cfg = config.parse({"modbus": {"port": port}})
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t), cfg) as again:
+        assert again.port == port
+
+
+async def test_a_port_in_use_is_a_gateway_error(snapshot: BankSnapshot) -> None:
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t)) as server:
+        taken = ModbusServer(
+            SnapshotHub(snapshot), config=config.parse({"modbus": {"port": server.port}}), clock=Clock(0)
+        )
+        with pytest.raises(GatewayError, match="cannot listen"):
+            await taken.run()
+
+
+@pytest.mark.parametrize(
+    ("data", "action"),
+    [
+        (b"", "wait"),
+        (request(3, 0, 1)[:6], "wait"),
+        (request(3, 0, 1)[:11], "wait"),
+        (b"\x00\x01\x00\x01", "close"),  # protocol id 1
+        (b"\x00\x01\x00\x00\x00\x01\x01", "close"),  # length 1
+        (b"\x00\x01\x00\x00\x01\x00\x01", "close"),  # length 256
+        (request(0x83, 0, 1), "close"),  # a response code in a request
+        (request(3, 0, 1), "serve"),
+        (request(4, 100, 125), "serve"),
+        (request(3, 0, 126), "reply"),
+        (request(3, 0, 1, unit=0), "reply"),
+        (request(16, 0, 1), "reply"),
+    ],
+)
+def test_screen(data: bytes, action: str) -> None:
+    assert screen(data, 1).action == action
+
+
+def test_screen_replies_name_the_frame() -> None:
+    verdict = screen(request(6, 0, 1, unit=9, tid=513) + b"extra", 1)
+    assert verdict == modbus.Screen("reply", 12, 6, ExcCodes.GATEWAY_NO_RESPONSE, 513, 9)
+
+
+@given(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**40), 2**40)))
+def test_encode_never_overflows_and_only_missing_reads_missing(value: float | None) -> None:
+    for size, signed in ((1, False), (1, True), (2, False), (2, True)):
+        registers = sunspec.encode(value, size, signed)
+        assert len(registers) == size
+        assert all(0 <= r <= 0xFFFF for r in registers)
+        missing = value is None or not math.isfinite(value)
+        kind = ("s" if signed else "u") + str(16 * size)
+        assert (decode(list(registers), kind) is None) == missing
+
+
+def test_docs_are_up_to_date() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    assert modbus.update_docs(text) == text, "run: python -m gateway.outputs.modbus docs/modbus.md"
+
+
+def test_pure_image_equals_what_the_adapter_serves(snapshot: BankSnapshot) -> None:
+    layout = sunspec.layout(Config())
+    image = modbus.Image(snapshot, layout)
+    now = snapshot.t + 7.0
+    assert image.read(0, PLAIN_SIZE, now) == list(modbus.plain_image(snapshot, now))
+    assert image.read(sunspec.BASE, layout.size, now) == list(sunspec.image(layout, snapshot))
+
+
+# -- the pymodbus adapter's contract -------------------------------------------------------------------------
+
+
+def test_pymodbus_api_the_adapter_relies_on() -> None:
+    """Everything modbus.py uses from pymodbus, by name and signature: a new pymodbus fails here first."""
+    assert pymodbus.__version__.startswith("3.16.")
+    assert list(inspect.signature(ServerRequestHandler.__init__).parameters) == [
+        "self",
+        "owner",
+        "trace_packet",
+        "trace_pdu",
+        "trace_connect",
+    ]
+    for name in ("callback_data", "callback_connected", "callback_disconnected", "server_send", "close"):
+        assert callable(getattr(ServerRequestHandler, name)), name
+    assert {"address", "trace_pdu"} <= set(inspect.signature(ModbusTcpServer.__init__).parameters)
+    for name in ("callback_new_connection", "serve_forever", "shutdown"):
+        assert callable(getattr(ModbusTcpServer, name)), name
+    assert "background" in inspect.signature(ModbusTcpServer.serve_forever).parameters
+    assert list(inspect.signature(SimDevice).parameters)[:2] == ["id", "simdata"]
+    assert {"action"} <= set(inspect.signature(SimDevice).parameters)
+    assert {"count", "datatype", "readonly"} <= set(inspect.signature(SimData).parameters)
+    assert (ExcCodes.ILLEGAL_FUNCTION, ExcCodes.ILLEGAL_ADDRESS, ExcCodes.ILLEGAL_VALUE) == (1, 2, 3)
+    assert ExcCodes.GATEWAY_NO_RESPONSE == 0x0B
+    frame = FramerSocket(DecodePDU(True)).buildFrame(ExceptionResponse(3, 2, device_id=5, transaction=9))
+    assert frame == bytes.fromhex("0009 0000 0003 05 83 02")
+
+
+async def test_pymodbus_serves_a_sim_device_through_its_action(caplog: pytest.LogCaptureFixture) -> None:
+    """The behaviour the adapter builds on: the action fills the registers a read returns, read-only data
+    refuses writes, a handler keeps its receive buffer and limit, and nothing deprecated is used."""
+    calls: list[tuple[int, int, int, int]] = []
+
+    async def action(fc: int, start: int, address: int, count: int, regs: list[int], values: Any) -> None:
+        calls.append((fc, start, address, count))
+        regs[address - start : address - start + count] = range(address, address + count)
+
+    device = SimDevice(
+        id=1,
+        simdata=[SimData(0, count=10, datatype=DataType.REGISTERS, readonly=True)],
+        action=action,
+    )
+    caplog.set_level(logging.WARNING, logger="pymodbus")
+    server = ModbusTcpServer(device, address=("127.0.0.1", 0))
+    await server.serve_forever(background=True)
+    try:
+        port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        async with client(port) as c:
+            assert (await c.read_holding_registers(3, count=4)).registers == [3, 4, 5, 6]
+            assert (await c.write_register(3, 1)).exception_code == ExcCodes.ILLEGAL_ADDRESS
+            handler = next(iter(server.active_connections.values()))
+            assert isinstance(handler, ServerRequestHandler)
+            assert isinstance(handler.recv_buffer, bytes)
+            assert handler.max_buffer_size == 264
+    finally:
+        await server.shutdown()
+    assert calls == [(3, 0, 3, 4)]
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]

@@ -1,0 +1,450 @@
+"""MqttPublisher against a real mosquitto, with snapshots from the real master, read back by aiomqtt subscribers.
+
+No sleeps and no timing asserts: every test waits for the message it expects, with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import structlog
+from factories import reading
+from mosquitto import (  # noqa: F401 (the fixtures)
+    USERS,
+    Broker,
+    mosquitto_auth_fixture,
+    mosquitto_fixture,
+    mosquitto_tls_fixture,
+    subscriber,
+)
+from test_discovery import fleet_problems
+
+from gateway import config
+from gateway.clock import LiveClock
+from gateway.errors import ConfigError
+from gateway.hub import SnapshotHub
+from gateway.master.master import Master
+from gateway.master.model import BankSnapshot, ModuleReading, empty_snapshot
+from gateway.outputs import discovery
+from gateway.outputs.mqtt import (
+    BACKOFF_CAP,
+    BACKOFF_FIRST,
+    SHUTDOWN_TIMEOUT,
+    MqttPublisher,
+    Outbox,
+    backoff,
+    execute,
+    urgent_key,
+)
+from gateway.payload import bank_dict, cells_dict, module_dict
+
+ROOT = "bms/t1"
+ENTITIES = len(discovery.bank_configs(config.parse({}))) + 2 * len(discovery.module_configs(config.parse({}), 1))
+
+
+def make_config(port: int, strings: tuple[tuple[int, ...], ...] = ((1,), (2,)), **mqtt: Any) -> config.Config:
+    return config.parse(
+        {
+            "gateway": {"id": "t1"},
+            "bank": {"strings": [list(s) for s in strings]},
+            "mqtt": {"host": "127.0.0.1", "port": port, **mqtt},
+        }
+    )
+
+
+class Stack:
+    """The real master stepped on explicit time, each tick published into a hub, as the service does."""
+
+    def __init__(self, cfg: config.Config) -> None:
+        self.master = Master(cfg)
+        self.hub = SnapshotHub(empty_snapshot(0.0))
+        self.t = 0.0
+        self.addresses = tuple(a for s in cfg.bank.strings for a in s)
+        self.advance(cfg.bank.module_timeout + 1.0)
+
+    def advance(
+        self, seconds: float, readings: Callable[[float], Mapping[int, ModuleReading]] | None = None
+    ) -> BankSnapshot:
+        """Step past `seconds` of healthy readings (or `readings(t)`); returns the latest snapshot."""
+        for _ in range(round(seconds / 0.1)):
+            self.t = round(self.t + 0.1, 3)
+            values = readings(self.t) if readings else {a: reading(a, self.t) for a in self.addresses}
+            tick = self.master.step(self.t, values)
+            self.hub.publish(tick.snapshot, tick.commands)
+        return self.hub.latest
+
+
+@dataclass
+class FakeActions:
+    isolated: set[int]
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def readmit(self, address: int) -> bool:
+        self.calls.append(("readmit", address))
+        return address in self.isolated
+
+    def request_full_charge(self) -> None:
+        self.calls.append(("full_charge",))
+
+
+def publisher(stack: Stack, cfg: config.Config, actions: FakeActions | None = None) -> MqttPublisher:
+    return MqttPublisher(stack.hub, config=cfg, clock=LiveClock(), actions=actions)
+
+
+@contextlib.asynccontextmanager
+async def running(pub: MqttPublisher) -> AsyncIterator[MqttPublisher]:
+    """Run the publisher as a task; cancel it on exit (which must end it within the shutdown deadline)."""
+    task = asyncio.create_task(pub.run(), name="publisher")
+    try:
+        yield pub
+    finally:
+        task.cancel()
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT + 1.0):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll a publisher counter (they have no event to wait on)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+def loads(message: aiomqtt.Message) -> Any:
+    return json.loads(message.payload)
+
+
+def normal(value: Any) -> Any:
+    """A payload dict as it reads back from JSON."""
+    return json.loads(json.dumps(value))
+
+
+# -- pure parts -------------------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
+    rng = random.Random(1)
+    for attempt in range(40):
+        ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt)
+        assert ceiling / 2 <= backoff(attempt, rng) <= ceiling
+    assert len({backoff(3, rng) for _ in range(10)}) > 1
+
+
+async def test_outbox_keeps_the_latest_value_per_topic() -> None:
+    outbox = Outbox()
+    for n in range(1000):
+        outbox.put("a", str(n).encode())
+        outbox.put("b", b"x", retain=True)
+    first, second = await outbox.take(), await outbox.take()
+    assert (first[0], first[1].payload) == ("a", b"999")
+    assert (second[0], second[1].retain) == ("b", True)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await outbox.take()
+
+
+def test_urgent_key_changes_with_alarms_and_life_cycle_not_with_values() -> None:
+    stack = Stack(make_config(1883))
+    before = stack.hub.latest
+    after = stack.advance(0.5, lambda t: {a: reading(a, t, current=3.0, soc=61.0) for a in (1, 2)})
+    assert after.current != before.current
+    assert urgent_key(after) == urgent_key(before)
+    dropped = stack.advance(4.0, lambda t: {1: reading(1, t), 2: reading(2, 4.0, alive=0)})
+    assert dropped.modules[2].lifecycle == "offline"
+    assert urgent_key(dropped) != urgent_key(before)
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "ok", "detail"),
+    [
+        ("readmit", "3", True, "module 3 re-admitted"),
+        ("readmit", " 3\n", True, "module 3 re-admitted"),
+        ("readmit", "7", False, "module 7 is not isolated"),
+        ("readmit", "3_0", False, "needs a module address"),
+        ("readmit", "٣", False, "needs a module address"),
+        ("readmit", "0", False, "needs a module address"),
+        ("readmit", "32", False, "needs a module address"),
+        ("full_charge", "1", True, "full charge requested"),
+        ("reboot", "now", False, "unknown command 'reboot'"),
+    ],
+)
+def test_commands_are_validated(name: str, payload: str, ok: bool, detail: str) -> None:
+    result = execute(FakeActions({3}), name, payload)
+    assert result[0] is ok
+    assert detail in result[1]
+
+
+def test_missing_password_file_is_a_config_error(tmp_path: Path) -> None:
+    cfg = make_config(1883, username="gateway", password_file=str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match=r"mqtt.password_file: cannot read .*nope"):
+        publisher(Stack(cfg), cfg)
+
+
+# -- against the broker -----------------------------------------------------------------------------------
+
+
+async def test_status_and_state_payloads(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port)
+    stack = Stack(cfg)
+    snapshot = stack.hub.latest
+    assert snapshot.valid
+    async with running(publisher(stack, cfg)) as pub, subscriber(mosquitto, f"{ROOT}/#") as (_, seen):
+        bank = await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank" and loads(m)["seq"] == snapshot.seq)
+        assert loads(bank) == normal(bank_dict(snapshot))
+        for address in (1, 2):
+            view = snapshot.modules[address]
+            assert loads(await seen.on(f"{ROOT}/module/{address}")) == normal(module_dict(view, snapshot.t))
+            assert loads(await seen.on(f"{ROOT}/cells/{address}")) == normal(cells_dict(view))
+        assert loads(await seen.on(f"{ROOT}/alarms")) == []
+        assert pub.connected
+        assert pub.published > 0
+        async with subscriber(mosquitto, f"{ROOT}/status", f"{ROOT}/alarms") as (_, late):
+            status = await late.on(f"{ROOT}/status")
+            assert (status.payload, status.retain) == (b"online", True)
+            assert (await late.on(f"{ROOT}/alarms")).retain
+
+
+async def test_discovery_on_the_broker_satisfies_home_assistant(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port)
+    async with (
+        running(publisher(Stack(cfg), cfg)),
+        subscriber(mosquitto, "homeassistant/#", f"{ROOT}/modules") as (
+            _,
+            seen,
+        ),
+    ):
+        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+        configs = {topic: json.loads(payload) for topic, payload in seen.latest("homeassistant/").items()}
+        assert fleet_problems(configs) == []
+        assert {c["availability_topic"] for c in configs.values()} == {f"{ROOT}/status"}
+        devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
+        assert len(devices) == 3  # the bank and two modules
+        assert loads(await seen.on(f"{ROOT}/modules")) == [1, 2]
+
+
+KILLED = """
+import asyncio, sys
+from gateway import config
+from gateway.clock import LiveClock
+from gateway.hub import SnapshotHub
+from gateway.master.model import empty_snapshot
+from gateway.outputs.mqtt import MqttPublisher
+
+cfg = config.parse({"gateway": {"id": "killed"}, "mqtt": {"host": "127.0.0.1", "port": int(sys.argv[1])}})
+hub = SnapshotHub(empty_snapshot(0.0))
+asyncio.run(MqttPublisher(hub, config=cfg, clock=LiveClock(), actions=None).run())
+"""
+
+
+async def test_last_will_marks_a_killed_gateway_offline(mosquitto: Broker) -> None:
+    async with subscriber(mosquitto, "bms/killed/status") as (_, seen):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            KILLED,
+            str(mosquitto.port),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await seen.wait(lambda m: m.payload == b"online", within=10.0)
+            mark = seen.mark()
+        finally:
+            process.kill()
+            await process.wait()
+        await seen.wait(lambda m: m.payload == b"offline", after=mark)
+    async with subscriber(mosquitto, "bms/killed/status") as (_, late):
+        status = await late.on("bms/killed/status")
+        assert (status.payload, status.retain) == (b"offline", True)
+
+
+async def test_cancel_publishes_offline_and_disconnects(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port)
+    async with subscriber(mosquitto, f"{ROOT}/status") as (_, seen):
+        async with running(publisher(Stack(cfg), cfg)) as pub:
+            await seen.wait(lambda m: m.payload == b"online")
+        assert not pub.connected
+        await seen.wait(lambda m: m.payload == b"offline")
+
+
+async def test_everything_is_republished_after_the_broker_restarts(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port)
+    async with running(publisher(Stack(cfg), cfg)) as pub:
+        async with subscriber(mosquitto, f"{ROOT}/status") as (_, seen):
+            await seen.wait(lambda m: m.payload == b"online")
+        mosquitto.restart()  # retained messages are gone with it
+        await until(lambda: pub.reconnects == 1 and pub.connected, within=10.0)
+        async with subscriber(mosquitto, f"{ROOT}/#", "homeassistant/#") as (_, seen):
+            await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank")
+            await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+            assert seen.latest(f"{ROOT}/status") == {f"{ROOT}/status": b"online"}
+            assert loads(await seen.on(f"{ROOT}/alarms")) == []
+        assert pub.errors >= 1
+
+
+async def test_alarm_and_life_cycle_changes_are_published_at_once(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port, interval=600.0)  # only a change can explain a second publish
+    stack = Stack(cfg)
+    async with running(publisher(stack, cfg)), subscriber(mosquitto, f"{ROOT}/#") as (_, seen):
+        assert loads(await seen.on(f"{ROOT}/alarms")) == []
+        await seen.on(f"{ROOT}/module/2")
+        mark = seen.mark()
+        last = stack.t
+        snapshot = stack.advance(4.0, lambda t: {1: reading(1, t), 2: reading(2, last, alive=0)})
+        assert snapshot.modules[2].lifecycle == "offline"
+        alarms = loads(await seen.on(f"{ROOT}/alarms", after=mark))
+        assert [a["code"] for a in alarms] == ["module_comm_lost"]
+        assert loads(await seen.on(f"{ROOT}/module/2", after=mark))["state"] == "offline"
+        assert loads(await seen.on(f"{ROOT}/bank", after=mark))["modules_offline"] == [2]
+
+
+async def test_reconfigure_sets_the_interval(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port, interval=600.0)
+    pub = publisher(Stack(cfg), cfg)
+    pub.reconfigure(make_config(mosquitto.port, interval=0.05))  # a reload, taken from the next cycle on
+    async with running(pub), subscriber(mosquitto, f"{ROOT}/bank") as (_, seen):
+        await seen.wait(lambda _: len(seen.messages) >= 3)
+
+
+async def test_home_assistant_birth_republishes_discovery(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port)
+    async with running(publisher(Stack(cfg), cfg)), subscriber(mosquitto, "homeassistant/#") as (client, seen):
+        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+        mark = seen.mark()
+        await client.publish("homeassistant/status", b"online")
+
+        def republished() -> int:
+            return len({m.topic.value for m in seen.messages[mark:] if m.topic.value.endswith("/config")})
+
+        await seen.wait(lambda _: republished() == ENTITIES)
+
+
+async def test_entities_of_a_removed_module_are_cleared_after_a_restart(mosquitto: Broker) -> None:
+    three = make_config(mosquitto.port, strings=((1,), (2,), (3,)))
+    module3 = set(discovery.module_configs(three, 3))
+    async with running(publisher(Stack(three), three)), subscriber(mosquitto, f"{ROOT}/modules") as (_, seen):
+        await seen.wait(lambda m: loads(m) == [1, 2, 3])
+    two = make_config(mosquitto.port)
+    watched = ("homeassistant/+/bms_t1_module_3/+/config", "homeassistant/+/bms_t1_module_2/+/config")
+    async with subscriber(mosquitto, *watched, f"{ROOT}/modules") as (_, seen):
+        await seen.wait(lambda _: module3 <= seen.latest().keys())  # the first run's retained configs
+        async with running(publisher(Stack(two), two)):
+            await seen.wait(lambda _: all(seen.latest().get(t) == b"" for t in module3))
+            await seen.wait(lambda m: m.topic.value == f"{ROOT}/modules" and loads(m) == [1, 2])
+        assert all(payload for topic, payload in seen.latest("homeassistant/+/bms_t1_module_2").items())
+        assert any(t.startswith("homeassistant/sensor/bms_t1_module_2/") for t in seen.latest())
+
+
+async def test_commands_are_executed_or_rejected(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port, commands=True)
+    actions = FakeActions({3})
+    results = f"{ROOT}/command/result"
+    async with subscriber(mosquitto, results) as (client, seen):
+        # A retained command left on the broker must not run again on every (re)connect.
+        await client.publish(f"{ROOT}/command/readmit", b"3", qos=1, retain=True)
+        async with running(publisher(Stack(cfg), cfg, actions)):
+            stale = loads(await seen.on(results))
+            assert (stale["command"], stale["ok"]) == ("readmit", False)
+            assert "retained" in stale["detail"]
+            await client.publish(f"{ROOT}/command/readmit", b"", qos=1, retain=True)  # clears it; no command
+            sent = [
+                ("readmit", b"3", True),
+                ("readmit", b"x", False),
+                ("reboot", b"now", False),
+                ("full_charge", b"1", True),
+            ]
+            for name, payload, ok in sent:
+                mark = seen.mark()
+                await client.publish(f"{ROOT}/command/{name}", payload, qos=1)
+                result = loads(await seen.on(results, after=mark))
+                assert (result["command"], result["payload"], result["ok"]) == (name, payload.decode(), ok)
+                assert not seen.messages[-1].retain
+    assert actions.calls == [("readmit", 3), ("full_charge",)]
+
+
+async def test_commands_are_off_by_default(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port)
+    actions = FakeActions({3})
+    async with (
+        running(publisher(Stack(cfg), cfg, actions)),
+        subscriber(mosquitto, "homeassistant/#", f"{ROOT}/command/#") as (client, seen),
+    ):
+        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+        mark = seen.mark()
+        await client.publish(f"{ROOT}/command/readmit", b"3", qos=1)
+        # HA's birth message, sent after the command, is answered only after the command would have been.
+        await client.publish("homeassistant/status", b"online", qos=1)
+        await seen.wait(lambda m: m.topic.value.endswith("/config") and not m.retain, after=mark)
+        assert f"{ROOT}/command/result" not in seen.latest()
+    assert actions.calls == []
+
+
+async def test_password_file_credentials(mosquitto_auth: Broker, tmp_path: Path) -> None:
+    password = tmp_path / "mqtt-password"
+    password.write_text(USERS["gateway"] + "\n")
+    cfg = make_config(mosquitto_auth.port, username="gateway", password_file=str(password))
+    async with (
+        running(publisher(Stack(cfg), cfg)),
+        subscriber(mosquitto_auth, f"{ROOT}/status", username="viewer", password=USERS["viewer"]) as (_, seen),
+    ):
+        await seen.wait(lambda m: m.payload == b"online")
+
+
+async def test_refused_credentials_are_logged_once_per_series(mosquitto_auth: Broker, tmp_path: Path) -> None:
+    password = tmp_path / "mqtt-password"
+    password.write_text("wrong\n")
+    cfg = make_config(mosquitto_auth.port, username="gateway", password_file=str(password))
+    with structlog.testing.capture_logs() as logged:
+        async with running(publisher(Stack(cfg), cfg)) as pub:
+            await until(lambda: pub.errors >= 3)
+            assert not pub.connected
+    refused = [e for e in logged if "refused the credentials" in e["event"]]
+    assert len(refused) == 1
+    assert refused[0]["log_level"] == "error"
+    assert refused[0]["username"] == "gateway"
+
+
+async def test_tls_verifies_the_broker_unless_insecure(mosquitto_tls: Broker) -> None:
+    """The certificate is for 127.0.0.1: "localhost" fails the hostname check unless `insecure` is set."""
+    tls = {"enabled": True, "ca_file": str(mosquitto_tls.ca_file)}
+    ok = make_config(mosquitto_tls.port, tls=tls)
+    async with subscriber(mosquitto_tls, f"{ROOT}/status") as (_, seen), running(publisher(Stack(ok), ok)):
+        await seen.wait(lambda m: m.payload == b"online")
+    wrong_name = make_config(mosquitto_tls.port, tls=tls, host="localhost")
+    async with running(publisher(Stack(wrong_name), wrong_name)) as pub:
+        await until(lambda: pub.errors >= 2)
+        assert pub.reconnects == 0
+        assert not pub.connected
+    insecure = make_config(mosquitto_tls.port, tls={**tls, "insecure": True}, host="localhost")
+    async with running(publisher(Stack(insecure), insecure)) as pub:
+        await until(lambda: pub.connected)
+
+
+def test_missing_tls_files_are_config_errors(tmp_path: Path) -> None:
+    cfg = make_config(1883, tls={"enabled": True, "ca_file": str(tmp_path / "ca.crt")})
+    with pytest.raises(ConfigError, match=r"mqtt.tls.ca_file: no such file"):
+        publisher(Stack(cfg), cfg)
+
+
+async def test_runs_without_a_broker(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port)
+    mosquitto.stop()
+    stack = Stack(cfg)
+    with structlog.testing.capture_logs() as logged:
+        async with running(publisher(stack, cfg)) as pub:
+            await until(lambda: pub.errors >= 2)
+            stack.advance(1.0)  # the master goes on; nothing waits for the broker
+            assert not pub.connected
+            assert pub.published == 0
+    assert len([e for e in logged if "unreachable" in e["event"]]) == 1
