@@ -148,7 +148,7 @@ def test_removing_a_module_or_data_never_raises_a_limit(modules: list[dict], dat
     if removal == "module":
         del reduced[victim]
     elif removal == "stale":
-        reduced[victim] = replace(r, seen={k: t - 10.0 for k in r.seen})
+        reduced[victim] = replace(r, seen=dict.fromkeys(r.seen, t - 10.0))
     elif removal == "temperature":
         reduced[victim] = replace(r, temperature_max=None, temperature_min=None)
     elif removal == "cell_voltage":

@@ -1,0 +1,342 @@
+"""`bms-gateway`: run, demo, simulate, replay, decode, check-config.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad config or bad arguments (one line per problem, naming the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from gateway import __version__, config, logs
+from gateway.errors import ConfigError, DecodeError, GatewayError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"bms-gateway: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, DecodeError) as err:
+        print(f"bms-gateway: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except GatewayError as err:
+        print(f"bms-gateway: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        # The reader went away (`decode ... | head`): not an error; keep Python from complaining at exit.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bms-gateway", description="Master BMS gateway for stackable LiFePO4 batteries."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the gateway with a config file until SIGINT/SIGTERM")
+    p.add_argument("--config", "-c", type=Path, required=True, help="TOML config file")
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("demo", help="simulated stack + gateway on python-can's virtual bus, no hardware needed")
+    p.add_argument("--modules", type=int, default=8, help="simulated modules (default 8)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--current", type=float, default=40.0, help="bank current in A, + = charging (default 40)")
+    p.add_argument("--config", "-c", type=Path, default=None, help="run this config instead of the embedded one")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="KIND:MODULE[@T][=VALUE]")
+    p.add_argument("--monitor", action="store_true", help="show the live view of the stack instead of log lines")
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("monitor", help="live view of a running gateway, from its MQTT topics")
+    p.add_argument("--mqtt", default="127.0.0.1:1883", metavar="HOST[:PORT]", help="broker (default 127.0.0.1:1883)")
+    p.add_argument("--id", default="stack1", help="the gateway's [gateway] id (default stack1)")
+    p.add_argument("--base-topic", default="bms", help="the gateway's [mqtt] base_topic (default bms)")
+    p.set_defaults(handler=_monitor)
+
+    p = sub.add_parser("status", help="summary of a running gateway; exit 0 ok, 1 warning, 2 protection, 3 unreachable")
+    p.add_argument("--url", default="http://127.0.0.1:9108/metrics", help="its [metrics] endpoint")
+    p.set_defaults(handler=_status)
+
+    p = sub.add_parser("simulate", help="simulated modules: write a log file, or send on a bus in real time")
+    p.add_argument("--modules", type=int, default=8)
+    p.add_argument("--current", type=float, default=20.0, help="bank current in A, + = charging")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="KIND:MODULE[@T][=VALUE]")
+    p.add_argument("--seed", type=int, default=1)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output", "-o", type=Path, help="log file; format by extension: .log .asc .blf")
+    target.add_argument("--interface", help="python-can interface to send on (with --channel)")
+    p.add_argument("--channel", help="channel for --interface")
+    p.add_argument("--bitrate", type=int, default=500_000)
+    p.set_defaults(handler=_simulate)
+
+    p = sub.add_parser("replay", help="run ingest + master on a recorded log, as fast as the CPU allows")
+    p.add_argument("log", type=Path)
+    p.add_argument("--config", "-c", type=Path, required=True)
+    p.add_argument("--snapshots", type=Path, help="write one JSON snapshot per master tick (JSON lines)")
+    p.add_argument("--output", "-o", type=Path, help="write the frames the gateway would send (.log .asc .blf)")
+    p.set_defaults(handler=_replay)
+
+    p = sub.add_parser("decode", help="print the decoded module frames of a log")
+    p.add_argument("log", type=Path)
+    p.add_argument("--dbc", type=Path, default=None, help="DBC to decode with (default: the shipped module.dbc)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(handler=_decode)
+
+    p = sub.add_parser("check-config", help="validate a config file and print the effective config")
+    p.add_argument("file", type=Path)
+    p.set_defaults(handler=_check_config)
+    return parser
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    cfg = config.load(args.file)
+    from gateway.service import Gateway  # noqa: PLC0415 - building it also checks the DBC and signal map
+
+    Gateway(cfg)
+    sys.stdout.write(tomli_w.dumps(config.to_toml_dict(cfg)))
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config.load(args.config)
+    logs.configure(cfg.gateway.log_level, cfg.gateway.log_format)
+    return asyncio.run(_serve(cfg, reload_from=args.config))
+
+
+async def _serve(
+    cfg: config.Config,
+    *,
+    reload_from: Path | None,
+    extra: dict[str, Any] | None = None,
+    duration: float | None = None,
+    monitor: bool = False,
+) -> int:
+    """Run a Gateway until SIGINT/SIGTERM (or `duration`); SIGHUP reloads `reload_from`.
+
+    `extra` are named tasks run beside the gateway (the demo's simulator); `monitor` shows the live view, else
+    a status line is logged every few seconds when `extra` is given (the demo).
+    """
+    from gateway.service import Gateway  # noqa: PLC0415 - keeps `--help` quick
+
+    log = logs.get("gateway")
+    gateway = Gateway(cfg)
+    extra = dict(extra or {})
+    if monitor:
+        extra["monitor"] = lambda: _live_view(gateway)
+    elif extra:
+        extra["status"] = lambda: _status_lines(gateway)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        if reload_from is None:
+            return
+        try:
+            kept = gateway.reload(config.load(reload_from))
+        except ConfigError as err:
+            log.error("reload refused: config has problems, keeping the running one", problems=err.problems)
+            return
+        log.info("config reloaded", needs_restart=kept)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    log.info("starting", version=__version__, gateway_id=cfg.gateway.id, config=str(cfg.source or "embedded"))
+    runner = asyncio.create_task(gateway.run(extra), name="gateway")
+    try:
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({runner, waiter}, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if runner.done():
+            runner.result()
+            return EXIT_OK
+        gateway.notifier.stopping()
+        log.info("stopping")
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(runner, timeout=5.0)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+    return EXIT_OK
+
+
+async def _status_lines(gateway: Any) -> None:
+    from gateway.service import status_line  # noqa: PLC0415
+
+    log = logs.get("gateway.demo")
+    while True:
+        await asyncio.sleep(5.0)
+        log.info(status_line(gateway.hub.latest))
+
+
+async def _live_view(gateway: Any) -> None:
+    from rich.live import Live  # noqa: PLC0415
+
+    from gateway import payload  # noqa: PLC0415
+    from gateway.monitor import view  # noqa: PLC0415
+
+    def render() -> Any:
+        s = gateway.hub.latest
+        return view(payload.bank_dict(s), {a: payload.module_dict(v, s.t) for a, v in s.modules.items()})
+
+    with Live(render(), refresh_per_second=2) as live:
+        while True:
+            await asyncio.sleep(0.5)
+            live.update(render())
+
+
+DEMO_CONFIG = """
+[gateway]
+id = "demo"
+[can.modules]
+interface = "virtual"
+channel = "demo-modules"
+[can.inverter]
+interface = "virtual"
+channel = "demo-inverter"
+[modbus]
+host = "127.0.0.1"
+port = 5020
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+"""
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.sim import Simulator, parse_fault  # noqa: PLC0415
+    from gateway.sim.bus import run_on_bus  # noqa: PLC0415
+
+    faults = [parse_fault(spec) for spec in args.fault]
+    cfg = config.load(args.config) if args.config is not None else config.parse(tomllib.loads(DEMO_CONFIG))
+    logs.configure("error" if args.monitor else cfg.gateway.log_level, cfg.gateway.log_format)
+    strings = [list(s) for s in cfg.bank.strings] or None
+    sim = Simulator(modules=args.modules, current=args.current, strings=strings, faults=faults)
+    m = cfg.can.modules
+
+    async def simulate() -> None:
+        from gateway.can.bus import open_bus  # noqa: PLC0415
+
+        bus = open_bus(m.interface, m.channel, m.bitrate)
+        try:
+            await run_on_bus(bus, sim, duration=None)
+        finally:
+            bus.shutdown()
+
+    return asyncio.run(
+        _serve(
+            cfg, reload_from=args.config, extra={"simulator": simulate}, duration=args.duration, monitor=args.monitor
+        )
+    )
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from gateway.monitor import follow_mqtt  # noqa: PLC0415
+
+    host, _, port = args.mqtt.partition(":")
+    asyncio.run(follow_mqtt(host, int(port or 1883), args.base_topic, args.id))
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from gateway import status  # noqa: PLC0415
+
+    code, lines = status.run(args.url)
+    print("\n".join(lines))
+    return code
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from gateway.sim import Simulator, parse_fault  # noqa: PLC0415
+    from gateway.sim.bus import run_on_bus, write_log  # noqa: PLC0415
+
+    faults = [parse_fault(spec) for spec in args.fault]
+    sim = Simulator(modules=args.modules, current=args.current, faults=faults, seed=args.seed)
+    if args.output is not None:
+        count = write_log(args.output, sim, args.duration)
+        print(f"wrote {count} frames ({args.duration:g} s, {args.modules} modules) to {args.output}")
+        return EXIT_OK
+    if not args.channel:
+        raise ValueError("--interface needs --channel")
+    from gateway.can.bus import open_bus  # noqa: PLC0415
+
+    bus = open_bus(args.interface, args.channel, args.bitrate)
+    try:
+        asyncio.run(run_on_bus(bus, sim, duration=args.duration))
+    finally:
+        bus.shutdown()
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from gateway.replay import replay  # noqa: PLC0415
+
+    cfg = config.load(args.config)
+    logs.configure(cfg.gateway.log_level, "console" if sys.stderr.isatty() else cfg.gateway.log_format)
+    result = replay(args.log, cfg, snapshots=args.snapshots, output=args.output)
+    print(result.summary())
+    return EXIT_OK
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from gateway.can import dbc  # noqa: PLC0415
+
+    db = dbc.load(args.dbc, "module.dbc", "--dbc")
+    by_id = {m.frame_id: m for m in db.messages}
+    mask = 0x1F
+    out = sys.stdout
+    unknown = 0
+    from gateway.replay import read_log  # noqa: PLC0415
+
+    for msg in read_log(args.log):
+        message = by_id.get(msg.arbitration_id & ~mask) or by_id.get(msg.arbitration_id)
+        if message is None:
+            unknown += 1
+            continue
+        try:
+            decoded = message.decode(bytes(msg.data), decode_choices=False)
+            signals = {k: round(v, 6) if isinstance(v, float) else v for k, v in decoded.items()}
+        except Exception as err:
+            raise DecodeError(f"{args.log}: frame {msg.arbitration_id:#x} at {msg.timestamp}: {err}") from err
+        address = msg.arbitration_id & mask if message.frame_id & mask == 0 else 0
+        if args.json:
+            record = {
+                "t": msg.timestamp,
+                "id": msg.arbitration_id,
+                "address": address,
+                "message": message.name,
+                "signals": signals,
+            }
+            out.write(json.dumps(record) + "\n")
+        else:
+            values = " ".join(f"{k}={v}" for k, v in signals.items())
+            out.write(f"{msg.timestamp:.6f} {msg.arbitration_id:03X} {message.name}[{address}] {values}\n")
+    if unknown:
+        print(f"{unknown} frames with IDs the DBC does not know", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,367 @@
+"""The running gateway: one TaskGroup, each edge supervised, the master ticking in the middle.
+
+Edges (module bus, inverter bus, Modbus, MQTT) fail and come back on their own: a failed edge is logged and
+restarted with capped exponential backoff while the others keep running. While the module bus is down the
+master's data goes stale, the bank becomes invalid and the inverter gets the fail-safe set. Only a bad config
+or a programming error in the core stops the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import can
+
+from gateway.can import dbc
+from gateway.can.bus import DecodingListener, open_bus
+from gateway.can.codec import ModuleCodec
+from gateway.can.commands import CommandSchedule
+from gateway.can.ingest import ModuleStore, Urgency
+from gateway.clock import Clock, LiveClock
+from gateway.config import Config, LimitsSection
+from gateway.errors import ConfigError, GatewayError
+from gateway.hub import SnapshotHub
+from gateway.logs import BurstLog, get
+from gateway.master.master import Master
+from gateway.master.model import BankSnapshot, Lifecycle, MasterCommand, empty_snapshot
+from gateway.metrics import Metrics
+from gateway.outputs import pylontech
+from gateway.outputs.modbus import ModbusServer
+from gateway.outputs.mqtt import MqttPublisher
+from gateway.systemd import Notifier
+
+log = get("gateway.service")
+
+BACKOFF_START = 0.5
+BACKOFF_CAP = 30.0
+STATUS_PERIOD = 5.0
+
+
+def urgency(limits: LimitsSection) -> Urgency:
+    """Where values start to matter for protection: the first knee of each derating table."""
+    return Urgency(
+        cell_high=_first_below_full(limits.charge_cell_voltage, rising=True),
+        cell_low=_first_below_full(limits.discharge_cell_voltage, rising=False),
+        temperature_high=min(
+            _first_below_full(limits.charge_temperature, rising=True),
+            _first_below_full(limits.discharge_temperature, rising=True),
+        ),
+        temperature_low=max(
+            _first_below_full(limits.charge_temperature, rising=False),
+            _first_below_full(limits.discharge_temperature, rising=False),
+        ),
+    )
+
+
+def _first_below_full(table: tuple[tuple[float, float], ...], *, rising: bool) -> float:
+    """The x where the table leaves 100 % going up (rising) or down."""
+    full = [x for x, p in table if p >= 100.0]
+    if not full:
+        return table[0][0] if rising else table[-1][0]
+    return max(full) if rising else min(full)
+
+
+def status_line(s: BankSnapshot) -> str:
+    """One line for systemd's STATUS= and the logs."""
+    online = len(s.addresses(Lifecycle.ONLINE))
+    lim = s.limits
+    text = (
+        f"{online}/{len(s.modules)} modules online, CCL {lim.charge_current.value:.1f} A, "
+        f"DCL {lim.discharge_current.value:.1f} A, CVL {lim.charge_voltage.value:.2f} V, {len(s.alarms)} alarms"
+    )
+    return text if s.valid else f"NOT VALID ({s.reason}): {text}"
+
+
+class Gateway:
+    """Everything the daemon runs, built from one config. `run()` until cancelled."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or LiveClock()
+        self.notifier = notifier or Notifier()
+        modules = config.can.modules
+        db = dbc.load(modules.dbc, "module.dbc", "can.modules.dbc")
+        self.codec = ModuleCodec(db, address_mask=modules.address_mask, signal_map=modules.signal_map)
+        inverter = config.can.inverter
+        shared = inverter.enabled and (inverter.interface, inverter.channel) == (modules.interface, modules.channel)
+        self.store = ModuleStore(
+            self.codec,
+            urgency=urgency(config.limits),
+            on_urgent=self._urgent,
+            ignore_ids=pylontech.INVERTER_IDS if shared else frozenset(),
+        )
+        self.master = Master(config, required_groups=self.codec.required_groups)
+        self.hub = SnapshotHub(empty_snapshot(self.clock()))
+        self.link = pylontech.InverterLink()
+        self.modbus = ModbusServer(self.hub, config=config, clock=self.clock) if config.modbus.enabled else None
+        self.mqtt = (
+            MqttPublisher(self.hub, config=config, clock=self.clock, actions=self.master)
+            if config.mqtt.enabled
+            else None
+        )
+        self.metrics = (
+            Metrics(self.hub, ingest=lambda: self.store.counters, edges=self.edge_counters, clock=self.clock)
+            if config.metrics.enabled
+            else None
+        )
+        self.publisher: pylontech.InverterPublisher | None = None
+        self.restarts: Counter[str] = Counter()
+        self.command_errors = 0
+        self._commands = CommandSchedule(self.codec, modules.command_period) if modules.commands else None
+        self._module_bus: can.BusABC | None = None
+        self._send_burst = BurstLog(log, "MasterCommand not sent")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._wake_pending = False
+        self._ready: dict[str, asyncio.Event] = {}
+        self.ready = asyncio.Event()
+
+    def edge_counters(self) -> dict[str, dict[str, int]]:
+        """Counters of every edge, for the metrics endpoint."""
+        out: dict[str, dict[str, int]] = {
+            "module-bus": {"restarts": self.restarts["module-bus"], "command_send_errors": self.command_errors},
+            "inverter-bus": {"restarts": self.restarts["inverter-bus"]},
+        }
+        if self.publisher is not None:
+            out["inverter-bus"].update(self.publisher.counters)
+        if self.modbus is not None:
+            out["modbus"] = {
+                "requests": self.modbus.requests,
+                "errors": self.modbus.errors,
+                "restarts": self.restarts["modbus"],
+            }
+        if self.mqtt is not None:
+            out["mqtt"] = {
+                "published": self.mqtt.published,
+                "reconnects": self.mqtt.reconnects,
+                "errors": self.mqtt.errors,
+                "restarts": self.restarts["mqtt"],
+            }
+        return out
+
+    # -- wiring -------------------------------------------------------------------------------------------
+
+    async def run(self, extra: dict[str, Callable[[], Awaitable[None]]] | None = None) -> None:
+        """Run every edge until cancelled; `extra` adds named tasks (the demo's simulator)."""
+        self._loop = asyncio.get_running_loop()
+        cfg = self.config
+        edges: dict[str, Callable[[], Awaitable[None]]] = {"module-bus": self._module_bus_edge}
+        if cfg.can.inverter.enabled:
+            edges["inverter-bus"] = self._inverter_bus_edge
+        if self.modbus is not None:
+            edges["modbus"] = self._modbus_edge
+        if self.mqtt is not None:
+            edges["mqtt"] = self.mqtt.run
+        if self.metrics is not None:
+            edges["metrics"] = self._metrics_edge
+        self._ready = {name: asyncio.Event() for name in edges if name != "mqtt"}
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._master_loop(), name="master")
+            for name, edge in edges.items():
+                tg.create_task(self._supervise(name, edge), name=name)
+            for name, task in (extra or {}).items():
+                tg.create_task(task(), name=name)
+            tg.create_task(self._announce_ready(), name="ready")
+
+    async def _supervise(self, name: str, edge: Callable[[], Awaitable[None]]) -> None:
+        """Run an edge forever: restart it with capped, jittered exponential backoff when it fails."""
+        assert self._loop is not None
+        delay = BACKOFF_START
+        while True:
+            started = self._loop.time()
+            try:
+                await edge()
+                raise RuntimeError("edge returned")  # noqa: TRY301 - an edge returning is a failure too
+            except asyncio.CancelledError:
+                raise
+            except Exception as group:
+                err = _single(group)
+                if isinstance(err, ConfigError):
+                    raise err from None
+                self.restarts[name] += 1
+                if self._loop.time() - started > 4 * BACKOFF_CAP:
+                    delay = BACKOFF_START
+                expected = isinstance(err, can.CanError | OSError | GatewayError)
+                log.error(
+                    "edge failed, restarting",
+                    edge=name,
+                    error=repr(err),
+                    retry_in=round(delay, 1),
+                    exc_info=not expected,
+                )
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, BACKOFF_CAP)
+
+    async def _announce_ready(self) -> None:
+        await asyncio.gather(*(e.wait() for e in self._ready.values()))
+        self.ready.set()
+        line = status_line(self.hub.latest)
+        log.info("gateway ready", status=line)
+        self.notifier.ready(line)
+
+    # -- master ---------------------------------------------------------------------------------------------
+
+    def _urgent(self) -> None:
+        """Called where a frame arrived (any thread): wake the master now, at most one wake-up in flight."""
+        if self._wake_pending or self._loop is None:
+            return
+        self._wake_pending = True
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _master_loop(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        watchdog = self.notifier.watchdog_interval()
+        next_tick = loop.time()
+        next_watchdog = next_status = 0.0
+        while True:
+            try:
+                async with asyncio.timeout_at(next_tick):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            self._wake_pending = False
+            now = loop.time()
+            if now >= next_tick:
+                next_tick += self.config.bank.tick
+                if next_tick <= now:
+                    next_tick = now + self.config.bank.tick
+            self.step()
+            if watchdog is not None and now >= next_watchdog:
+                self.notifier.watchdog()
+                next_watchdog = now + watchdog
+            if now >= next_status:
+                self.notifier.status(status_line(self.hub.latest))
+                self.store.flush_log()
+                next_status = now + STATUS_PERIOD
+
+    def step(self) -> BankSnapshot:
+        """One master tick on the latest readings; publishes the snapshot and sends due MasterCommands."""
+        started = time.perf_counter()
+        now = self.clock()
+        tick = self.master.step(now, self.store.readings(), self.link.info)
+        self.hub.publish(tick.snapshot, tick.commands)
+        self._send_commands(now, tick.commands)
+        if self.metrics is not None:
+            self.metrics.tick.observe(time.perf_counter() - started)
+        return tick.snapshot
+
+    def _send_commands(self, now: float, commands: tuple[MasterCommand, ...]) -> None:
+        bus = self._module_bus
+        if self._commands is None or bus is None:
+            return
+        for can_id, data in self._commands.due(now, commands):
+            try:
+                bus.send(can.Message(arbitration_id=can_id, data=data, is_extended_id=False), timeout=0.0)
+            except can.CanError as err:
+                self.command_errors += 1
+                self._send_burst("send_error", error=str(err))
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply what can change live (limits, bank thresholds, MQTT interval); return what needs a restart."""
+        old = self.config
+        kept = [s for s in ("gateway", "can", "modbus", "metrics") if getattr(new, s) != getattr(old, s)]
+        bank = new.bank
+        if (bank.strings, bank.max_modules, bank.tick) != (old.bank.strings, old.bank.max_modules, old.bank.tick):
+            kept.append("bank.strings/max_modules/tick")
+            bank = replace(bank, strings=old.bank.strings, max_modules=old.bank.max_modules, tick=old.bank.tick)
+        mqtt = replace(old.mqtt, interval=new.mqtt.interval)
+        if replace(new.mqtt, interval=old.mqtt.interval) != old.mqtt:
+            kept.append("mqtt (except interval)")
+        merged = replace(old, bank=bank, limits=new.limits, mqtt=mqtt)
+        self.config = merged
+        self.master.config = merged
+        self.store.urgency = urgency(merged.limits)
+        if self.mqtt is not None:
+            self.mqtt.reconfigure(merged)
+        return kept
+
+    # -- edges ---------------------------------------------------------------------------------------------
+
+    async def _module_bus_edge(self) -> None:
+        m = self.config.can.modules
+        await self._run_bus(
+            "module-bus", m.interface, m.channel, m.bitrate, self.store.on_message, self._attach_modules
+        )
+
+    def _attach_modules(self, bus: can.BusABC | None) -> None:
+        self._module_bus = bus
+
+    async def _inverter_bus_edge(self) -> None:
+        inv = self.config.can.inverter
+
+        async def publish(bus: can.BusABC) -> None:
+            self.publisher = publisher = pylontech.InverterPublisher(bus, self.hub, config=inv, clock=self.clock)
+            try:
+                await publisher.run()
+            except asyncio.CancelledError:
+                await publisher.send_failsafe(3)
+                raise
+
+        await self._run_bus(
+            "inverter-bus", inv.interface, inv.channel, inv.bitrate, self.link.on_message, None, publish
+        )
+
+    async def _run_bus(
+        self,
+        name: str,
+        interface: str,
+        channel: str,
+        bitrate: int,
+        sink: Callable[[can.Message, float], None],
+        attach: Callable[[can.BusABC | None], None] | None,
+        work: Callable[[can.BusABC], Awaitable[None]] | None = None,
+    ) -> None:
+        """Open a bus, decode what arrives in python-can's receive thread, run `work`, until the bus fails."""
+        assert self._loop is not None
+        loop = self._loop
+        bus = await asyncio.to_thread(open_bus, interface, channel, bitrate)
+        failed = asyncio.Event()
+        listener = DecodingListener(sink, self.clock, on_failure=lambda _: loop.call_soon_threadsafe(failed.set))
+        notifier = can.Notifier(bus, [listener], timeout=0.5)
+        if attach is not None:
+            attach(bus)
+        self._ready[name].set()
+        log.info("bus open", edge=name, interface=interface, channel=channel)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if work is not None:
+                    tg.create_task(work(bus))
+                await failed.wait()
+                raise can.CanOperationError(f"{name}: {listener.error}")
+        finally:
+            if attach is not None:
+                attach(None)
+            notifier.stop(timeout=1.0)
+            bus.shutdown()
+
+    async def _modbus_edge(self) -> None:
+        assert self.modbus is not None
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.modbus.run())
+            await self.modbus.started()
+            self._ready["modbus"].set()
+
+    async def _metrics_edge(self) -> None:
+        assert self.metrics is not None
+        m = self.config.metrics
+        await self.metrics.serve(m.host, m.port, started=self._ready["metrics"])
+
+
+def _single(err: Exception) -> Exception:
+    """The one exception inside (nested) single-member exception groups, as TaskGroups raise them."""
+    while isinstance(err, ExceptionGroup) and len(err.exceptions) == 1:
+        err = err.exceptions[0]
+    return err

@@ -1,0 +1,111 @@
+"""The command line as a user runs it: exit codes, messages, and the simulate -> decode -> replay round trip."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tomllib
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "demo", "monitor", "status", "simulate", "replay", "decode", "check-config"):
+        assert command in out
+
+
+def test_check_config_prints_the_effective_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text('[gateway]\nid = "garage"\n[bank]\nstrings = [[1], [2]]\n')
+    assert main(["check-config", str(path)]) == 0
+    effective = tomllib.loads(capsys.readouterr().out)
+    assert effective["gateway"]["id"] == "garage"
+    assert effective["bank"]["strings"] == [[1], [2]]
+    assert effective["bank"]["module_timeout"] == 3.0
+    assert effective["limits"]["charge_cell_voltage"][0] == [3.4, 100.0]
+
+
+def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[bank]\nmax_modulez = 4\nmodule_timeout = -1\n[can.modules]\ndbc = 'missing.dbc'\n")
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "bms-gateway: bank.max_modulez: unknown key (did you mean 'max_modules'?)",
+        "bms-gateway: bank.module_timeout: must be positive",
+    ]
+    path.write_text("[can.modules]\ndbc = 'missing.dbc'\n")
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("bms-gateway: can.modules.dbc: no such file")
+
+
+def test_bad_fault_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--output", str(tmp_path / "x.log"), "--fault", "explode:1"]) == 2
+    assert "explode" in capsys.readouterr().err
+
+
+def test_simulate_then_decode_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "x.log"
+    assert main(["simulate", "--modules", "16", "--duration", "60", "--output", str(log)]) == 0
+    written = int(capsys.readouterr().out.split()[1])
+    assert main(["decode", str(log), "--json"]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(records) == written > 16 * 60 * 20
+    assert captured.err == ""  # every frame decoded
+    times: dict[tuple[int, str], list[float]] = defaultdict(list)
+    counters: dict[int, list[int]] = defaultdict(list)
+    for r in records:
+        times[(r["address"], r["message"])].append(r["t"])
+        if r["message"] == "ModuleStatus":
+            counters[r["address"]].append(r["signals"]["AliveCounter"])
+    assert {a for a, _ in times} == set(range(1, 17))
+    expected = {
+        "ModuleStatus": 0.1,
+        "CellSummary": 0.2,
+        "ModuleLimits": 1.0,
+        "Temperatures": 1.0,
+        "Alarms": 1.0,
+        "ModuleCapacity": 1.0,
+        "ModuleInfo": 10.0,
+    }
+    for (address, message), stamps in times.items():
+        if message in expected:
+            gaps = [b - a for a, b in itertools.pairwise(stamps)]
+            assert all(abs(g - expected[message]) < 1e-6 for g in gaps), (address, message)
+    for address, values in counters.items():
+        assert all((b - a) % 16 == 1 for a, b in itertools.pairwise(values)), address
+
+
+def test_decode_of_a_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decode", str(tmp_path / "none.log")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_replay_writes_snapshots_and_sent_frames(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "x.asc"
+    assert main(["simulate", "--modules", "4", "--duration", "20", "--output", str(log), "--current", "30"]) == 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[can.inverter]\nprotocol = 'victron'\n")
+    out = tmp_path / "out.log"
+    snapshots = tmp_path / "s.jsonl"
+    capsys.readouterr()
+    assert main(["replay", str(log), "--config", str(cfg), "--snapshots", str(snapshots), "--output", str(out)]) == 0
+    assert "rejected: none" in capsys.readouterr().out
+    lines = [json.loads(line) for line in snapshots.read_text().splitlines()]
+    assert len(lines) == pytest.approx(200, abs=3)
+    assert not lines[0]["valid"]
+    assert lines[-1]["valid"]
+    assert lines[-1]["modules_online"] == [1, 2, 3, 4]
+    assert lines[-1]["limits"]["charge_current"]["value"] > 0
+    sent = out.read_text()
+    assert "inverter 351#" in sent and "inverter 372#" in sent  # the victron profile
+    assert "modules 381#" in sent
