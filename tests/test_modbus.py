@@ -390,9 +390,10 @@ def test_encode_never_overflows_and_only_missing_reads_missing(value: float | No
         assert (decode(list(registers), kind) is None) == missing
 
 
-def test_docs_are_up_to_date() -> None:
-    text = DOCS.read_text(encoding="utf-8")
-    assert modbus.update_docs(text) == text, "run: python -m gateway.outputs.modbus docs/modbus.md"
+@pytest.mark.parametrize("doc", [DOCS, DOCS.parent.parent / "README.md"], ids=["docs", "readme"])
+def test_docs_are_up_to_date(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    assert modbus.update_docs(text) == text, f"run: python -m gateway.outputs.modbus {doc.name}"
 
 
 def test_pure_image_equals_what_the_adapter_serves(snapshot: BankSnapshot) -> None:
