@@ -61,13 +61,17 @@ NO_VALUE_CHOICES = frozenset({"NoSensor", "NotAvailable", "SNA", "Invalid"})
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where one decoded signal goes: a scalar field, an element of a per-cell array, or an alarm bit."""
+    """Where one decoded signal goes (a scalar field, an element of a per-cell array, or an alarm bit), the
+    range outside which the frame is implausible, and the value that means "no reading"."""
 
     signal: str
     group: str
     kind: str
     """"field", "cell_voltages", "cell_balancing", "cell_temperatures", "warnings" or "protections"."""
     key: str | int
+    low: float = float("-inf")
+    high: float = float("inf")
+    no_value: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +82,16 @@ class Plan:
     length: int
     extended: bool
     targets: tuple[Target, ...]
-    ranges: tuple[tuple[str, float, float], ...]
-    no_value: Mapping[str, float]
     groups: frozenset[str]
+    multiplexer: str | None = None
+    by_mux: Mapping[int, tuple[Target, ...]] | None = None
+    """For a multiplexed message: the targets present for each multiplexer value."""
+
+    def present(self, values: Mapping[str, float]) -> tuple[Target, ...]:
+        """The targets a decoded frame carries (one multiplexer group's, for a multiplexed message)."""
+        if self.by_mux is None:
+            return self.targets
+        return self.by_mux.get(int(values[self.multiplexer]), ())  # type: ignore[index]
 
 
 def canonical_target(name: str) -> Target | None:
@@ -180,26 +191,43 @@ def _find(db: Database, name: str) -> Message | None:
 
 def _plan(message: Message, signal_map: Mapping[str, str]) -> Plan:
     targets: list[Target] = []
-    ranges: list[tuple[str, float, float]] = []
-    no_value: dict[str, float] = {}
+    by_mux: dict[int, list[Target]] = {}
+    always: list[Target] = []
+    multiplexer = next((s.name for s in message.signals if s.is_multiplexer), None)
     for signal in message.signals:
         if signal.is_multiplexer:
             continue
         target = canonical_target(signal_map.get(signal.name, signal.name))
         if target is None:
             continue
-        targets.append(Target(signal.name, target.group, target.kind, target.key))
-        if signal.minimum is not None and signal.maximum is not None:
-            ranges.append((signal.name, float(signal.minimum), float(signal.maximum)))
-        for raw, label in (signal.choices or {}).items():
-            if str(label) in NO_VALUE_CHOICES:
-                no_value[signal.name] = raw * signal.scale + signal.offset
+        no_value = next(
+            (
+                raw * signal.scale + signal.offset
+                for raw, label in (signal.choices or {}).items()
+                if str(label) in NO_VALUE_CHOICES
+            ),
+            None,
+        )
+        target = Target(
+            signal.name,
+            target.group,
+            target.kind,
+            target.key,
+            float("-inf") if signal.minimum is None else float(signal.minimum),
+            float("inf") if signal.maximum is None else float(signal.maximum),
+            no_value,
+        )
+        targets.append(target)
+        if not signal.multiplexer_ids:
+            always.append(target)
+        for mux in signal.multiplexer_ids or ():
+            by_mux.setdefault(mux, []).append(target)
     return Plan(
         message=message,
         length=message.length,
         extended=message.is_extended_frame,
         targets=tuple(targets),
-        ranges=tuple(ranges),
-        no_value=no_value,
         groups=frozenset(t.group for t in targets),
+        multiplexer=multiplexer if by_mux else None,
+        by_mux={k: (*always, *v) for k, v in by_mux.items()} if by_mux else None,
     )

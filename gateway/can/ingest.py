@@ -18,7 +18,7 @@ from typing import Any
 
 import can
 
-from gateway.can.codec import DecodeFailure, ModuleCodec, Plan
+from gateway.can.codec import DecodeFailure, ModuleCodec, Target
 from gateway.logs import BurstLog, get
 from gateway.master.model import MAX_CELLS, MAX_SENSORS, ModuleReading
 
@@ -173,16 +173,16 @@ class ModuleStore:
             kind = "bad_multiplexer" if plan.message.is_multiplexed() else "decode_error"
             self._reject(kind, can_id, error=str(err))
             return
-        no_value = plan.no_value
-        for name, low, high in plan.ranges:
-            value = values.get(name)
-            if value is not None and not low <= value <= high and no_value.get(name) != value:
-                self._reject("out_of_range", can_id, signal=name, value=value)
+        targets = plan.present(values)
+        for target in targets:
+            value = values[target.signal]
+            if not target.low <= value <= target.high and value != target.no_value:
+                self._reject("out_of_range", can_id, signal=target.signal, value=value)
                 return
         slot = self._slots.get(address)
         if slot is None:
             slot = self._slots[address] = _Slot(address, t)
-        urgent = self._apply(slot, plan, values)
+        urgent = self._apply(slot, targets, values)
         for group in plan.groups:
             slot.seen[group] = t
         slot.version += 1
@@ -232,15 +232,13 @@ class ModuleStore:
         self.rejected[kind] += 1
         self._burst(kind, can_id=hex(can_id), **details)
 
-    def _apply(self, slot: _Slot, plan: Plan, values: Mapping[str, float]) -> bool:
+    def _apply(self, slot: _Slot, targets: tuple[Target, ...], values: Mapping[str, float]) -> bool:
         """Write decoded values into a slot; True when the change may call for protection."""
         fields = slot.fields
         urgency = self.urgency
         urgent = False
-        for target in plan.targets:
-            value = values.get(target.signal)
-            if value is None:
-                continue
+        for target in targets:
+            value = values[target.signal]
             kind = target.kind
             key = target.key
             if kind == "field":
@@ -261,7 +259,7 @@ class ModuleStore:
             elif kind == "cell_balancing":
                 slot.cell_balancing[key] = bool(value)  # type: ignore[index]
             elif kind == "cell_temperatures":
-                slot.cell_temperatures[key] = None if plan.no_value.get(target.signal) == value else value  # type: ignore[index]
+                slot.cell_temperatures[key] = None if value == target.no_value else value  # type: ignore[index]
             else:
                 bit = 1 << key  # type: ignore[operator]
                 old_bits = slot.warnings if kind == "warnings" else slot.protections

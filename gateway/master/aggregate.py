@@ -33,13 +33,24 @@ def module_capacity(reading: ModuleReading, default_ah: float) -> tuple[float, f
 def series(modules: Sequence[ModuleReading], default_ah: float) -> Electrical:
     """A series string: voltages add, the current is one (mean of the sensors), and the string can only
     discharge what its emptiest module holds and charge what its fullest module still takes."""
+    if len(modules) == 1:
+        m = modules[0]
+        remaining, full = module_capacity(m, default_ah)
+        return Electrical(
+            m.voltage or 0.0,
+            m.current or 0.0,
+            remaining,
+            full,
+            100.0 * remaining / full if full > 0 else 0.0,
+            m.soh if m.soh is not None else 0.0,
+        )
     capacities = [module_capacity(m, default_ah) for m in modules]
     remaining = min(r for r, _ in capacities)
     headroom = min(f - r for r, f in capacities)
     full = remaining + headroom
     return Electrical(
         voltage=sum(m.voltage or 0.0 for m in modules),
-        current=statistics.fmean(m.current or 0.0 for m in modules),
+        current=sum(m.current or 0.0 for m in modules) / len(modules),
         remaining_ah=remaining,
         full_ah=full,
         soc=100.0 * remaining / full if full > 0 else 0.0,

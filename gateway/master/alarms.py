@@ -87,6 +87,38 @@ def _low(value: float | None, thresholds: tuple[float, float], band: float, was:
     return _high(-value, (-thresholds[0], -thresholds[1]), band, was)
 
 
+def quiet(reading: ModuleReading, bank: BankSection, limits: LimitsSection) -> bool:
+    """True when a module shows no alarm condition at all: every value inside its warning thresholds, no alarm
+    bit, no fault. The common case on every tick; the master skips the full check for such a module unless it
+    had a condition on the last tick (hysteresis needs the full check)."""
+    r = reading
+    if r.warnings or r.protections or r.fault_code or r.module_state == ModuleState.FAULT:
+        return False
+    vmax, vmin, tmax, tmin, voltage = (
+        r.cell_voltage_max,
+        r.cell_voltage_min,
+        r.temperature_max,
+        r.temperature_min,
+        r.voltage,
+    )
+    if vmax is None or vmin is None or tmax is None or tmin is None or voltage is None:
+        return False
+    per_cell = voltage / (r.cells_in_series or r.cell_count or bank.cells_in_series)
+    current = r.current or 0.0
+    return (
+        vmax < limits.cell_over_voltage[0]
+        and vmin > limits.cell_under_voltage[0]
+        and limits.pack_under_voltage[0] < per_cell < limits.pack_over_voltage[0]
+        and tmax < limits.charge_over_temperature[0]
+        and tmax < limits.discharge_over_temperature[0]
+        and tmin > limits.charge_under_temperature[0]
+        and tmin > limits.discharge_under_temperature[0]
+        and current < limits.over_current[0] * bank.rated_charge_current / 100.0
+        and -current < limits.over_current[0] * bank.rated_discharge_current / 100.0
+        and vmax - vmin < limits.cell_imbalance[0]
+    )
+
+
 def module_conditions(
     reading: ModuleReading, bank: BankSection, limits: LimitsSection, previous: Previous
 ) -> Iterator[Condition]:
@@ -199,6 +231,8 @@ class AlarmTracker:
 
     active: dict[str, _Active] = field(default_factory=dict)
     previous: dict[tuple[str, int | None], Level] = field(default_factory=dict)
+    flagged: frozenset[int | None] = frozenset()
+    """Modules with any condition on the last update."""
 
     def update(self, conditions: Iterable[Condition], now: float, hold: float) -> tuple[Alarm, ...]:
         by_code: dict[str, list[Condition]] = {}
@@ -209,6 +243,7 @@ class AlarmTracker:
             if previous.get(key) is not Level.PROTECTION:
                 previous[key] = c.level
         self.previous = previous
+        self.flagged = frozenset(module for _, module in previous)
         for code, found in by_code.items():
             modules = tuple(sorted({c.module for c in found if c.module is not None}))
             protection = any(c.level is Level.PROTECTION for c in found)

@@ -76,6 +76,8 @@ def _derated(reported: float | None, rating: float, address: int, factors: tuple
 def string_limits(modules: Sequence[ModuleLimits]) -> ModuleLimits:
     """A series string: the weakest module's currents; voltages add up (named after a module that reported
     its own voltage limit, if any did)."""
+    if len(modules) == 1:
+        return modules[0]
     return ModuleLimits(
         charge_current=min((m.charge_current for m in modules), key=_value),
         discharge_current=min((m.discharge_current for m in modules), key=_value),

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from gateway.config import Config
 from gateway.master import aggregate, thermal
-from gateway.master.alarms import AlarmTracker, Condition, module_conditions
+from gateway.master.alarms import AlarmTracker, Condition, module_conditions, quiet
 from gateway.master.limits import module_limits, parallel_current, string_limits
 from gateway.master.model import (
     ALARM_BITS,
@@ -98,6 +98,7 @@ class Master:
     _memory: dict[int, _Memory] = field(default_factory=dict)
     _shares: dict[tuple[int, ...], float] = field(default_factory=dict)
     _ghosts: dict[tuple[int, ...], _Ghost] = field(default_factory=dict)
+    _limits_cache: dict[int, tuple[tuple[object, ...], ModuleLimits]] = field(default_factory=dict)
     _last_charge: float = 0.0
     _last_discharge: float = 0.0
     _alarms: AlarmTracker = field(default_factory=AlarmTracker)
@@ -179,8 +180,7 @@ class Master:
         valid = not reason
 
         # Limits.
-        reported = "limits" in self.required_groups
-        per_module = {a: module_limits(readings[a], bank, lim, reported=reported) for a in admitted_set}
+        per_module = {a: self._module_limits(readings[a]) for a in admitted_set}
         shares = self._update_shares(admitted, electrical, dt)
         module_share: dict[int, float] = {}
         if valid:
@@ -198,8 +198,11 @@ class Master:
         flags = self._flags(valid, limits, total, vmin, now)
 
         # Alarms.
+        flagged = self._alarms.flagged
         for r in fresh:
-            if health[r.address].lifecycle is not Lifecycle.REJECTED:
+            if health[r.address].lifecycle is Lifecycle.REJECTED:
+                continue
+            if r.address in flagged or not quiet(r, bank, lim):
                 conditions.extend(module_conditions(r, bank, lim, self._alarms.previous))
         conditions.extend(
             self._bank_conditions(strings, health, readings, broken, len(admitted_set), starting, inverter, now)
@@ -227,8 +230,7 @@ class Master:
                 reason=health[a].reason,
                 position=positions[a],
                 string=string_of.get(a),
-                limits=per_module.get(a)
-                or (module_limits(readings[a], bank, lim, reported=reported) if a in readings else None),
+                limits=per_module.get(a) or (self._module_limits(readings[a]) if a in readings else None),
                 share=module_share.get(a),
                 isolate_reason=health[a].isolate_reason,
                 warnings=tuple(warnings.get(a, ())),
@@ -363,6 +365,29 @@ class Master:
         return None
 
     # -- limits ---------------------------------------------------------------------------------------------
+
+    def _module_limits(self, r: ModuleReading) -> ModuleLimits:
+        """`module_limits`, remembered per module while its inputs and the config stay the same: most
+        ticks change a module's current and alive counter, not what its limits depend on."""
+        cfg = self.config
+        key = (
+            cfg,
+            r.charge_current_limit,
+            r.discharge_current_limit,
+            r.charge_voltage_limit,
+            r.discharge_voltage_limit,
+            r.cell_voltage_max,
+            r.cell_voltage_min,
+            r.temperature_max,
+            r.temperature_min,
+            r.soc,
+        )
+        cached = self._limits_cache.get(r.address)
+        if cached is not None and cached[0][0] is cfg and cached[0] == key:
+            return cached[1]
+        result = module_limits(r, cfg.bank, cfg.limits, reported="limits" in self.required_groups)
+        self._limits_cache[r.address] = (key, result)
+        return result
 
     def _update_shares(
         self, admitted: Sequence[tuple[int, ...]], electrical: Sequence[aggregate.Electrical], dt: float

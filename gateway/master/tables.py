@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
-
 from gateway.config import Table
 
 
 def interpolate(table: Table, x: float) -> float:
-    """The table's value at x, linear between points and flat beyond both ends."""
-    if x <= table[0][0]:
-        return table[0][1]
-    if x >= table[-1][0]:
-        return table[-1][1]
-    i = bisect_right(table, x, key=lambda point: point[0])
-    (x0, y0), (x1, y1) = table[i - 1], table[i]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    """The table's value at x, linear between points and flat beyond both ends.
+
+    A straight scan: tables have a handful of points, and this runs for every module on every tick.
+    """
+    x0, y0 = table[0]
+    if x <= x0:
+        return y0
+    for x1, y1 in table:
+        if x < x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        x0, y0 = x1, y1
+    return y0
 
 
 def factor(table: Table, x: float | None) -> float:
