@@ -24,6 +24,23 @@ from gateway.master.model import MAX_CELLS, MAX_SENSORS, ModuleReading
 
 log = get("gateway.ingest")
 
+_INTEGER_FIELDS = frozenset(
+    {
+        "module_state",
+        "alive",
+        "cell_voltage_max_index",
+        "cell_voltage_min_index",
+        "balancing_cells",
+        "cell_count",
+        "temperature_max_index",
+        "temperature_min_index",
+        "fault_code",
+        "cells_in_series",
+        "cycle_count",
+    }
+)
+"""Fields that are counts or codes: stored as int whatever the DBC's scale made of them."""
+
 REJECT_KINDS = (
     "unknown_id",
     "bad_address",
@@ -62,61 +79,63 @@ class _Slot:
     alive_repeats: int = 0
     seen: dict[str, float] = field(default_factory=dict)
     version: int = 0
+    cells_version: int = 0
+    """Bumped when a per-cell voltage, balancing flag or sensor temperature arrives."""
+    arrays: tuple[Any, ...] | None = None
     frozen: ModuleReading | None = None
     frozen_version: int = -1
 
     def freeze(self, derive_extremes: bool) -> ModuleReading:
         """Frozen copy; `derive_extremes` fills min/max from the cells when the DBC has no summary message."""
         f = dict(self.fields)
-        every_cell = tuple(self.cell_voltages)
-        n_cells = f.get("cell_count") or f.get("cells_in_series") or _last_known(every_cell)
-        cells = every_cell[: int(n_cells)]
-        known_cells = [v for v in cells if v is not None]
-        sensors = tuple(self.cell_temperatures)
-        known_sensors = [v for v in sensors if v is not None]
-        if derive_extremes and known_cells:
-            f["cell_voltage_max"] = max(known_cells)
-            f["cell_voltage_min"] = min(known_cells)
-            f["cell_voltage_max_index"] = cells.index(f["cell_voltage_max"]) + 1
-            f["cell_voltage_min_index"] = cells.index(f["cell_voltage_min"]) + 1
-        if derive_extremes and known_sensors:
-            f["temperature_max"] = max(known_sensors)
-            f["temperature_min"] = min(known_sensors)
-            f["temperature_max_index"] = sensors.index(f["temperature_max"]) + 1
-            f["temperature_min_index"] = sensors.index(f["temperature_min"]) + 1
+        key = (self.cells_version, f.get("cell_count"), f.get("cells_in_series"))
+        if self.arrays is None or self.arrays[0] != key:
+            self.arrays = (key, *self._arrays(f, derive_extremes))
+        _, cells, balancing, sensors, extremes = self.arrays
+        f.update(extremes)
         major, minor, patch = (f.pop(k, None) for k in ("firmware_major", "firmware_minor", "firmware_patch"))
         if major is not None:
             f["firmware"] = (int(major), int(minor or 0), int(patch or 0))
-        for key in _INTEGER_FIELDS:
-            if f.get(key) is not None:
-                f[key] = int(f[key])
         return ModuleReading(
             address=self.address,
             alive_repeats=self.alive_repeats,
             warnings=self.warnings,
             protections=self.protections,
             cell_voltages=cells,
-            cell_balancing=tuple(self.cell_balancing[: len(cells)]),
-            cell_temperatures=sensors[: _last_known(sensors)],
+            cell_balancing=balancing,
+            cell_temperatures=sensors,
             seen=MappingProxyType(dict(self.seen)),
             first_seen=self.first_seen,
             **f,
         )
 
-
-_INTEGER_FIELDS = (
-    "module_state",
-    "alive",
-    "cell_voltage_max_index",
-    "cell_voltage_min_index",
-    "balancing_cells",
-    "cell_count",
-    "temperature_max_index",
-    "temperature_min_index",
-    "fault_code",
-    "cells_in_series",
-    "cycle_count",
-)
+    def _arrays(self, f: dict[str, Any], derive_extremes: bool) -> tuple[Any, ...]:
+        """(cells, balancing, sensors, extremes derived from them): rebuilt only when a per-cell value changed."""
+        every_cell = tuple(self.cell_voltages)
+        n_cells = int(f.get("cell_count") or f.get("cells_in_series") or _last_known(every_cell))
+        cells = every_cell[:n_cells]
+        sensors = tuple(self.cell_temperatures)
+        sensors = sensors[: _last_known(sensors)]
+        extremes: dict[str, Any] = {}
+        known_cells = [v for v in cells if v is not None]
+        known_sensors = [v for v in sensors if v is not None]
+        if derive_extremes and known_cells:
+            high, low = max(known_cells), min(known_cells)
+            extremes |= {
+                "cell_voltage_max": high,
+                "cell_voltage_min": low,
+                "cell_voltage_max_index": cells.index(high) + 1,
+                "cell_voltage_min_index": cells.index(low) + 1,
+            }
+        if derive_extremes and known_sensors:
+            high, low = max(known_sensors), min(known_sensors)
+            extremes |= {
+                "temperature_max": high,
+                "temperature_min": low,
+                "temperature_max_index": sensors.index(high) + 1,
+                "temperature_min_index": sensors.index(low) + 1,
+            }
+        return cells, tuple(self.cell_balancing[:n_cells]), sensors, extremes
 
 
 def _last_known(values: tuple[Any, ...]) -> int:
@@ -242,6 +261,8 @@ class ModuleStore:
             kind = target.kind
             key = target.key
             if kind == "field":
+                if key in _INTEGER_FIELDS:
+                    value = int(value)
                 old = fields.get(key)
                 fields[key] = value
                 if key == "alive":
@@ -256,10 +277,13 @@ class ModuleStore:
                     urgent = urgent or (value <= low and (old is None or value < old))
             elif kind == "cell_voltages":
                 slot.cell_voltages[key] = value  # type: ignore[index]
+                slot.cells_version += 1
             elif kind == "cell_balancing":
                 slot.cell_balancing[key] = bool(value)  # type: ignore[index]
+                slot.cells_version += 1
             elif kind == "cell_temperatures":
                 slot.cell_temperatures[key] = None if value == target.no_value else value  # type: ignore[index]
+                slot.cells_version += 1
             else:
                 bit = 1 << key  # type: ignore[operator]
                 old_bits = slot.warnings if kind == "warnings" else slot.protections
