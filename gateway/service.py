@@ -93,6 +93,9 @@ class Gateway:
         modules = config.can.modules
         db = dbc.load(modules.dbc, "module.dbc", "can.modules.dbc")
         self.codec = ModuleCodec(db, address_mask=modules.address_mask, signal_map=modules.signal_map)
+        if modules.commands and self.codec.command_base is None:
+            # Found here, not at the first MasterCommand (which would crash the running master loop).
+            raise ConfigError(["can.modules.dbc: the DBC has no MasterCommand message (set commands = false)"])
         inverter = config.can.inverter
         shared = inverter.enabled and (inverter.interface, inverter.channel) == (modules.interface, modules.channel)
         self.store = ModuleStore(

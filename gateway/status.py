@@ -35,14 +35,19 @@ class Status:
                 f"limits: charge {lim.get('charge_current', 0):.1f} A / {lim.get('charge_voltage', 0):.2f} V, "
                 f"discharge {lim.get('discharge_current', 0):.1f} A / {lim.get('discharge_voltage', 0):.2f} V"
             )
-        out.append("modules: " + ", ".join(f"{n} {state}" for state, n in self.modules.items() if n) or "none")
+        out.append("modules: " + (", ".join(f"{n} {state}" for state, n in self.modules.items() if n) or "none"))
         active = [f"{code} ({'protection' if lvl == 2 else 'warning'})" for code, lvl in self.alarms.items() if lvl]
         out.append("alarms: " + (", ".join(active) if active else "none"))
         return out
 
 
 def parse(text: str) -> Status:
+    """The summary of a scrape; ValueError when it is not a gateway's (no `bms_bank_valid`).
+
+    A bank the gateway cannot vouch for counts as a protection: the inverter is being stopped (fail-safe set).
+    """
     status = Status()
+    seen_valid = False
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             name, labels, value = sample.name, sample.labels, sample.value
@@ -50,6 +55,7 @@ def parse(text: str) -> Status:
                 status.level = int(value)
             elif name == "bms_bank_valid":
                 status.valid = bool(value)
+                seen_valid = True
             elif name == "bms_limit":
                 status.limits[labels["limit"]] = value
             elif name == "bms_modules":
@@ -58,6 +64,10 @@ def parse(text: str) -> Status:
                 status.alarms[labels["code"]] = int(value)
             elif name.startswith("bms_"):
                 status.values[name] = value
+    if not seen_valid:
+        raise ValueError("no bms_bank_valid metric: not a bms-gateway metrics endpoint")
+    if not status.valid:
+        status.level = max(status.level, 2)
     return status
 
 

@@ -1,0 +1,505 @@
+"""The running service: supervised edges, sd_notify and the watchdog, signals, metrics and `status`, the demo.
+
+Real parts only: the Gateway (or `gateway.cli._serve`, as `bms-gateway run` runs it) on python-can `virtual` buses,
+the module simulator on its own bus instance, a unix datagram socket standing in for systemd's NOTIFY_SOCKET, a
+real mosquitto, Modbus and metrics on 127.0.0.1. Signals go to this very process: `_serve` handles them with
+`loop.add_signal_handler`, as under systemd (a subprocess could not be watched on a `virtual` bus). Every step
+waits for a condition with a timeout; the only duration asserted is "SIGTERM stops within 5 s".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import can
+import pytest
+import structlog
+import tomli_w
+from mosquitto import Broker, mosquitto_fixture, subscriber  # noqa: F401 (the fixture)
+from prometheus_client.parser import text_string_to_metric_families
+from test_e2e import (
+    PROFILE,
+    ROOT,
+    decode,
+    is_failsafe_limits,
+    make_config,
+    online,
+    running,
+    sets,
+    simulating,
+    tapped,
+    until,
+)
+
+from gateway import config, status
+from gateway.can.bus import open_bus
+from gateway.cli import _serve, main
+from gateway.errors import ConfigError
+from gateway.master.model import Lifecycle
+from gateway.service import Gateway
+from gateway.sim import Simulator, parse_fault
+from gateway.sim.bus import run_on_bus
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def occupied() -> Iterator[tuple[socket.socket, int]]:
+    """A TCP port on 127.0.0.1 that this test listens on (so nobody else can bind it): (socket, port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s, int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+class NotifySocket:
+    """What systemd listens on: a unix datagram socket, read all the time (an unread socket fills up and the
+    gateway's non-blocking sends are dropped). `messages` are the datagrams as {KEY: value} dicts, in order."""
+
+    def __init__(self, directory: Path) -> None:
+        path = directory / "notify"
+        if len(str(path)) > 100:  # sun_path holds 108 bytes
+            path = Path(tempfile.mkdtemp(prefix="notify")) / "notify"
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.setblocking(False)
+        self.messages: list[dict[str, str]] = []
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(), name="notify-socket")
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self.socket, 4096)
+            self.messages.append(dict(line.split("=", 1) for line in data.decode().splitlines()))
+            self._arrived.set()
+
+    def mark(self) -> int:
+        return len(self.messages)
+
+    async def wait(self, key: str, *, after: int = 0, within: float = 5.0) -> tuple[int, dict[str, str]]:
+        """(position, message) of the first message from position `after` that carries `key`."""
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    self._arrived.clear()
+                    for i, message in enumerate(self.messages[after:], start=after):
+                        if key in message:
+                            return i, message
+                    after = len(self.messages)
+                    await self._arrived.wait()
+        except TimeoutError:
+            raise AssertionError(f"no {key}= message within {within} s: {self.messages[-5:]}") from None
+
+    def count(self, key: str, *, after: int = 0) -> int:
+        return sum(key in m for m in self.messages[after:])
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        self.socket.close()
+
+
+@pytest.fixture
+async def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[NotifySocket]:
+    """NOTIFY_SOCKET and a 0.2 s WatchdogSec (pings every 0.1 s) for this process, as systemd sets them."""
+    sock = NotifySocket(tmp_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock.path))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    yield sock
+    await sock.close()
+
+
+def simulator_task(channel: str, sim: Simulator) -> Callable[[], Awaitable[None]]:
+    """A named task for `_serve(extra=...)`: `sim` on its own bus instance of `channel`, as the demo runs it."""
+
+    async def simulate() -> None:
+        bus = open_bus("virtual", channel, 500_000)
+        try:
+            await run_on_bus(bus, sim, duration=None)
+        finally:
+            bus.shutdown()
+
+    return simulate
+
+
+def write_config(path: Path, channel: str, **sections: dict[str, Any]) -> Path:
+    """A config file like `make_config` (virtual channels from `channel`), with `sections` merged over it."""
+    raw: dict[str, Any] = {
+        "gateway": {"id": "svc", "log_level": "info"},
+        "can": {
+            "modules": {"interface": "virtual", "channel": f"{channel}-modules"},
+            "inverter": {"interface": "virtual", "channel": f"{channel}-inverter", "period": 0.5},
+        },
+        "bank": {"module_timeout": 1.5},
+        "limits": {"slew_rate": 1000.0},
+        "modbus": {"enabled": False},
+        "mqtt": {"enabled": False},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
+def send_signal(sig: signal.Signals) -> None:
+    """`sig` to this process, once `_serve` handles it (a default disposition would end the test run)."""
+    assert signal.getsignal(sig) not in (signal.SIG_DFL, signal.SIG_IGN, None), f"{sig.name} is not handled"
+    os.kill(os.getpid(), sig)
+
+
+@contextlib.asynccontextmanager
+async def serving(cfg: config.Config, **kwargs: Any) -> AsyncIterator[asyncio.Task[int]]:
+    """`_serve` in a task, as `bms-gateway run` runs it; cancelled on exit if a test did not stop it."""
+    task = asyncio.create_task(_serve(cfg, **kwargs), name="serve")
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The metrics endpoint over HTTP, parsed by prometheus_client: (sample name, sorted labels) -> value."""
+    text = status.fetch(url)
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def status_becomes(url: str, code: int, *, within: float = 8.0) -> list[str]:
+    """Poll `status.run(url)` (in a thread: the endpoint is served by this loop) until it returns `code`."""
+    result: tuple[int, list[str]] = (-1, [])
+    try:
+        async with asyncio.timeout(within):
+            while (result := await asyncio.to_thread(status.run, url))[0] != code:  # noqa: ASYNC110 - polls HTTP
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"status never returned {code}; last {result}") from None
+    return result[1]
+
+
+# -- supervision ----------------------------------------------------------------------------------------------
+
+
+async def test_an_edge_that_keeps_failing_is_restarted_while_the_others_keep_publishing(channel: str) -> None:
+    with occupied() as (blocker, port):
+        cfg = make_config(channel, modbus={"enabled": True, "host": "127.0.0.1", "port": port})
+        gateway = Gateway(cfg)
+        sim = Simulator(modules=2, current=5.0)
+        async with (
+            tapped(cfg.can.inverter.channel) as inverter,
+            running(gateway) as task,
+            simulating(cfg.can.modules.channel, sim),
+        ):
+            await until(lambda: gateway.restarts["modbus"] >= 2, within=10.0, what="two Modbus restarts")
+            # The rest runs on: the master ticks, the bank forms, the inverter gets sets with its limits.
+            seq = gateway.hub.latest.seq
+            mark = inverter.mark()
+            await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
+            await inverter.wait(
+                lambda m: m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0, after=mark, within=5.0
+            )
+            assert gateway.hub.latest.seq > seq
+            assert not task.done()
+            assert gateway.restarts["modbus"] >= 2
+            assert gateway.restarts["module-bus"] == gateway.restarts["inverter-bus"] == 0
+            assert not gateway.ready.is_set()  # Modbus never listened
+
+            # The port comes free: the next restart listens on it.
+            blocker.close()
+            await until(gateway.ready.is_set, within=10.0, what="Modbus listening after the port came free")
+            assert gateway.modbus is not None and gateway.modbus.port == port
+            assert listening(port)
+
+
+async def test_a_closed_module_bus_is_reopened_and_the_bank_comes_back(channel: str) -> None:
+    cfg = make_config(channel)
+    gateway = Gateway(cfg)
+    sim = Simulator(modules=2, current=5.0)
+    async with running(gateway), simulating(cfg.can.modules.channel, sim):
+        await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
+        received = gateway.store.counters["received"]
+        bus = gateway._module_bus
+        assert bus is not None
+        bus.shutdown()  # as when the CAN adapter is unplugged: the receive thread fails
+        await until(lambda: gateway.restarts["module-bus"] >= 1, within=5.0, what="module bus restarted")
+        await until(lambda: gateway._module_bus not in (None, bus), within=5.0, what="module bus reopened")
+        await until(
+            lambda: gateway.store.counters["received"] > received + 20, within=5.0, what="frames received again"
+        )
+        await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online again")
+        assert gateway.restarts["inverter-bus"] == 0
+
+
+def without_master_command(dbc: Path) -> str:
+    """The text of `dbc` with the MasterCommand message (ID 896) and everything about it taken out."""
+    lines = dbc.read_text().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("BO_ 896 ")))
+    end = lines.index("", start)
+    return "\n".join(line for line in lines[:start] + lines[end:] if " 896 " not in line) + "\n"
+
+
+def test_a_dbc_without_master_command_is_a_config_error_at_start_not_a_crash_later(
+    channel: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vendor = tmp_path / "vendor.dbc"
+    vendor.write_text(without_master_command(ROOT / "dbc" / "module.dbc"))
+    with pytest.raises(ConfigError, match="no MasterCommand"):
+        Gateway(make_config(channel, can={"modules": {"dbc": str(vendor)}}))
+    Gateway(make_config(channel, can={"modules": {"dbc": str(vendor), "commands": False}}))
+    path = tmp_path / "gateway.toml"
+    path.write_text(f"[can.modules]\ndbc = {str(vendor)!r}\n")
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "bms-gateway: can.modules.dbc: the DBC has no MasterCommand message (set commands = false)\n"
+    )
+
+
+# -- systemd notify and watchdog ------------------------------------------------------------------------------
+
+
+async def test_ready_only_once_buses_are_open_and_modbus_listens_then_status_and_watchdog(
+    channel: str, notify: NotifySocket
+) -> None:
+    with occupied() as (blocker, port):
+        cfg = make_config(channel, modbus={"enabled": True, "host": "127.0.0.1", "port": port})
+        gateway = Gateway(cfg)
+        assert gateway.notifier.enabled
+        async with running(gateway):
+            # While the Modbus port is taken the gateway runs and pings the watchdog, but is not READY.
+            await until(lambda: gateway.restarts["modbus"] >= 2, within=10.0, what="two Modbus restarts")
+            assert notify.count("WATCHDOG") >= 3
+            assert notify.count("READY") == 0
+            assert all(m == {"WATCHDOG": "1"} or set(m) == {"STATUS"} for m in notify.messages), notify.messages
+            blocker.close()
+            _, ready = await notify.wait("READY", within=10.0)
+            # At READY the buses are open and Modbus listens on its port.
+            assert listening(port)
+            assert gateway.modbus is not None and gateway.modbus.port == port
+            assert {cfg.can.modules.channel, cfg.can.inverter.channel} <= set(can.interfaces.virtual.channels)
+            assert ready["READY"] == "1"
+            assert ready["STATUS"].startswith("NOT VALID (")  # no modules on the bus: it says why
+            # The master tick keeps pinging the watchdog.
+            mark = notify.mark()
+            await until(lambda: notify.count("WATCHDOG", after=mark) >= 3, within=5.0, what="watchdog pings")
+        statuses = [m["STATUS"] for m in notify.messages if "STATUS" in m]
+        assert len(statuses) >= 2
+        assert all("modules online" in line for line in statuses)
+        assert notify.count("READY") == 1
+
+
+async def test_no_watchdog_pings_without_watchdog_usec(
+    channel: str, notify: NotifySocket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WATCHDOG_USEC")
+    gateway = Gateway(make_config(channel))
+    async with running(gateway):
+        await notify.wait("READY")
+        seq = gateway.hub.latest.seq
+        await until(lambda: gateway.hub.latest.seq > seq + 5, within=5.0, what="master ticks")
+    assert notify.count("STATUS") >= 1
+    assert notify.count("WATCHDOG") == 0
+
+
+# -- signals ----------------------------------------------------------------------------------------------------
+
+
+async def test_sigterm_sends_the_fail_safe_set_three_times_says_offline_and_stops_in_time(
+    channel: str, tmp_path: Path, mosquitto: Broker, notify: NotifySocket
+) -> None:
+    path = write_config(
+        tmp_path / "gateway.toml",
+        channel,
+        mqtt={"enabled": True, "host": mosquitto.host, "port": mosquitto.port, "discovery": False},
+    )
+    cfg = config.load(path)
+    sim = Simulator(modules=2, current=5.0)
+    async with (
+        subscriber(mosquitto, "bms/svc/status") as (_, mqtt),
+        tapped(cfg.can.inverter.channel) as inverter,
+        serving(cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules.channel, sim)}) as task,
+    ):
+        await notify.wait("READY")
+        await mqtt.wait(lambda m: m.payload == b"online")
+        await inverter.wait(lambda m: m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0, within=10.0)
+        mark = inverter.mark()
+        offline = mqtt.mark()
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(task, timeout=10.0) == 0
+        assert loop.time() - sent < 5.0
+        await notify.wait("STOPPING")
+        await mqtt.wait(lambda m: m.payload == b"offline", after=offline)
+
+        # The last frames on the bus: exactly three whole fail-safe sets, and none before them since the signal.
+        def failsafe_tail() -> list[can.Message]:
+            frames = inverter.since(mark)
+            first = next((i for i, m in enumerate(frames) if is_failsafe_limits(m)), len(frames))
+            return frames[first:]
+
+        await until(lambda: len(sets(failsafe_tail())) >= 3, within=5.0, what="three fail-safe sets")
+        tail = failsafe_tail()
+        assert len(tail) == 3 * len(PROFILE)
+        for whole in sets(tail):
+            assert decode(whole[0x359])["ProtectionInternalError"] == 1
+            requests = decode(whole[0x35C])
+            assert (requests["ChargeEnable"], requests["DischargeEnable"]) == (0, 0)
+            assert is_failsafe_limits(whole[0x351])
+        before = inverter.since(mark)[: -len(tail)]
+        assert all(decode(m)["ChargeCurrentLimit"] > 0 for m in before if m.arbitration_id == 0x351)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers removed again
+
+
+async def test_sighup_applies_live_limits_and_keeps_what_needs_a_restart(channel: str, tmp_path: Path) -> None:
+    modbus_port, other_port, metrics_port = free_port(), free_port(), free_port()
+    path = tmp_path / "gateway.toml"
+    base = {
+        "modbus": {"enabled": True, "host": "127.0.0.1", "port": modbus_port},
+        "metrics": {"enabled": True, "host": "127.0.0.1", "port": metrics_port},
+    }
+    write_config(path, channel, **base)
+    cfg = config.load(path)
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    cell_alarm = ("bms_alarm", (("code", "cell_over_voltage"),))
+    sim = Simulator(modules=2, current=5.0)
+    with structlog.testing.capture_logs() as logs:
+        async with serving(
+            cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules.channel, sim)}
+        ) as task:
+            await status_becomes(url, 0)
+            assert (await asyncio.to_thread(scrape, url))[cell_alarm] == 0
+
+            # A cell over-voltage warning threshold under the cells' 3.3 V (live), and another Modbus port (not).
+            limits = {"cell_over_voltage": [3.20, 3.65]}
+            moved = {"modbus": {**base["modbus"], "port": other_port}, "metrics": base["metrics"]}
+            write_config(path, channel, **moved, limits={"slew_rate": 1000.0, **limits})
+            send_signal(signal.SIGHUP)
+            lines = await status_becomes(url, 1)
+            assert "alarms: cell_over_voltage (warning)" in lines
+            assert (await asyncio.to_thread(scrape, url))[cell_alarm] == 1
+            assert listening(modbus_port) and not listening(other_port)
+            reloaded = [e for e in logs if e["event"] == "config reloaded"]
+            assert len(reloaded) == 1
+            assert reloaded[0]["needs_restart"] == ["modbus"]
+
+            # A broken file is refused as a whole: the running config stays.
+            path.write_text("[limits]\ncell_over_voltage = [3.9, 3.65]\n")
+            send_signal(signal.SIGHUP)
+            await until(lambda: any(e["event"].startswith("reload refused") for e in logs), within=5.0, what="refused")
+            (refused,) = [e for e in logs if e["event"].startswith("reload refused")]
+            assert refused["problems"] == [
+                "limits.cell_over_voltage: the warning threshold must not be above the protection threshold"
+            ]
+            assert not task.done()
+            send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(task, timeout=10.0) == 0
+
+
+# -- metrics and status -----------------------------------------------------------------------------------------
+
+
+async def test_metrics_endpoint_and_status_exit_codes(channel: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = make_config(channel, metrics={"enabled": True, "host": "127.0.0.1", "port": 0})
+    gateway = Gateway(cfg)
+    module_channel = cfg.can.modules.channel
+    async with running(gateway):
+        await until(gateway.ready.is_set, within=5.0, what="ready")
+        assert gateway.metrics is not None
+        url = f"http://127.0.0.1:{gateway.metrics.port}/metrics"
+        # No modules: the gateway cannot vouch for the bank, the inverter is being stopped.
+        lines = await status_becomes(url, 2)
+        assert lines[0].startswith("PROTECTION: bank NOT VALID")
+        assert "modules: none" in lines
+
+        async with simulating(module_channel, Simulator(modules=2, current=5.0, seed=1)):
+            lines = await status_becomes(url, 0)
+            assert lines[0].startswith("OK: bank valid")
+            assert "modules: 2 online" in lines
+            metrics = await asyncio.to_thread(scrape, url)
+            snapshot = gateway.hub.latest
+            assert metrics[("bms_frames_total", (("outcome", "received"),))] > 0
+            assert metrics[("bms_frames_total", (("outcome", "decoded"),))] > 0
+            assert metrics[("bms_bank_valid", ())] == 1
+            assert metrics[("bms_modules", (("state", "online"),))] == 2
+            for address in ("1", "2"):
+                assert metrics[("bms_module_state", (("module", address), ("state", "online")))] == 1
+            charge = metrics[("bms_limit", (("limit", "charge_current"),))]
+            assert charge > 100
+            assert charge == pytest.approx(snapshot.limits.charge_current.value, rel=0.02)
+            assert metrics[("bms_limit", (("limit", "charge_voltage"),))] == pytest.approx(55.2)
+            assert metrics[("bms_master_tick_seconds_count", ())] > 10
+            assert metrics[("bms_master_tick_seconds_bucket", (("le", "+Inf"),))] > 10
+            assert metrics[("bms_edge_events_total", (("edge", "inverter-bus"), ("event", "frames_sent")))] > 0
+            assert metrics[("bms_edge_events_total", (("edge", "module-bus"), ("event", "restarts")))] == 0
+            capsys.readouterr()
+            assert await asyncio.to_thread(main, ["status", "--url", url]) == 0
+            assert capsys.readouterr().out.startswith("OK: bank valid")
+
+        # A module reporting a warning bit: exit 1, the alarm named.
+        warning = Simulator(modules=2, current=5.0, seed=1, faults=[parse_fault("warning:2=CellImbalance")])
+        async with simulating(module_channel, warning):
+            lines = await status_becomes(url, 1)
+            assert "alarms: cell_imbalance (warning)" in lines
+
+        # A module in protection: it is isolated, the bank runs on with the other; exit 2.
+        protection = Simulator(modules=2, current=5.0, seed=1, faults=[parse_fault("protection:1=CellOverVoltage")])
+        async with simulating(module_channel, protection):
+            lines = await status_becomes(url, 2)
+            assert lines[0].startswith("PROTECTION: bank valid")
+            assert gateway.hub.latest.addresses(Lifecycle.ISOLATED) == (1,)
+            assert await asyncio.to_thread(main, ["status", "--url", url]) == 2
+
+    # The gateway is gone: unreachable.
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["status", "--url", url]) == 3
+    assert capsys.readouterr().out.startswith("UNKNOWN: cannot read")
+
+
+def test_status_of_an_endpoint_that_is_not_a_gateway_is_unknown() -> None:
+    with pytest.raises(ValueError, match="not a bms-gateway"):
+        status.parse("# HELP up Up\n# TYPE up gauge\nup 1\n")
+
+
+# -- the demo -----------------------------------------------------------------------------------------------------
+
+
+def test_demo_runs_for_its_duration_and_exits_0(channel: str, tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "demo.toml",
+        channel,
+        gateway={"id": "demo", "log_level": "error"},
+        modbus={"enabled": True, "host": "127.0.0.1", "port": 0},
+    )
+    started = time.monotonic()
+    assert main(["demo", "--duration", "3", "--modules", "2", "--config", str(path)]) == 0
+    assert 3.0 <= time.monotonic() - started < 10.0
