@@ -187,7 +187,7 @@ class ModuleStore:
             self._reject("bad_length", can_id, dlc=len(data))
             return
         try:
-            values = plan.message.decode(bytes(data), decode_choices=False)
+            values = plan.message.decode(data, decode_choices=False)  # type: ignore[arg-type]  # bytearray works
         except DecodeFailure as err:
             kind = "bad_multiplexer" if plan.message.is_multiplexed() else "decode_error"
             self._reject(kind, can_id, error=str(err))

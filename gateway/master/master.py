@@ -99,6 +99,11 @@ class Master:
     _shares: dict[tuple[int, ...], float] = field(default_factory=dict)
     _ghosts: dict[tuple[int, ...], _Ghost] = field(default_factory=dict)
     _limits_cache: dict[int, tuple[tuple[object, ...], ModuleLimits]] = field(default_factory=dict)
+    _other_groups: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        self._other_groups = tuple(sorted(self.required_groups - {"status"}))
+
     _last_charge: float = 0.0
     _last_discharge: float = 0.0
     _alarms: AlarmTracker = field(default_factory=AlarmTracker)
@@ -209,7 +214,8 @@ class Master:
         )
         temperatures = {r.address: r.temperature_max for r in fresh if r.temperature_max is not None}
         positions = {a: bank.positions.get(a, a) for a in addresses}
-        for a, excess in thermal.heat_accumulation(temperatures, positions, lim.heat_accumulation):
+        layers = thermal.by_position(temperatures, positions)
+        for a, excess in thermal.heat_accumulation(temperatures, layers, lim.heat_accumulation):
             conditions.append(
                 Condition(
                     "heat_accumulation",
@@ -258,7 +264,7 @@ class Master:
             alarms=alarms,
             modules=MappingProxyType(views),
             strings=tuple(strings),
-            temperature_gradient=thermal.gradient(temperatures, positions),
+            temperature_gradient=thermal.gradient(temperatures, layers),
             inverter=inverter,
         )
         return Tick(snapshot, self._commands(snapshot, per_module))
@@ -293,7 +299,7 @@ class Master:
             return _Health(Lifecycle.OFFLINE, f"no ModuleStatus for {age:.1f} s", IsolateReason.COMMUNICATION_LOST)
         if r.alive_repeats >= bank.frozen_counter_frames - 1:
             return _Health(Lifecycle.OFFLINE, f"AliveCounter frozen at {r.alive}", IsolateReason.COMMUNICATION_LOST)
-        for group in sorted(self.required_groups - {"status"}):
+        for group in self._other_groups:
             seen = r.seen.get(group)
             if seen is None:
                 return _Health(Lifecycle.PENDING, f"waiting for {GROUP_NAMES[group]}", IsolateReason.NOT_ADMITTED)

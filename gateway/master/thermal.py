@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterator, Mapping
 
 from gateway.config import Table
@@ -11,31 +10,34 @@ from gateway.master.tables import interpolate
 
 
 def by_position(temperatures: Mapping[int, float], positions: Mapping[int, int]) -> dict[int, list[int]]:
-    """Stack position -> module addresses at that position (a position may hold several modules)."""
+    """Stack position -> the addresses with a temperature at that position, bottom first (a position may hold
+    several modules)."""
     out: dict[int, list[int]] = {}
     for address in temperatures:
         out.setdefault(positions.get(address, address), []).append(address)
     return dict(sorted(out.items()))
 
 
-def gradient(temperatures: Mapping[int, float], positions: Mapping[int, int]) -> float | None:
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def gradient(temperatures: Mapping[int, float], layers: Mapping[int, list[int]]) -> float | None:
     """Mean temperature at the top position minus that at the bottom, degC (None with under 2 positions)."""
-    layers = by_position(temperatures, positions)
     if len(layers) < 2:
         return None
-    means = [statistics.fmean(temperatures[a] for a in layer) for layer in layers.values()]
-    return means[-1] - means[0]
+    stack = list(layers.values())
+    return _mean([temperatures[a] for a in stack[-1]]) - _mean([temperatures[a] for a in stack[0]])
 
 
 def heat_accumulation(
-    temperatures: Mapping[int, float], positions: Mapping[int, int], delta: float
+    temperatures: Mapping[int, float], layers: Mapping[int, list[int]], delta: float
 ) -> Iterator[tuple[int, float]]:
     """Middle modules running more than `delta` above the mean of the outer (bottom and top) ones."""
-    layers = by_position(temperatures, positions)
     if len(layers) < 3:
         return
     stack = list(layers.values())
-    outer = statistics.fmean(temperatures[a] for a in stack[0] + stack[-1])
+    outer = _mean([temperatures[a] for a in stack[0] + stack[-1]])
     for layer in stack[1:-1]:
         for address in layer:
             excess = temperatures[address] - outer
