@@ -74,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base-topic", default="bms", help="the gateway's [mqtt] base_topic (default bms)")
     p.set_defaults(handler=_monitor)
 
-    p = sub.add_parser("status", help="summary of a running gateway; exit 0 ok, 1 warning, 2 protection, 3 unreachable")
+    p = sub.add_parser(
+        "status", help="summary of a running gateway; exit 0 ok, 1 warning, 2 protection or not valid, 3 unreachable"
+    )
     p.add_argument("--url", default="http://127.0.0.1:9108/metrics", help="its [metrics] endpoint")
     p.set_defaults(handler=_status)
 
