@@ -20,7 +20,7 @@ from typing import Any
 import tomli_w
 
 from gateway import __version__, config, logs
-from gateway.errors import ConfigError, DecodeError, GatewayError
+from gateway.errors import ConfigError, DecodeError, GatewayError, unwrap
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -174,7 +174,10 @@ async def _serve(
         await asyncio.wait({runner, waiter}, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if runner.done():
-            runner.result()
+            try:
+                runner.result()
+            except ExceptionGroup as group:
+                raise unwrap(group) from None
             return EXIT_OK
         gateway.notifier.stopping()
         log.info("stopping")

@@ -19,3 +19,10 @@ class DecodeError(GatewayError):
 
 class BusError(GatewayError):
     """A CAN bus could not be opened or used."""
+
+
+def unwrap(err: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, as a failed TaskGroup raises it."""
+    while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+        err = err.exceptions[0]
+    return err

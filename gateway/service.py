@@ -24,7 +24,7 @@ from gateway.can.commands import CommandSchedule
 from gateway.can.ingest import ModuleStore, Urgency
 from gateway.clock import Clock, LiveClock
 from gateway.config import Config, LimitsSection
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, unwrap
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
 from gateway.master.master import Master
@@ -189,7 +189,7 @@ class Gateway:
             except asyncio.CancelledError:
                 raise
             except Exception as group:
-                err = _single(group)
+                err = unwrap(group)
                 if isinstance(err, ConfigError):
                     raise err from None
                 self.restarts[name] += 1
@@ -330,7 +330,13 @@ class Gateway:
         """Open a bus, decode what arrives in python-can's receive thread, run `work`, until the bus fails."""
         assert self._loop is not None
         loop = self._loop
-        bus = await asyncio.to_thread(open_bus, interface, channel, bitrate)
+        opening = asyncio.ensure_future(asyncio.to_thread(open_bus, interface, channel, bitrate))
+        try:
+            bus = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # Stopped while the bus was still opening in its thread: close it once it is open.
+            opening.add_done_callback(lambda done: done.exception() or done.result().shutdown())
+            raise
         failed = asyncio.Event()
         listener = DecodingListener(sink, self.clock, on_failure=lambda _: loop.call_soon_threadsafe(failed.set))
         notifier = can.Notifier(bus, [listener], timeout=0.5)
@@ -361,10 +367,3 @@ class Gateway:
         assert self.metrics is not None
         m = self.config.metrics
         await self.metrics.serve(m.host, m.port, started=self._ready["metrics"])
-
-
-def _single(err: Exception) -> Exception:
-    """The one exception inside (nested) single-member exception groups, as TaskGroups raise them."""
-    while isinstance(err, ExceptionGroup) and len(err.exceptions) == 1:
-        err = err.exceptions[0]
-    return err
