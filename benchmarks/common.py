@@ -9,6 +9,7 @@ import getpass
 import hashlib
 import itertools
 import math
+import multiprocessing
 import os
 import shutil
 import socket
@@ -17,8 +18,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -417,3 +419,24 @@ def prefetch(frames: Sequence[can.Message], db: Database) -> list[tuple[Message,
         for f in frames
         if f.arbitration_id & ~ADDRESS_MASK in by_base
     ]
+
+
+@contextlib.contextmanager
+def spawned(target: Callable[[Connection, Any], None], arg: Any) -> Iterator[tuple[Connection, Any]]:
+    """`target(pipe, arg)` in a fresh interpreter (its CPU is not ours); yields the pipe and the first message
+    it sends (its port, or that it is ready), and tells it "quit" at the end."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=target, args=(child, arg), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(30.0):
+            raise RuntimeError(f"{target.__name__} did not start")
+        yield parent, parent.recv()
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("quit")
+        process.join(10.0)
+        if process.is_alive():
+            process.terminate()
+            process.join(5.0)

@@ -15,11 +15,9 @@ behind the sender; the first window has no clients (idle), the baseline of the "
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import multiprocessing
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -100,26 +98,6 @@ async def _bare_server(conn: Connection) -> None:
     await server.shutdown()
 
 
-@contextlib.contextmanager
-def server(target: Callable[[Connection, float], None], warm: float) -> Iterator[tuple[Connection, int]]:
-    """A server process (fresh interpreter) that gets `warm` s to settle; yields its pipe and port."""
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=target, args=(child, warm), daemon=True)
-    process.start()
-    try:
-        if not parent.poll(30.0):
-            raise RuntimeError(f"{target.__name__} did not start")
-        yield parent, parent.recv()
-    finally:
-        with contextlib.suppress(OSError):
-            parent.send("quit")
-        process.join(10.0)
-        if process.is_alive():
-            process.terminate()
-            process.join(5.0)
-
-
 async def full_maps(port: int, clients: int, seconds: float) -> float:
     """Full plain-map reads per second, summed over `clients` concurrent connections."""
     connections = [
@@ -170,13 +148,13 @@ def run(opts: Options) -> list[Row]:
     bare: dict[int, list[float]] = {n: [] for n in counts}
     reports: dict[int | str, dict[str, float]] = {}
     for _ in range(opts.pick(1, 2)):
-        with server(gateway_server, opts.pick(0.5, 4.0)) as (conn, port):
+        with common.spawned(gateway_server, opts.pick(0.5, 4.0)) as (conn, port):
             _, reports["idle"] = window(conn, lambda: idle(seconds))
             for n in counts:
                 rate, reports[n] = window(conn, lambda n=n: asyncio.run(full_maps(port, n, seconds)))
                 ours[n].append(rate)
                 common.progress(f"modbus: gateway, {n} clients: {rate:.1f} maps/s; {reports[n]}")
-        with server(bare_server, 0.0) as (conn, port):
+        with common.spawned(bare_server, 0.0) as (conn, port):
             for n in counts:
                 rate, _ = window(conn, lambda n=n: asyncio.run(full_maps(port, n, seconds)))
                 bare[n].append(rate)

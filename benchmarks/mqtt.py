@@ -12,7 +12,6 @@ bank, per module its values and cells, alarms) once a second, in this process, w
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
@@ -102,25 +101,12 @@ def run(opts: Options) -> list[Row]:
     seconds = opts.pick(0.7, 30.0)
     warm = opts.pick(0.5, 5.0)
     pool = common.frame_pool(modules=MODULES, cells=CELLS, sensors=12, seconds=20.0)
-    with common.mosquitto() as port:
-        context = multiprocessing.get_context("spawn")
-        conn, child = context.Pipe()
-        process = context.Process(target=subscriber, args=(child, port), daemon=True)
-        process.start()
-        try:
-            if not conn.poll(30.0):
-                raise RuntimeError("the MQTT subscriber did not start")
-            conn.recv()
-            on, (messages, size), state = asyncio.run(
-                gateway_window(port, pool, conn, mqtt=True, warm=warm, seconds=seconds)
-            )
-            off, _, _ = asyncio.run(gateway_window(port, pool, conn, mqtt=False, warm=warm, seconds=seconds))
-            bare = asyncio.run(bare_publish(port, state, seconds))
-            conn.send("quit")
-        finally:
-            process.join(5.0)
-            if process.is_alive():
-                process.terminate()
+    with common.mosquitto() as port, common.spawned(subscriber, port) as (conn, _):
+        on, (messages, size), state = asyncio.run(
+            gateway_window(port, pool, conn, mqtt=True, warm=warm, seconds=seconds)
+        )
+        off, _, _ = asyncio.run(gateway_window(port, pool, conn, mqtt=False, warm=warm, seconds=seconds))
+        bare = asyncio.run(bare_publish(port, state, seconds))
     common.progress(f"mqtt: gateway {on:.1f} % with MQTT, {off:.1f} % without; bare publish {bare:.1f} %")
     details = {
         "cpu_with_mqtt": on,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 import sunspec2
 import sunspec2.modbus.client as sunspec_client
 from factories import master, reading, run
+from test_modbus import serving as modbus_serving
 
 from gateway import __version__, config
 from gateway.config import Config
@@ -44,17 +44,8 @@ def towers(t: float) -> dict[int, Any]:
     return {a: reading(a, t, current=20.0 + a, temperature_max=25.0 + a, **cells(a)) for a in (1, 2, 3, 4)}
 
 
-@asynccontextmanager
-async def serving(snapshot: BankSnapshot, cfg: Config) -> AsyncIterator[ModbusServer]:
-    server = ModbusServer(SnapshotHub(snapshot), config=cfg, clock=lambda: snapshot.t)
-    task = asyncio.create_task(server.run())
-    try:
-        await asyncio.wait_for(server.started(), 5)
-        yield server
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+def serving(snapshot: BankSnapshot, cfg: Config) -> AbstractAsyncContextManager[ModbusServer]:
+    return modbus_serving(SnapshotHub(snapshot), lambda: snapshot.t, cfg)
 
 
 def scan(port: int) -> dict[Any, list[Any]]:

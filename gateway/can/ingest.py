@@ -117,25 +117,24 @@ class _Slot:
         sensors = tuple(self.cell_temperatures)
         sensors = sensors[: _last_known(sensors)]
         extremes: dict[str, Any] = {}
-        known_cells = [v for v in cells if v is not None]
-        known_sensors = [v for v in sensors if v is not None]
-        if derive_extremes and known_cells:
-            high, low = max(known_cells), min(known_cells)
-            extremes |= {
-                "cell_voltage_max": high,
-                "cell_voltage_min": low,
-                "cell_voltage_max_index": cells.index(high) + 1,
-                "cell_voltage_min_index": cells.index(low) + 1,
-            }
-        if derive_extremes and known_sensors:
-            high, low = max(known_sensors), min(known_sensors)
-            extremes |= {
-                "temperature_max": high,
-                "temperature_min": low,
-                "temperature_max_index": sensors.index(high) + 1,
-                "temperature_min_index": sensors.index(low) + 1,
-            }
+        if derive_extremes:
+            extremes |= _extremes("cell_voltage", cells)
+            extremes |= _extremes("temperature", sensors)
         return cells, tuple(self.cell_balancing[:n_cells]), sensors, extremes
+
+
+def _extremes(name: str, values: tuple[float | None, ...]) -> dict[str, Any]:
+    """`<name>_max`, `<name>_min` and their 1-based indexes over the known values (none if no value is known)."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return {}
+    high, low = max(known), min(known)
+    return {
+        f"{name}_max": high,
+        f"{name}_min": low,
+        f"{name}_max_index": values.index(high) + 1,
+        f"{name}_min_index": values.index(low) + 1,
+    }
 
 
 def _last_known(values: tuple[Any, ...]) -> int:
