@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.master.model import BankSnapshot, MasterCommand
+from gateway.master.model import BankSnapshot
 
 
 class SnapshotHub:
-    """Holds the latest `BankSnapshot` (and the module commands of that tick); outputs read or await it.
+    """Holds the latest `BankSnapshot`; outputs read or await it.
 
     Only the master's loop publishes; outputs never block it: publishing replaces a reference and wakes the
     waiters, and a slow output simply skips the snapshots it had no time for.
@@ -16,20 +16,14 @@ class SnapshotHub:
 
     def __init__(self, initial: BankSnapshot) -> None:
         self._latest = initial
-        self._commands: tuple[MasterCommand, ...] = ()
         self._changed = asyncio.Event()
 
     @property
     def latest(self) -> BankSnapshot:
         return self._latest
 
-    @property
-    def commands(self) -> tuple[MasterCommand, ...]:
-        return self._commands
-
-    def publish(self, snapshot: BankSnapshot, commands: tuple[MasterCommand, ...] = ()) -> None:
+    def publish(self, snapshot: BankSnapshot) -> None:
         self._latest = snapshot
-        self._commands = commands
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 

@@ -255,7 +255,7 @@ class Gateway:
         started = time.perf_counter()
         now = self.clock()
         tick = self.master.step(now, self.store.readings(), self.link.info)
-        self.hub.publish(tick.snapshot, tick.commands)
+        self.hub.publish(tick.snapshot)
         self._send_commands(now, tick.commands)
         if self.metrics is not None:
             self.metrics.tick.observe(time.perf_counter() - started)

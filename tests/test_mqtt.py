@@ -80,7 +80,7 @@ class Stack:
             self.t = round(self.t + 0.1, 3)
             values = readings(self.t) if readings else {a: reading(a, self.t) for a in self.addresses}
             tick = self.master.step(self.t, values)
-            self.hub.publish(tick.snapshot, tick.commands)
+            self.hub.publish(tick.snapshot)
         return self.hub.latest
 
 

@@ -41,7 +41,7 @@ def decoded(messages: list[can.Message]) -> list[tuple[float, str, int, dict[str
     for msg in messages:
         plan, address = CODEC.plan(msg.arbitration_id)
         assert plan is not None
-        out.append((msg.timestamp, plan.message.name, address, CODEC.decode(plan, msg.data)))
+        out.append((msg.timestamp, plan.message.name, address, plan.message.decode(msg.data, decode_choices=False)))
     return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +43,6 @@ class DecodingListener(can.Listener):
         self._sink = sink
         self._clock = clock
         self._on_failure = on_failure
-        self.failed = threading.Event()
         self.error: BaseException | None = None
 
     def on_message_received(self, msg: can.Message) -> None:
@@ -52,7 +50,6 @@ class DecodingListener(can.Listener):
 
     def on_error(self, exc: Exception) -> None:
         self.error = exc
-        self.failed.set()
         if self._on_failure is not None:
             self._on_failure(exc)
 

@@ -150,14 +150,6 @@ class ModuleCodec:
         """The plan for a frame ID and the module address it carries."""
         return self._plans.get(can_id & ~self.address_mask), can_id & self.address_mask
 
-    @property
-    def plans(self) -> Mapping[int, Plan]:
-        return self._plans
-
-    def decode(self, plan: Plan, data: bytes) -> dict[str, float]:
-        """cantools decode of one frame's payload; raises cantools' DecodeError or ValueError."""
-        return plan.message.decode(data, decode_choices=False)  # type: ignore[return-value]
-
     def encode_command(self, command: MasterCommand, counter: int) -> tuple[int, bytes]:
         """The (frame ID, payload) of a MasterCommand."""
         if self._command is None:

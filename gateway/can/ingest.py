@@ -227,10 +227,6 @@ class ModuleStore:
             out[address] = slot.frozen
         return out
 
-    def forget(self, address: int) -> None:
-        """Drop a module's state (it was removed from the bank)."""
-        self._slots.pop(address, None)
-
     @property
     def counters(self) -> Mapping[str, int]:
         return {
