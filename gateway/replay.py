@@ -18,7 +18,6 @@ from typing import IO, Any
 import can
 
 from gateway import payload
-from gateway.can import dbc
 from gateway.can.codec import ModuleCodec
 from gateway.can.commands import CommandSchedule
 from gateway.can.ingest import ModuleStore
@@ -66,11 +65,7 @@ def read_log(path: Path) -> Iterator[can.Message]:
 
 def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: Path | None = None) -> ReplayResult:
     modules = config.can.modules
-    codec = ModuleCodec(
-        dbc.load(modules.dbc, "module.dbc", "can.modules.dbc"),
-        address_mask=modules.address_mask,
-        signal_map=modules.signal_map,
-    )
+    codec = ModuleCodec.from_config(modules)
     urgent: list[bool] = [False]
     store = ModuleStore(
         codec,

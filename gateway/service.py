@@ -17,7 +17,6 @@ from dataclasses import replace
 
 import can
 
-from gateway.can import dbc
 from gateway.can.bus import DecodingListener, open_bus
 from gateway.can.codec import ModuleCodec
 from gateway.can.commands import CommandSchedule
@@ -91,11 +90,7 @@ class Gateway:
         self.clock = clock or LiveClock()
         self.notifier = notifier or Notifier()
         modules = config.can.modules
-        db = dbc.load(modules.dbc, "module.dbc", "can.modules.dbc")
-        self.codec = ModuleCodec(db, address_mask=modules.address_mask, signal_map=modules.signal_map)
-        if modules.commands and self.codec.command_base is None:
-            # Found here, not at the first MasterCommand (which would crash the running master loop).
-            raise ConfigError(["can.modules.dbc: the DBC has no MasterCommand message (set commands = false)"])
+        self.codec = ModuleCodec.from_config(modules)
         inverter = config.can.inverter
         shared = inverter.enabled and (inverter.interface, inverter.channel) == (modules.interface, modules.channel)
         self.store = ModuleStore(

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from test_service import without_master_command
 
 from gateway.cli import main
 
@@ -109,3 +110,15 @@ def test_replay_writes_snapshots_and_sent_frames(tmp_path: Path, capsys: pytest.
     sent = out.read_text()
     assert "inverter 351#" in sent and "inverter 372#" in sent  # the victron profile
     assert "modules 381#" in sent
+
+
+def test_replay_with_a_dbc_without_master_command_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "nocommand.dbc").write_text(without_master_command(Path(__file__).parents[1] / "dbc" / "module.dbc"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[can.modules]\ndbc = 'nocommand.dbc'\n")
+    log = tmp_path / "x.log"
+    assert main(["simulate", "--modules", "1", "--duration", "1", "--output", str(log)]) == 0
+    assert main(["replay", str(log), "--config", str(cfg)]) == 2
+    assert "can.modules.dbc: the DBC has no MasterCommand message" in capsys.readouterr().err
+    cfg.write_text("[can.modules]\ndbc = 'nocommand.dbc'\ncommands = false\n")
+    assert main(["replay", str(log), "--config", str(cfg)]) == 0

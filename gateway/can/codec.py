@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cantools.database.errors
 from cantools.database.can import Database, Message
 
+from gateway.can import dbc
+from gateway.config import ModuleBusSection
 from gateway.errors import ConfigError
 from gateway.master.model import ALARM_BITS, MAX_CELLS, MAX_SENSORS, MasterCommand
 
@@ -145,6 +147,16 @@ class ModuleCodec:
             raise ConfigError(["can.modules.dbc: no message carries ModuleVoltage/SOC (map them with signal_map)"])
         self.required_groups = frozenset(g for g in REQUIRED_GROUPS if any(g in p.groups for p in self._plans.values()))
         self.command_base = None if self._command is None else self._command.frame_id & ~address_mask
+
+    @classmethod
+    def from_config(cls, modules: ModuleBusSection) -> ModuleCodec:
+        """The codec `[can.modules]` describes; a DBC without MasterCommand while `commands` is on is a config
+        error found here, not at the first command the master sends."""
+        db = dbc.load(modules.dbc, "module.dbc", "can.modules.dbc")
+        codec = cls(db, address_mask=modules.address_mask, signal_map=modules.signal_map)
+        if modules.commands and codec.command_base is None:
+            raise ConfigError(["can.modules.dbc: the DBC has no MasterCommand message (set commands = false)"])
+        return codec
 
     def plan(self, can_id: int) -> tuple[Plan | None, int]:
         """The plan for a frame ID and the module address it carries."""
