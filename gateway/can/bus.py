@@ -52,6 +52,3 @@ class DecodingListener(can.Listener):
         self.error = exc
         if self._on_failure is not None:
             self._on_failure(exc)
-
-    def stop(self) -> None:
-        """Nothing to release: the notifier owns the bus."""
