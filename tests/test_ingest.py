@@ -39,15 +39,37 @@ def store() -> ModuleStore:
     return ModuleStore(ModuleCodec(DB))
 
 
+def confirm(store: ModuleStore, *addresses: int, t: float = 0.0) -> None:
+    """Two ModuleStatus frames with the AliveCounter advancing by one: the store then counts the module."""
+    for a in addresses:
+        store.feed(*status(a, AliveCounter=3), t=t)
+        store.feed(*status(a, AliveCounter=4), t=t)
+
+
 def test_status_frame_decodes_into_the_module_state(store: ModuleStore) -> None:
+    store.feed(*status(3, AliveCounter=4), t=9.9)
     store.feed(*status(3), t=10.0)
     r = store.readings()[3]
     assert (r.voltage, r.current, r.soc, r.soh, r.module_state, r.alive) == pytest.approx(
         (53.12, -12.3, 75.0, 98, 3, 5)
     )
     assert r.seen == {"status": 10.0}
-    assert r.first_seen == 10.0
-    assert store.counters["decoded"] == 1
+    assert r.first_seen == 9.9
+    assert store.counters["decoded"] == 2
+
+
+def test_a_module_counts_once_its_alive_counter_advances(store: ModuleStore) -> None:
+    """Garbage decodes too: one frame, or frames whose counter does not step by one, make no module."""
+    store.feed(*encode("CellSummary", 7, CellVoltageMax=3.3, CellVoltageMin=3.2, CellCount=16), t=0.0)
+    store.feed(*status(7, AliveCounter=9), t=0.1)
+    store.feed(*status(7, AliveCounter=2), t=0.2)
+    store.feed(*status(7, AliveCounter=2), t=0.3)
+    assert store.readings() == {}
+    store.feed(*status(7, AliveCounter=3), t=0.4)
+    assert set(store.readings()) == {7}
+    store.feed(*status(8, AliveCounter=15), t=0.5)
+    store.feed(*status(8, AliveCounter=0), t=0.6)  # the 4-bit counter wraps
+    assert set(store.readings()) == {7, 8}
 
 
 def test_every_message_kind_lands_in_its_fields(store: ModuleStore) -> None:
@@ -115,6 +137,7 @@ def test_every_message_kind_lands_in_its_fields(store: ModuleStore) -> None:
         ),
         encode("ModuleCapacity", 2, RemainingCapacity=61.3, FullChargeCapacity=98.7, InternalResistance=2.35),
     ]
+    confirm(store, 2, t=-1.0)
     for i, frame in enumerate(frames):
         store.feed(*frame, t=float(i))
     r = store.readings()[2]
@@ -141,6 +164,7 @@ def test_every_message_kind_lands_in_its_fields(store: ModuleStore) -> None:
     assert (r.cells_in_series, r.nominal_capacity, r.cycle_count) == (16, 100.0, 321)
     assert (r.remaining_capacity, r.full_capacity, r.internal_resistance) == pytest.approx((61.3, 98.7, 2.35))
     assert set(r.seen) == {
+        "status",
         "limits",
         "cells",
         "temperatures",
@@ -153,6 +177,7 @@ def test_every_message_kind_lands_in_its_fields(store: ModuleStore) -> None:
 
 
 def test_alarm_bits_clear_again(store: ModuleStore) -> None:
+    confirm(store, 1)
     store.feed(*encode("Alarms", 1, ProtCellOverVoltage=1, WarnOther=1), t=0.0)
     assert (store.readings()[1].warnings, store.readings()[1].protections) == (1 << 15, 1)
     store.feed(*encode("Alarms", 1), t=1.0)
@@ -184,7 +209,7 @@ def test_alive_counter_repeats_are_counted(store: ModuleStore) -> None:
 def test_bad_frames_are_counted_by_kind_and_change_nothing(
     store: ModuleStore, can_id: int, data: bytes, kind: str
 ) -> None:
-    store.feed(*status(1), t=0.0)
+    confirm(store, 1)
     before = store.readings()[1]
     store.feed(can_id, data, t=1.0)
     assert store.rejected == {kind: 1}
@@ -199,8 +224,7 @@ def test_extended_id_is_not_a_module_frame(store: ModuleStore) -> None:
 
 
 def test_unchanged_module_yields_the_same_reading_object(store: ModuleStore) -> None:
-    store.feed(*status(1), t=0.0)
-    store.feed(*status(2), t=0.0)
+    confirm(store, 1, 2)
     first = store.readings()
     store.feed(*status(2, SOC=80.0), t=0.1)
     second = store.readings()
@@ -241,7 +265,8 @@ def test_user_dbc_with_a_signal_map(tmp_path: Path) -> None:
     )
     store = ModuleStore(codec)
     message = db.get_message_by_name("PackData")
-    store.feed(1600 + 4, message.encode({"PackV": 51.2, "PackI": -3.5, "StateOfCharge": 64, "Life": 2}), t=0.0)
+    for life in (1, 2):
+        store.feed(1600 + 4, message.encode({"PackV": 51.2, "PackI": -3.5, "StateOfCharge": 64, "Life": life}), t=0.0)
     r = store.readings()[4]
     assert (r.voltage, r.current, r.soc, r.alive) == (51.2, -3.5, 64, 2)
     assert codec.required_groups == {"status"}
@@ -294,11 +319,12 @@ def test_frames_over_a_real_virtual_bus(channel: str) -> None:
     notifier = can.Notifier(rx, [listener])
     try:
         for address in (1, 2, 3):
-            can_id, data = status(address, SOC=50.0 + address)
-            tx.send(can.Message(arbitration_id=can_id, data=data, is_extended_id=False))
+            for counter in (1, 2):
+                can_id, data = status(address, SOC=50.0 + address, AliveCounter=counter)
+                tx.send(can.Message(arbitration_id=can_id, data=data, is_extended_id=False))
         tx.send(can.Message(arbitration_id=0x7FF, data=b"\x01", is_extended_id=False))
         deadline = time.monotonic() + 5
-        while store.received < 4 and time.monotonic() < deadline:
+        while store.received < 7 and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         notifier.stop()
@@ -337,6 +363,7 @@ def test_extremes_from_cells_only_count_the_modules_cells(tmp_path: Path) -> Non
     message = db.get_message_by_name("CellVoltages")
     values = {"CellGroup": 5, "Cell16Voltage": 3.31, "Cell17Voltage": 0.0, "Cell18Voltage": 0.0}
     values |= {f"Cell{n}Balancing": 0 for n in (16, 17, 18)}
+    confirm(store, 1)
     store.feed(0x481, message.encode(values), t=0.0)
     info = db.get_message_by_name("ModuleInfo")
     store.feed(

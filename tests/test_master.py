@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from factories import bank, master, reading, run
 
@@ -54,6 +56,109 @@ def test_sixty_forty_sharing_gives_166_7_amps() -> None:
     assert s.modules[1].share == pytest.approx(0.6, abs=1e-3)
     assert s.modules[2].share == pytest.approx(0.5)  # never below its capacity share
     assert s.current == 100.0
+
+
+def test_a_share_measured_from_the_first_second_is_never_exceeded_while_it_settles() -> None:
+    """60/40 from t = 0: the 60 % module is never asked for more than its 100 A (it once got 103 A at t = 12 s)."""
+    m = master()
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {1: reading(1, t, current=48.0), 2: reading(2, t, current=32.0)}
+
+    charges = []
+    for i in range(301):
+        s = m.step(i * 0.1, readings(i * 0.1)).snapshot
+        if s.valid:
+            charges.append(s.limits.charge_current.value)
+            assert 0.6 * s.limits.charge_current.value <= 100.0 + 1e-9
+    assert max(charges) == pytest.approx(166.67, abs=0.01)
+    assert s.limits.charge_current.bound_by == "current_share module 1"
+
+
+def test_a_share_that_rises_applies_at_once_and_one_that_falls_decays() -> None:
+    m = master()
+    shares = {"even": (0.5, 0.5), "uneven": (0.7, 0.3)}
+    state = ["even"]
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        a, b = shares[state[0]]
+        return {1: reading(1, t, current=80.0 * a), 2: reading(2, t, current=80.0 * b)}
+
+    s = run(m, 0.0, 40.0, readings).snapshot
+    assert s.limits.charge_current.value == pytest.approx(200.0)
+    state[0] = "uneven"  # module 1's contact resistance fell: it takes 70 %
+    s = m.step(40.1, readings(40.1)).snapshot
+    assert s.limits.charge_current.value == pytest.approx(142.86, abs=0.01)  # 100 A / 0.7, at once
+    assert s.limits.charge_current.bound_by == "current_share module 1"
+    s = run(m, 40.2, 60.0, readings).snapshot
+    state[0] = "even"  # back to 50/50: the share decays with share_smoothing (5 s), the limit follows slowly
+    s = m.step(60.1, readings(60.1)).snapshot
+    assert s.modules[1].share == pytest.approx(0.7 - 0.2 * (1 - math.exp(-0.1 / 5.0)), abs=1e-6)
+    assert s.limits.charge_current.value == pytest.approx(100.0 / s.modules[1].share, abs=1e-6)
+    s = run(m, 60.2, 65.0, readings).snapshot
+    assert 0.5 < s.modules[1].share < 0.6
+    s = run(m, 65.1, 120.0, readings).snapshot
+    assert s.limits.charge_current.value == pytest.approx(200.0, abs=0.01)
+
+
+def test_a_series_string_with_no_headroom_still_has_a_share() -> None:
+    """One module empty and one full: the string can move 0 Ah, yet it is connected and takes current.
+
+    This crashed the master with a ZeroDivisionError (a share of 0); the share comes from module capacity now.
+    """
+    m = master(bank={"strings": [[1, 2], [3, 4]], "admission_soc_window": 100.0})
+
+    def readings(t: float):  # type: ignore[no-untyped-def]
+        return {
+            1: reading(1, t),
+            2: reading(2, t),
+            3: reading(3, t, soc=0.0),
+            4: reading(4, t, soc=100.0),
+        }
+
+    s = run(m, 0.0, 30.0, readings).snapshot
+    assert s.valid
+    assert [s.modules[a].share for a in (1, 2, 3, 4)] == pytest.approx([0.5] * 4)
+    assert s.limits.charge_current.value == pytest.approx(40.0)  # module 4 at 100 % may take 20 A: 20 / 0.5
+    assert s.limits.charge_current.bound_by == "soc module 4"
+
+
+def test_with_no_voltage_known_the_charge_voltage_is_never_zero() -> None:
+    """CVL 0 V could be read as "charge to 0 V": hold the last known bank voltage, else DVL."""
+    m = master()
+    s = m.step(0.0, {}).snapshot
+    assert not s.valid
+    assert s.limits.charge_voltage.value == s.limits.discharge_voltage.value == pytest.approx(48.0)
+    run(m, 0.1, 20.0, bank(1, voltage=52.4))
+    s = m.step(40.0, {}).snapshot  # every module gone
+    assert not s.valid
+    assert s.limits.charge_current.value == 0.0
+    assert s.limits.charge_voltage.value == pytest.approx(52.4)
+    assert s.limits.discharge_voltage.value == pytest.approx(48.0)
+    assert s.failsafe("master stale").limits.charge_voltage.value == pytest.approx(52.4)
+
+
+def test_a_module_reporting_0_volts_never_makes_the_charge_voltage_0() -> None:
+    """A module reporting CVL 0 V (or a voltage of 0 V while a cell is high) means "do not charge me": the charge
+    current goes to 0, and CVL stays at DVL, never at 0 V or below."""
+    m = master()
+    run(m, 0.0, 20.0, bank(1, 2))
+    s = m.step(20.1, {1: reading(1, 20.1, charge_voltage_limit=0.0), 2: reading(2, 20.1)}).snapshot
+    assert s.limits.charge_current.value == 0.0
+    assert s.limits.charge_current.bound_by == "reported module 1 charge voltage 0 V"
+    assert s.limits.charge_voltage.value == pytest.approx(48.0)
+    s = m.step(20.2, {1: reading(1, 20.2, voltage=0.0, cell_voltage_max=3.5), 2: reading(2, 20.2)}).snapshot
+    assert s.limits.charge_voltage.value >= 48.0
+
+
+def test_while_invalid_the_bank_values_come_only_from_the_banks_modules() -> None:
+    """An address outside bank.strings (garbage, or another bank's module) never shows as the bank's SOC."""
+    m = master(bank={"strings": [[1], [2]], "min_online": 2})
+    s = m.step(0.0, {1: reading(1, 0.0, soc=40.0), 9: reading(9, 0.0, soc=100.0, voltage=60.0)}).snapshot
+    assert not s.valid
+    assert s.soc == pytest.approx(40.0)
+    assert s.voltage == pytest.approx(53.0)
+    assert s.modules[9].lifecycle is Lifecycle.REJECTED
 
 
 def test_a_cold_module_derates_charge() -> None:

@@ -376,7 +376,11 @@ def test_an_invalid_snapshot_goes_out_as_the_fail_safe_set() -> None:
     assert hexes(sent[0x35C]) == "00 00"
     assert hexes(sent[0x359][:4]) == "00 08 00 00"
     assert hexes(sent[0x35A]) == INTERNAL_ERROR_35A
-    assert hexes(by_id(snapshot(valid=False, reason="starting", voltage=None))[0x351])[:5] == "00 00"
+    # No voltage known: CVL is never 0 V (an inverter could read "charge to 0 V"). It holds what the master held
+    # (the last known bank voltage, 52.4 V), else DVL (48.0 V).
+    held = snapshot(valid=False, reason="no module online", voltage=None, cvl=52.4)
+    assert hexes(by_id(held)[0x351]) == "0C 02 00 00 00 00 E0 01"
+    assert hexes(by_id(empty_snapshot(0.0, discharge_voltage=48.0))[0x351]) == "E0 01 00 00 00 00 E0 01"
 
 
 def test_a_stale_master_gets_the_fail_safe_set() -> None:

@@ -59,9 +59,9 @@ def test_healthy_parallel_bank(tmp_path: Path) -> None:
     capacity = sum(s["modules"][str(a)]["full_ah"] for a in (1, 2, 3, 4))
     for a in (1, 2, 3, 4):  # never below the capacity share
         assert s["modules"][str(a)]["share"] >= s["modules"][str(a)]["full_ah"] / capacity - 1e-3
-    for a in (1, 2, 3, 4):
+    for a in (1, 2, 3, 4):  # the payload rounds shares to 0.001: allow that much of the bank limit
         own = s["modules"][str(a)]["limits"]["charge_current"]["value"]
-        assert s["modules"][str(a)]["share"] * charge <= own + 1e-3
+        assert s["modules"][str(a)]["share"] * charge <= own + 0.0005 * charge + 1e-3
     assert s["flags"]["charge_enable"] and s["flags"]["discharge_enable"]
     assert s["alarms"] == []
 

@@ -215,7 +215,7 @@ def test_cell_high_drifts_one_cell_to_the_value() -> None:
 
 def test_soc_offset_starts_a_module_apart_and_it_gives_charge_to_the_others() -> None:
     sim = Simulator(modules=4, soc=50.0, faults=[parse_fault("soc_offset:4=20")])
-    reading = store_of(list(sim.advance(until=0.1))).readings()
+    reading = store_of(list(sim.advance(until=0.25))).readings()
     assert reading[4].soc == pytest.approx(70.0, abs=1.0)
     assert reading[1].soc == pytest.approx(50.0, abs=1.0)
     assert reading[4].current < -10.0

@@ -8,6 +8,7 @@ decoded with one dict lookup and one cantools call; nothing is looked up by name
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -57,6 +58,9 @@ SCALARS: dict[str, tuple[str, str]] = {
 _INDEXED = re.compile(r"^(?:Cell(\d\d)(Voltage|Balancing)|Temp(\d\d)|(Warn|Prot)(\w+))$")
 REQUIRED_GROUPS = ("status", "limits", "cells", "temperatures")
 """Groups a module must have sent recently to count in the limits (where the DBC carries them at all)."""
+_FINITE = sys.float_info.max
+"""The widest range a signal may have: an IEEE float signal's inf or NaN is out of range, never a reading."""
+
 NO_VALUE_CHOICES = frozenset({"NoSensor", "NotAvailable", "SNA", "Invalid"})
 """Value-table names that mean "no reading" for a raw value (e.g. raw 255 of a TempNN sensor)."""
 
@@ -71,8 +75,8 @@ class Target:
     kind: str
     """"field", "cell_voltages", "cell_balancing", "cell_temperatures", "warnings" or "protections"."""
     key: str | int
-    low: float = float("-inf")
-    high: float = float("inf")
+    low: float = -_FINITE
+    high: float = _FINITE
     no_value: float | None = None
 
 
@@ -146,6 +150,8 @@ class ModuleCodec:
         if not any("status" in p.groups for p in self._plans.values()):
             raise ConfigError(["can.modules.dbc: no message carries ModuleVoltage/SOC (map them with signal_map)"])
         self.required_groups = frozenset(g for g in REQUIRED_GROUPS if any(g in p.groups for p in self._plans.values()))
+        self.alive_counter = any(t.key == "alive" for p in self._plans.values() for t in p.targets)
+        """The DBC carries an AliveCounter: a module proves it is real by advancing it."""
         self.command_base = None if self._command is None else self._command.frame_id & ~address_mask
 
     @classmethod
@@ -217,8 +223,8 @@ def _plan(message: Message, signal_map: Mapping[str, str]) -> Plan:
             target.group,
             target.kind,
             target.key,
-            float("-inf") if signal.minimum is None else float(signal.minimum),
-            float("inf") if signal.maximum is None else float(signal.maximum),
+            -_FINITE if signal.minimum is None else float(signal.minimum),
+            _FINITE if signal.maximum is None else float(signal.maximum),
             no_value,
         )
         targets.append(target)

@@ -77,6 +77,9 @@ class _Slot:
     warnings: int = 0
     protections: int = 0
     alive_repeats: int = 0
+    confirmed: bool = False
+    """The module is real: its AliveCounter advanced by one between two ModuleStatus frames (or, for a DBC
+    without AliveCounter, it sent one). Until then it is kept out of `readings()`: garbage decodes too."""
     seen: dict[str, float] = field(default_factory=dict)
     version: int = 0
     cells_version: int = 0
@@ -167,6 +170,7 @@ class ModuleStore:
         self._slots: dict[int, _Slot] = {}
         self._burst = BurstLog(log, "module frame rejected")
         self._derive_extremes = "cells" not in codec.required_groups
+        self._counted = codec.alive_counter
 
     def feed(self, can_id: int, data: bytes | bytearray, t: float, *, extended: bool = False) -> None:
         """Take one received frame; never raises for anything the bus can deliver."""
@@ -203,6 +207,8 @@ class ModuleStore:
         urgent = self._apply(slot, targets, values)
         for group in plan.groups:
             slot.seen[group] = t
+        if not self._counted and "status" in plan.groups:
+            slot.confirmed = True
         slot.version += 1
         self.decoded += 1
         if urgent and self.on_urgent is not None:
@@ -217,9 +223,11 @@ class ModuleStore:
         self.feed(msg.arbitration_id, msg.data, t, extended=msg.is_extended_id)
 
     def readings(self) -> dict[int, ModuleReading]:
-        """Frozen latest values per address; an unchanged module yields the identical object as last time."""
+        """Frozen latest values per confirmed module; an unchanged module yields the identical object as last time."""
         out = {}
         for address, slot in list(self._slots.items()):
+            if not slot.confirmed:
+                continue
             version = slot.version
             if slot.frozen is None or slot.frozen_version != version:
                 slot.frozen = slot.freeze(self._derive_extremes)
@@ -262,6 +270,8 @@ class ModuleStore:
                 fields[key] = value
                 if key == "alive":
                     slot.alive_repeats = slot.alive_repeats + 1 if old == value else 0
+                    if old is not None and (value == old + 1 or (value == target.low and old == target.high)):
+                        slot.confirmed = True
                 elif key in {"module_state", "fault_code"}:
                     urgent = urgent or (old is not None and old != value)
                 elif key in {"cell_voltage_max", "temperature_max"}:

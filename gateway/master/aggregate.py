@@ -19,15 +19,19 @@ class Electrical:
     full_ah: float
     soc: float
     soh: float
+    capacity_ah: float
+    """What sets the part of a parallel bank's current this takes: its smallest module's full capacity (never 0,
+    unlike `full_ah`, which is what a string can still move and is 0 for one module empty and another full)."""
 
 
 def module_capacity(reading: ModuleReading, default_ah: float) -> tuple[float, float]:
-    """(remaining, full) Ah of a module: reported capacity, else nominal, else the configured rating."""
-    full = reading.full_capacity or reading.nominal_capacity or default_ah
+    """(remaining, full) Ah of a module: reported capacity, else nominal, else the configured rating (the first
+    that is positive, so `full` never is 0)."""
+    full = next((c for c in (reading.full_capacity, reading.nominal_capacity) if c is not None and c > 0), default_ah)
     remaining = reading.remaining_capacity
     if remaining is None:
         remaining = full * (reading.soc or 0.0) / 100.0
-    return min(remaining, full), full
+    return max(0.0, min(remaining, full)), full
 
 
 def series(modules: Sequence[ModuleReading], default_ah: float) -> Electrical:
@@ -43,6 +47,7 @@ def series(modules: Sequence[ModuleReading], default_ah: float) -> Electrical:
             full,
             100.0 * remaining / full if full > 0 else 0.0,
             m.soh if m.soh is not None else 0.0,
+            full,
         )
     capacities = [module_capacity(m, default_ah) for m in modules]
     remaining = min(r for r, _ in capacities)
@@ -55,6 +60,7 @@ def series(modules: Sequence[ModuleReading], default_ah: float) -> Electrical:
         full_ah=full,
         soc=100.0 * remaining / full if full > 0 else 0.0,
         soh=min(m.soh if m.soh is not None else 0.0 for m in modules),
+        capacity_ah=min(f for _, f in capacities),
     )
 
 
@@ -69,6 +75,7 @@ def parallel(strings: Sequence[Electrical]) -> Electrical:
         full_ah=full,
         soc=sum(w * s.soc for w, s in zip(weights, strings, strict=True)),
         soh=sum(w * s.soh for w, s in zip(weights, strings, strict=True)),
+        capacity_ah=sum(s.capacity_ah for s in strings),
     )
 
 

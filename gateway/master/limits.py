@@ -44,13 +44,19 @@ def module_limits(
             ("soc", factor(limits.discharge_soc, reading.soc)),
         ),
     )
+    # Voltages: the module's own if they are tighter, always within [cells x DVL per cell, cells x CVL per cell].
+    # A reported CVL below that floor is not a voltage to charge to (0 V would read as "charge to 0 V"): the
+    # module is telling us not to charge it, so its charge current is 0 and its CVL stays at the floor.
     cells = bank.cells_in_series
     cvl = Limit(cells * limits.charge_voltage_per_cell, "charge_voltage_per_cell")
-    if reading.charge_voltage_limit is not None and reading.charge_voltage_limit < cvl.value:
-        cvl = Limit(reading.charge_voltage_limit, f"reported module {a}")
     dvl = Limit(cells * limits.discharge_voltage_per_cell, "discharge_voltage_per_cell")
-    if reading.discharge_voltage_limit is not None and reading.discharge_voltage_limit > dvl.value:
-        dvl = Limit(reading.discharge_voltage_limit, f"reported module {a}")
+    reported_cvl, reported_dvl = reading.charge_voltage_limit, reading.discharge_voltage_limit
+    if reported_cvl is not None and reported_cvl < cvl.value:
+        cvl = Limit(max(reported_cvl, dvl.value), f"reported module {a}")
+        if reported_cvl < dvl.value:
+            charge = Limit(0.0, f"reported module {a} charge voltage {reported_cvl:g} V")
+    if reported_dvl is not None and reported_dvl > dvl.value:
+        dvl = Limit(min(reported_dvl, cvl.value), f"reported module {a}")
     return ModuleLimits(charge, discharge, cvl, dvl)
 
 

@@ -108,6 +108,7 @@ class Master:
     _last_discharge: float = 0.0
     _alarms: AlarmTracker = field(default_factory=AlarmTracker)
     _last_full: float | None = None
+    _last_voltage: float | None = None
     _full_requested: bool = False
     _cutoff_last: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
 
@@ -162,10 +163,11 @@ class Master:
         for a in admitted_set:
             health[a] = _Health(Lifecycle.ONLINE, "", IsolateReason.NONE)
 
-        # Aggregation over the admitted strings (or whatever is fresh, to show something while invalid).
+        # Aggregation over the admitted strings (or, to show something while invalid, the fresh modules that
+        # belong to the bank: never a rejected address, which may be garbage or another bank's module).
         fresh = [readings[a] for a in addresses if a in readings and health[a].lifecycle is not Lifecycle.OFFLINE]
         online = [readings[a] for a in sorted(admitted_set)]
-        shown = online or fresh
+        shown = online or [r for r in fresh if health[r.address].lifecycle is not Lifecycle.REJECTED]
         electrical = [aggregate.series([readings[a] for a in s], bank.capacity_ah) for s in admitted]
         total = aggregate.parallel(electrical) if electrical else None
         if total is None and shown:
@@ -196,9 +198,13 @@ class Master:
             self._track_cutoffs(admitted, admitted_set, per_module, limits, now)
         else:
             self._last_charge = self._last_discharge = 0.0
-            voltage = total.voltage if total is not None else 0.0
             dvl = self._fallback_dvl(strings)
-            limits = BankLimits(Limit(0.0, reason), Limit(0.0, reason), Limit(voltage, reason), Limit(dvl, reason))
+            # CVL holds the bank where it is; with no voltage known, never 0 (an inverter could read "charge to
+            # 0 V"): the last known bank voltage, else DVL.
+            cvl = (total.voltage if total is not None else 0.0) or self._last_voltage or dvl
+            limits = BankLimits(Limit(0.0, reason), Limit(0.0, reason), Limit(cvl, reason), Limit(dvl, reason))
+        if total is not None and total.voltage > 0.0:
+            self._last_voltage = total.voltage
 
         flags = self._flags(valid, limits, total, vmin, now)
 
@@ -398,26 +404,29 @@ class Master:
     def _update_shares(
         self, admitted: Sequence[tuple[int, ...]], electrical: Sequence[aggregate.Electrical], dt: float
     ) -> list[float]:
-        """Each string's share of the bank current: the larger of its capacity share and its measured share.
+        """Each string's share of the bank current, as the limits must assume it.
 
-        The measured share is smoothed and remembered while the current is too small to measure, so a
-        string that takes more than its capacity share under load keeps being treated so.
+        Measured (I_string / I_bank) whenever the bank current is large enough to measure. A measured share that
+        rises applies at once: the limit must fit the share the string takes now. One that falls decays with
+        `share_smoothing`, so the next load step does not find a limit that is too high. Never below the string's
+        capacity share, which is never 0.
         """
         lim, bank = self.config.limits, self.config.bank
         self._shares = {s: v for s, v in self._shares.items() if s in admitted}
         if not admitted:
             return []
-        capacity = sum(e.full_ah for e in electrical)
-        by_capacity = [e.full_ah / capacity if capacity > 0 else 1.0 / len(admitted) for e in electrical]
+        capacity = sum(e.capacity_ah for e in electrical)
+        by_capacity = [e.capacity_ah / capacity for e in electrical]
         total = sum(e.current for e in electrical)
         rated = bank.rated_charge_current if total >= 0 else bank.rated_discharge_current
         if abs(total) > lim.share_threshold / 100.0 * rated * len(admitted):
             direction = math.copysign(1.0, total)
             flowing = [max(0.0, direction * e.current) for e in electrical]
-            alpha = 1.0 - math.exp(-dt / lim.share_smoothing) if dt > 0 else 0.0
-            for string, f, c in zip(admitted, flowing, by_capacity, strict=True):
-                old = self._shares.get(string, c)
-                self._shares[string] = old + alpha * (f / sum(flowing) - old)
+            alpha = 1.0 - math.exp(-dt / lim.share_smoothing)
+            for string, f in zip(admitted, flowing, strict=True):
+                measured = f / sum(flowing)
+                old = self._shares.get(string, measured)
+                self._shares[string] = measured if measured >= old else old + alpha * (measured - old)
         return [max(self._shares.get(s, 0.0), c) for s, c in zip(admitted, by_capacity, strict=True)]
 
     def _limits(
@@ -468,6 +477,10 @@ class Master:
         discharge, self._last_discharge = _slewed(discharge, self._last_discharge, slew * bank.rated_discharge_current)
         if charge.value == 0.0 and total is not None and total.voltage < cvl.value:
             cvl = Limit(total.voltage, f"charge_stop ({charge.bound_by})")
+        floor = min(s.discharge_voltage.value for s in per_string)
+        if cvl.value < floor:
+            # Never below a string's DVL, so never 0 V: a module reporting 0 V must not read as "charge to 0 V".
+            cvl = Limit(floor, cvl.bound_by)
         return BankLimits(charge, discharge, cvl, dvl)
 
     def _string_cvl(
@@ -484,7 +497,7 @@ class Master:
         for a in string:
             r = readings[a]
             if r.cell_voltage_max is not None and r.cell_voltage_max > target:
-                value = electrical.voltage - (r.cell_voltage_max - target)
+                value = max(electrical.voltage - (r.cell_voltage_max - target), limits.discharge_voltage.value)
                 if value < cvl.value:
                     cvl = Limit(value, f"balancing module {a} cell {r.cell_voltage_max_index or 0}")
         return cvl

@@ -211,14 +211,6 @@ class MasterCommand:
     fan_duty: int
 
 
-ZERO_LIMITS = BankLimits(
-    Limit(0.0, "no_valid_bank"),
-    Limit(0.0, "no_valid_bank"),
-    Limit(0.0, "no_valid_bank"),
-    Limit(0.0, "no_valid_bank"),
-)
-
-
 @dataclass(frozen=True, slots=True)
 class BankSnapshot:
     """The master's whole view of the bank after one tick. Outputs read it; nobody changes it."""
@@ -264,19 +256,27 @@ class BankSnapshot:
         return Level.WARNING if levels else None
 
     def failsafe(self, reason: str) -> BankSnapshot:
-        """This snapshot as the inverter must see it when the gateway cannot vouch for the bank."""
-        voltage = self.voltage if self.voltage is not None and math.isfinite(self.voltage) else 0.0
-        limits = BankLimits(
-            Limit(0.0, reason),
-            Limit(0.0, reason),
-            Limit(voltage, reason),
-            Limit(self.limits.discharge_voltage.value, reason),
-        )
+        """This snapshot as the inverter must see it when the gateway cannot vouch for the bank.
+
+        Both current limits 0, every flag cleared, and CVL held at the bank's voltage: the present one, else the
+        one an invalid snapshot already holds (the master's last known bank voltage), else DVL. Never 0 V, which
+        an inverter could read as "charge to 0 V".
+        """
+        dvl = self.limits.discharge_voltage.value
+        if self.voltage is not None and math.isfinite(self.voltage) and self.voltage > 0.0:
+            cvl = self.voltage
+        elif not self.valid and self.limits.charge_voltage.value > 0.0:
+            cvl = self.limits.charge_voltage.value
+        else:
+            cvl = dvl
+        limits = BankLimits(Limit(0.0, reason), Limit(0.0, reason), Limit(cvl, reason), Limit(dvl, reason))
         return replace(self, valid=False, reason=reason, limits=limits, flags=Flags())
 
 
-def empty_snapshot(t: float, reason: str = "starting") -> BankSnapshot:
-    """The snapshot before the first tick: nothing known, nothing allowed."""
+def empty_snapshot(t: float, reason: str = "starting", *, discharge_voltage: float = 0.0) -> BankSnapshot:
+    """The snapshot before the first tick: nothing known, nothing allowed; CVL and DVL at `discharge_voltage`
+    (the bank's DVL from its config), so that even this snapshot never asks an inverter to charge to 0 V."""
+    zero, voltage = Limit(0.0, reason), Limit(discharge_voltage, reason)
     return BankSnapshot(
         seq=0,
         t=t,
@@ -292,7 +292,7 @@ def empty_snapshot(t: float, reason: str = "starting") -> BankSnapshot:
         cell_voltage_min=None,
         temperature_max=None,
         temperature_min=None,
-        limits=ZERO_LIMITS,
+        limits=BankLimits(zero, zero, voltage, voltage),
         flags=Flags(),
         fan_duty=0,
         alarms=(),
