@@ -301,7 +301,9 @@ class Gateway:
         inv = self.config.can.inverter
 
         async def publish(bus: can.BusABC) -> None:
-            self.publisher = publisher = pylontech.InverterPublisher(bus, self.hub, config=inv, clock=self.clock)
+            self.publisher = publisher = pylontech.InverterPublisher(
+                bus, self.hub, config=inv, bank=self.config.bank, clock=self.clock
+            )
             try:
                 await publisher.run()
             except asyncio.CancelledError:
