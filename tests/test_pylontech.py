@@ -685,6 +685,23 @@ def test_the_link_ignores_other_frames_and_pads_short_ones() -> None:
     assert link.info.name == "V"
 
 
+def test_the_link_logs_a_burst_of_changing_names_once_then_the_name_it_settles_on() -> None:
+    """1000 frames on 0x307 with a new "name" each (a bus or log with other traffic on that ID), 10 ms apart:
+    one line. The name it settles on is logged when NAME_LOG_INTERVAL (60 s) has passed, with how often it
+    changed; a later real change is logged at once. Times are frame times, as in replay."""
+    link = InverterLink()
+    with structlog.testing.capture_logs() as logged:
+        for n in range(1000):
+            link.feed(0x307, bytes(4) + f"N{n:03}".encode(), n * 0.01)
+        for second in range(10, 71):
+            link.feed(0x307 if second == 10 else 0x305, bytes(4) + b"VIC\0", float(second))
+        link.feed(0x307, bytes(4) + b"SMA\0", 200.0)
+        link.feed(0x305, bytes(8), 201.0)
+    seen = [e for e in logged if e["event"] == "inverter seen"]
+    assert [(e["name"], e.get("renames")) for e in seen] == [("N000", None), ("VIC", 1000), ("SMA", None)]
+    assert link.info is not None and link.info.name == "SMA"
+
+
 def test_the_link_reads_an_identification_encoded_with_the_independent_dbc() -> None:
     message = INDEPENDENT.get_message_by_frame_id(0x307)
     data = message.encode({"Code": 0x78563412, "N0": ord("V"), "N1": ord("I"), "N2": ord("C"), "N3": 0})

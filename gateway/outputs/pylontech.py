@@ -53,6 +53,9 @@ CURRENT_FALL_PERCENT = 2.0
 rating) below what the inverter last got. Smaller falls (current shares drift every tick) wait for the period."""
 VOLTAGE_FALL_PERCENT = 1.0
 """CVL falling (DVL rising) by more than this percent of what the inverter last got goes out at once."""
+NAME_LOG_INTERVAL = 60.0
+""""inverter seen" is logged when the inverter's name changes, at most once per this many seconds of frame time:
+a bus that carries other traffic on 0x307 (or a log with random IDs) decodes a new "name" from every frame."""
 _SLACK = 1e-3
 """A due time this close counts as reached: replay's ticks add up 0.1 s steps and land a hair early."""
 
@@ -579,12 +582,17 @@ class InverterLink:
 
     Fed from python-can's receive thread; `info` is replaced whole, so the master reads a consistent value.
     Neither frame is required: `info` stays None for an inverter that never sends them, and the master raises
-    `inverter_comm_lost` only after one was seen.
+    `inverter_comm_lost` only after one was seen. "inverter seen" is logged for the first frame and for a new
+    name, at most once per NAME_LOG_INTERVAL: a burst of changing names is one line, and the name it settles on
+    is the next, with how often it changed in between.
     """
 
     def __init__(self) -> None:
         self._info: InverterInfo | None = None
         self._keepalive: Mapping[str, float] | None = None
+        self._logged: str | None = None
+        self._logged_at = -math.inf
+        self._renames = 0
 
     @property
     def info(self) -> InverterInfo | None:
@@ -616,5 +624,9 @@ class InverterLink:
         elif isinstance(text := decoded["InverterName"], int):
             name = _text(text, 4)
         self._info = InverterInfo(name=name, last_seen=t, keepalive_seen=keepalive_seen)
-        if before is None or before.name != name:
-            log.info("inverter seen", name=name or None, can_id=hex(can_id))
+        if before is not None and before.name != name:
+            self._renames += 1
+        if name != self._logged and t >= self._logged_at + NAME_LOG_INTERVAL:
+            renames = {"renames": self._renames} if self._renames > 1 else {}
+            log.info("inverter seen", name=name or None, can_id=hex(can_id), **renames)
+            self._logged, self._logged_at, self._renames = name, t, 0
