@@ -76,7 +76,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
     master = Master(config, required_groups=codec.required_groups)
     link = pylontech.InverterLink()
     commands = CommandSchedule(codec, modules.command_period) if modules.commands else None
-    inverter = pylontech.Schedule(config.can.inverter) if config.can.inverter.enabled else None
+    inverter = pylontech.Schedule(config.can.inverter, bank=config.bank) if config.can.inverter.enabled else None
     result = ReplayResult()
     started = time.perf_counter()
     with ExitStack() as stack:

@@ -21,6 +21,7 @@ from gateway.can.bus import DecodingListener, open_bus
 from gateway.can.codec import ModuleCodec
 from gateway.can.commands import CommandSchedule
 from gateway.can.ingest import ModuleStore, Urgency
+from gateway.changes import changes
 from gateway.clock import Clock, LiveClock
 from gateway.config import Config, LimitsSection
 from gateway.errors import ConfigError, GatewayError, unwrap
@@ -246,12 +247,16 @@ class Gateway:
                 next_status = now + STATUS_PERIOD
 
     def step(self) -> BankSnapshot:
-        """One master tick on the latest readings; publishes the snapshot and sends due MasterCommands."""
+        """One master tick on the latest readings; publishes the snapshot, sends due MasterCommands and logs what
+        changed since the last snapshot (one line per change)."""
         started = time.perf_counter()
         now = self.clock()
+        before = self.hub.latest
         tick = self.master.step(now, self.store.readings(), self.link.info)
         self.hub.publish(tick.snapshot)
         self._send_commands(now, tick.commands)
+        for change in changes(before, tick.snapshot):
+            (log.warning if change.severity == "warning" else log.info)(change.event, **change.fields())
         if self.metrics is not None:
             self.metrics.tick.observe(time.perf_counter() - started)
         return tick.snapshot
@@ -301,7 +306,9 @@ class Gateway:
         inv = self.config.can.inverter
 
         async def publish(bus: can.BusABC) -> None:
-            self.publisher = publisher = pylontech.InverterPublisher(bus, self.hub, config=inv, clock=self.clock)
+            self.publisher = publisher = pylontech.InverterPublisher(
+                bus, self.hub, config=inv, bank=self.config.bank, clock=self.clock
+            )
             try:
                 await publisher.run()
             except asyncio.CancelledError:

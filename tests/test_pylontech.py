@@ -32,7 +32,7 @@ from gateway import __version__
 from gateway.can import dbc
 from gateway.can.bus import DecodingListener, open_bus
 from gateway.clock import LiveClock
-from gateway.config import InverterBusSection
+from gateway.config import BankSection, InverterBusSection
 from gateway.hub import SnapshotHub
 from gateway.master.alarms import CODES
 from gateway.master.model import (
@@ -98,7 +98,7 @@ def snapshot(
     **values: Any,
 ) -> BankSnapshot:
     """A valid bank: 52.31 V, -12.3 A, 25.4 degC, SOC 75 %, SOH 98 %, 200 Ah; modules 1 and 2 online (2 blocks
-    charge), 3 pending; the limits as given, flags that agree with them."""
+    charge), 3 pending, each its own parallel string; the limits as given, flags that agree with them."""
     base = {
         "seq": seq,
         "valid": True,
@@ -116,6 +116,7 @@ def snapshot(
         "limits": BankLimits(Limit(ccl, "test"), Limit(dcl, "test"), Limit(cvl, "test"), Limit(dvl, "test")),
         "flags": Flags(charge_enable=ccl > 0, discharge_enable=dcl > 0),
         "modules": MappingProxyType({1: view(1), 2: view(2, ccl=0.0), 3: view(3, Lifecycle.PENDING)}),
+        "strings": ((1,), (2,), (3,)),
     }
     return replace(empty_snapshot(t), **{**base, **values})
 
@@ -139,6 +140,14 @@ def limits_raw(snap: BankSnapshot) -> tuple[int, int, int, int]:
 
 def config(**values: Any) -> InverterBusSection:
     return InverterBusSection(**values)
+
+
+BANK = BankSection()
+"""100 A rated charge and discharge current per string: with two strings online the bank's rating is 200 A."""
+
+
+def schedule(bank: BankSection = BANK, **values: Any) -> Schedule:
+    return Schedule(config(**values), bank=bank)
 
 
 # -- the DBC and the profiles ---------------------------------------------------------------------------------
@@ -166,9 +175,9 @@ def test_profiles_send_the_frames_of_the_issue_in_order() -> None:
         "victron": VICTRON,
         "sma": VICTRON,
     }
-    assert Schedule(config()).period == 1.0
-    assert Schedule(config(period=0.5, protocol="victron")).period == 0.5
-    assert Schedule(config(period=1.0, protocol="sma")).period == 0.1
+    assert schedule().period == 1.0
+    assert schedule(period=0.5, protocol="victron").period == 0.5
+    assert schedule(period=1.0, protocol="sma").period == 0.1
     for name, profile in PROFILES.items():
         assert [i for i, _ in frames(snapshot(), profile)] == list(profile.frame_ids), name
 
@@ -384,7 +393,7 @@ def test_an_invalid_snapshot_goes_out_as_the_fail_safe_set() -> None:
 
 
 def test_a_stale_master_gets_the_fail_safe_set() -> None:
-    fresh, stale = Schedule(config()), Schedule(config())
+    fresh, stale = schedule(), schedule()
     live = fresh.due(STALE_AFTER - 0.01, snapshot(t=0.0))
     assert hexes(dict(live)[0x351]) == "28 02 E8 03 DC 05 E0 01"
     assert fresh.reason is None
@@ -401,8 +410,8 @@ def test_a_stale_master_gets_the_fail_safe_set() -> None:
 class Feed:
     """A schedule fed with fresh snapshots, so that only the values decide."""
 
-    def __init__(self, **cfg: Any) -> None:
-        self.schedule = Schedule(config(**cfg))
+    def __init__(self, bank: BankSection = BANK, **cfg: Any) -> None:
+        self.schedule = schedule(bank, **cfg)
         self.seq = 0
 
     def __call__(self, now: float, **values: Any) -> list[int]:
@@ -426,11 +435,16 @@ def test_the_whole_set_goes_out_every_period() -> None:
     "change",
     [
         {"ccl": 50.0},
+        {"ccl": 95.9},  # 4.1 A: more than 2 % of the 200 A rating
+        {"dcl": 145.9},
         {"dcl": 0.0},
         {"cvl": 53.0},
+        {"cvl": 54.6},  # 0.6 V: more than 1 % of 55.2 V
         {"dvl": 49.0},
+        {"dvl": 48.5},  # 0.5 V: more than 1 % of 48.0 V
         {"alarms": (alarm("cell_over_voltage", Level.PROTECTION),)},
         {"flags": Flags(charge_enable=True, discharge_enable=True, full_charge=True)},
+        {"flags": Flags(charge_enable=True, discharge_enable=True, force_charge=True)},
         {"flags": Flags(charge_enable=False, discharge_enable=True)},
         {"valid": False, "reason": "no module online"},
     ],
@@ -451,6 +465,10 @@ def test_protective_changes_go_out_at_once(change: dict[str, Any]) -> None:
         {"cvl": 56.0},
         {"dvl": 47.0},
         {"ccl": 100.04},  # the same 0x351
+        {"ccl": 99.9},  # current-share drift
+        {"ccl": 96.0, "dcl": 146.0},  # 4.0 A: not more than 2 % of the 200 A rating
+        {"cvl": 54.7},  # 0.5 V: not more than 1 % of 55.2 V
+        {"dvl": 48.4},
         {"alarms": (alarm("cell_over_voltage", Level.WARNING),)},
         {"soc": 20.0, "voltage": 49.0},
     ],
@@ -460,6 +478,78 @@ def test_other_changes_wait_for_the_period(change: dict[str, Any]) -> None:
     feed(0.0)
     assert feed(0.2, **change) == []
     assert feed(5.0, **change) == PYLON_12
+    assert feed.schedule.fast_sends == 0
+
+
+ONE_STRING = MappingProxyType({1: view(1), 2: view(2, Lifecycle.OFFLINE), 3: view(3, Lifecycle.PENDING)})
+
+
+@pytest.mark.parametrize(
+    ("rated", "modules", "waits", "goes"),
+    [
+        (100.0, None, 4.0, 4.1),  # two strings online: 2 % of 200 A
+        (100.0, ONE_STRING, 2.0, 2.1),  # module 2 offline: 2 % of 100 A
+        (40.0, ONE_STRING, 1.0, 1.1),  # 2 % of 40 A is 0.8 A: the 1 A floor
+        (280.0, None, 11.2, 11.3),  # 2 % of 560 A
+    ],
+)
+@pytest.mark.parametrize("limit", ["ccl", "dcl"])
+def test_a_current_limit_goes_out_at_once_when_it_falls_by_more_than_2_percent_of_the_rating(
+    rated: float, modules: Any, waits: float, goes: float, limit: str
+) -> None:
+    bank = BankSection(rated_charge_current=rated, rated_discharge_current=rated)
+    extra = {} if modules is None else {"modules": modules}
+    feed = Feed(bank, period=5.0)
+    feed(0.0, ccl=100.0, dcl=100.0, **extra)
+    assert feed(0.2, **{"ccl": 100.0, "dcl": 100.0, limit: 100.0 - waits}, **extra) == []
+    assert feed(0.4, **{"ccl": 100.0, "dcl": 100.0, limit: 100.0 - goes}, **extra) == PYLON_12
+    assert feed.schedule.fast_sends == 1
+
+
+def test_small_falls_add_up_to_one_fast_send() -> None:
+    """CCL drifting down 0.1 A a tick (current share): one set when it is 4.1 A below what was sent, not one a
+    tick; judged against the last set sent, period or fast."""
+    feed = Feed(period=5.0)
+    sent = [round(0.1 * n, 1) for n in range(50) if feed(0.1 * n, ccl=100.0 - 0.1 * n)]
+    assert sent == [0.0, 4.1]
+    assert feed.schedule.fast_sends == 1
+
+
+def test_any_fall_to_zero_goes_out_at_once() -> None:
+    feed = Feed(period=5.0)
+    feed(0.0, ccl=0.5, dcl=0.3)
+    assert feed(0.2, ccl=0.0, dcl=0.3) == PYLON_12
+    assert feed(0.4, ccl=0.0, dcl=0.0) == PYLON_12
+    assert feed.schedule.fast_sends == 2
+
+
+def test_a_voltage_limit_crossing_the_bank_voltage_goes_out_at_once() -> None:
+    """The bank is at 52.31 V. CVL 52.5 -> 52.3 V is a fall of 0.4 %, but charging must stop now; CVL that then
+    follows the voltage down (charge stop) waits. The same for DVL rising to the voltage."""
+    feed = Feed(period=5.0)
+    feed(0.0, cvl=52.5)
+    assert feed(0.2, cvl=52.3) == PYLON_12
+    assert feed(0.4, cvl=52.2, voltage=52.2) == []
+    feed = Feed(period=5.0)
+    feed(0.0, dvl=52.0)
+    assert feed(0.2, dvl=52.4) == PYLON_12
+    assert feed(0.4, dvl=52.5, voltage=52.5) == []
+
+
+def test_a_warning_that_becomes_a_protection_goes_out_at_once() -> None:
+    feed = Feed(period=5.0)
+    feed(0.0, alarms=(alarm("cell_over_voltage", Level.WARNING),))
+    assert feed(0.2, alarms=(alarm("cell_over_voltage", Level.PROTECTION),)) == PYLON_12
+    assert feed(0.4, alarms=()) == []  # cleared: waits
+
+
+def test_the_fail_safe_set_goes_out_at_once_even_when_nothing_else_changes() -> None:
+    """Limits already 0 and enables already off: only the snapshot's validity changes."""
+    feed = Feed(period=5.0)
+    idle = {"ccl": 0.0, "dcl": 0.0, "cvl": 52.31, "alarms": (alarm("module_comm_lost", Level.PROTECTION),)}
+    feed(0.0, **idle)
+    assert feed(0.2, valid=False, reason="no module online", **idle) == PYLON_12
+    assert feed.schedule.fast_sends == 1
 
 
 def test_fast_sends_are_rate_limited_and_judged_against_what_was_sent() -> None:
@@ -478,7 +568,7 @@ def test_ticks_that_add_up_small_steps_keep_the_period_and_the_rate() -> None:
     """Replay ticks at t += 0.1, which lands a hair before 1.0, 2.0, ...: the sets must not slip a tick."""
     feed, t, sent = Feed(period=1.0), 0.0, []
     for step in range(51):
-        if feed(t, ccl=100.0 - step):  # a limit that falls every tick: fast sends at the rate limit
+        if feed(t, ccl=300.0 - 5 * step):  # a limit that falls 5 A every tick: fast sends at the rate limit
             sent.append(t)
         t += 0.1
     assert len(sent) == 51
@@ -486,18 +576,18 @@ def test_ticks_that_add_up_small_steps_keep_the_period_and_the_rate() -> None:
 
 
 def test_the_schedule_wakes_up_when_the_snapshot_goes_stale() -> None:
-    schedule = Schedule(config(period=5.0))
-    schedule.due(0.0, snapshot(t=0.0))
-    assert schedule.wake() == STALE_AFTER
-    assert schedule.due(STALE_AFTER, snapshot(t=0.0)) != []
-    assert schedule.fast_sends == 1
-    assert schedule.wake() == 5.0
+    stale = schedule(period=5.0)
+    stale.due(0.0, snapshot(t=0.0))
+    assert stale.wake() == STALE_AFTER
+    assert stale.due(STALE_AFTER, snapshot(t=0.0)) != []
+    assert stale.fast_sends == 1
+    assert stale.wake() == 5.0
 
 
 def test_the_schedule_sends_what_frames_encodes() -> None:
     """Replay writes what `due` returns: it must be the pure encoding of the snapshot."""
     snap = snapshot(alarms=(alarm("module_fault", Level.PROTECTION),))
-    assert Schedule(config(protocol="sma")).due(0.0, snap) == frames(snap, PROFILES["sma"])
+    assert schedule(protocol="sma").due(0.0, snap) == frames(snap, PROFILES["sma"])
 
 
 # -- against an independently written DBC -------------------------------------------------------------------------
@@ -597,6 +687,23 @@ def test_the_link_ignores_other_frames_and_pads_short_ones() -> None:
     assert (link.info.name, link.info.last_seen, link.info.keepalive_seen) == ("SMA", 3.0, 3.0)
     link.feed(0x307, bytes(4) + b" \x01V\x00", 4.0)
     assert link.info.name == "V"
+
+
+def test_the_link_logs_a_burst_of_changing_names_once_then_the_name_it_settles_on() -> None:
+    """1000 frames on 0x307 with a new "name" each (a bus or log with other traffic on that ID), 10 ms apart:
+    one line. The name it settles on is logged when NAME_LOG_INTERVAL (60 s) has passed, with how often it
+    changed; a later real change is logged at once. Times are frame times, as in replay."""
+    link = InverterLink()
+    with structlog.testing.capture_logs() as logged:
+        for n in range(1000):
+            link.feed(0x307, bytes(4) + f"N{n:03}".encode(), n * 0.01)
+        for second in range(10, 71):
+            link.feed(0x307 if second == 10 else 0x305, bytes(4) + b"VIC\0", float(second))
+        link.feed(0x307, bytes(4) + b"SMA\0", 200.0)
+        link.feed(0x305, bytes(8), 201.0)
+    seen = [e for e in logged if e["event"] == "inverter seen"]
+    assert [(e["name"], e.get("renames")) for e in seen] == [("N000", None), ("VIC", 1000), ("SMA", None)]
+    assert link.info is not None and link.info.name == "SMA"
 
 
 def test_the_link_reads_an_identification_encoded_with_the_independent_dbc() -> None:
@@ -702,7 +809,7 @@ async def listening(bus: can.BusABC) -> AsyncIterator[can.AsyncBufferedReader]:
 async def publishing(
     bus: can.BusABC, hub: SnapshotHub, clock: Callable[[], float], **cfg: Any
 ) -> AsyncIterator[InverterPublisher]:
-    publisher = InverterPublisher(bus, hub, config=config(**cfg), clock=clock)
+    publisher = InverterPublisher(bus, hub, config=config(**cfg), bank=BANK, clock=clock)
     task = asyncio.create_task(publisher.run())
     try:
         yield publisher
@@ -781,7 +888,7 @@ async def test_a_stale_master_gets_the_fail_safe_set_on_the_bus(buses: Any) -> N
 async def test_send_failsafe_sends_three_sets(buses: Any) -> None:
     gateway, inverter = buses
     clock = LiveClock()
-    publisher = InverterPublisher(gateway, SnapshotHub(snapshot(t=clock())), config=config(), clock=clock)
+    publisher = InverterPublisher(gateway, SnapshotHub(snapshot(t=clock())), config=config(), bank=BANK, clock=clock)
     async with listening(inverter) as reader:
         await publisher.send_failsafe()
         received = [await asyncio.wait_for(reader.get_message(), 1.0) for _ in range(3 * len(PYLON_12))]

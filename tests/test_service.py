@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +283,41 @@ def test_a_dbc_without_master_command_is_a_config_error_at_start_not_a_crash_lat
     assert capsys.readouterr().err == (
         "bms-gateway: can.modules.dbc: the DBC has no MasterCommand message (set commands = false)\n"
     )
+
+
+# -- the journal ----------------------------------------------------------------------------------------------
+
+
+async def test_a_module_that_stops_sending_is_logged_offline_once_with_its_reason(channel: str) -> None:
+    """Module 2 of the simulated stack falls silent 6 s after start: the journal says "module offline" once, with
+    module=2 as a key and why (the first of its frame groups to time out), and raises the comm-lost alarm once;
+    the ticks after that log nothing more."""
+    cfg = make_config(channel)
+    gateway = Gateway(cfg)
+    sim = Simulator(modules=2, current=5.0, faults=[parse_fault("drop:2@6")])
+
+    def events(name: str) -> list[MutableMapping[str, Any]]:
+        return [e for e in logs if e["event"] == name]
+
+    with structlog.testing.capture_logs() as logs:
+        async with running(gateway), simulating(cfg.can.modules.channel, sim):
+            await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
+            await until(lambda: bool(events("module offline")), within=15.0, what="module offline logged")
+            seq = gateway.hub.latest.seq
+            await until(lambda: gateway.hub.latest.seq >= seq + 20, within=10.0, what="20 more ticks")
+    (offline,) = events("module offline")
+    assert offline["log_level"] == "warning"
+    assert offline["module"] == 2
+    assert re.fullmatch(r"no Module\w+ for \d\.\d s", offline["reason"]), offline["reason"]  # a frame group timed out
+    assert (offline["lifecycle"], offline["was"], offline["isolate_reason"]) == (
+        "offline",
+        "online",
+        "communication_lost",
+    )
+    assert "module=" not in offline["event"] and "2" not in offline["event"]
+    assert [(e["module"], e["log_level"]) for e in events("module online")] == [(1, "info"), (2, "info")]
+    (raised,) = events("alarm raised")
+    assert (raised["code"], raised["level"], raised["modules"]) == ("module_comm_lost", "warning", [2])
 
 
 # -- systemd notify and watchdog ------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 Three layers, so that replay and tests see exactly what the gateway would transmit:
 - `frames(snapshot, profile)` encodes a snapshot with dbc/pylontech.dbc into (frame ID, payload) pairs. Pure.
-- `Schedule` decides when: the whole set every period, and at once (at most 10 sets a second) when a limit
-  falls, a protection is raised or a request flag changes; a master that stops ticking gets the fail-safe set.
-  Pure as well: it is handed "now".
+- `Schedule` decides when: the whole set every period, and at once (at most 10 sets a second) when a change
+  protects the battery (a current limit falls materially or to 0, a voltage limit tightens materially, a
+  protection is raised, a request flag changes, the set turns fail-safe); a master that stops ticking gets the
+  fail-safe set. Pure as well: it is handed "now".
 - `InverterPublisher` only moves bytes, from its own loop. Never python-can's periodic sender: if this process
   hung, the kernel would go on sending the last limits, and the inverter would trust them.
 `InverterLink` decodes what the inverter sends back (0x305 keep-alive, 0x307 identification).
@@ -30,7 +31,7 @@ from cantools.database.can import Database, Message, Signal
 from gateway import __version__
 from gateway.can import dbc
 from gateway.clock import Clock
-from gateway.config import InverterBusSection, InverterProtocol
+from gateway.config import BankSection, InverterBusSection, InverterProtocol
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
 from gateway.master.model import BankSnapshot, Flags, InverterInfo, Level, Lifecycle
@@ -46,6 +47,15 @@ STALE_AFTER = 2.0
 """A snapshot older than this (s) means the master stopped ticking: the inverter gets the fail-safe set."""
 FAST_INTERVAL = 0.1
 """Protective changes go out at once, but at most one extra set per this many seconds (10/s)."""
+CURRENT_FALL_A = 1.0
+CURRENT_FALL_PERCENT = 2.0
+"""CCL or DCL goes out at once when it falls to 0 or by more than max(CURRENT_FALL_A, this percent of the bank's
+rating) below what the inverter last got. Smaller falls (current shares drift every tick) wait for the period."""
+VOLTAGE_FALL_PERCENT = 1.0
+"""CVL falling (DVL rising) by more than this percent of what the inverter last got goes out at once."""
+NAME_LOG_INTERVAL = 60.0
+""""inverter seen" is logged when the inverter's name changes, at most once per this many seconds of frame time:
+a bus that carries other traffic on 0x307 (or a log with random IDs) decodes a new "name" from every frame."""
 _SLACK = 1e-3
 """A due time this close counts as reached: replay's ticks add up 0.1 s steps and land a hair early."""
 
@@ -366,36 +376,82 @@ def frames(snapshot: BankSnapshot, profile: Profile, *, modules_count: int | Non
 
 @dataclass(frozen=True, slots=True)
 class _Watch:
-    """What decides whether a set must go out before its period: the limits as sent, protections, requests."""
+    """What decides whether a set must go out before its period, in the raw units of 0x351 (0.1 A, 0.1 V)."""
 
+    valid: bool
     charge_voltage: int
     charge_current: int
     discharge_current: int
     discharge_voltage: int
+    voltage: int | None
+    """The bank voltage, to tell when CVL or DVL crosses it."""
+    charge_step: int
+    discharge_step: int
+    """The largest fall of CCL / DCL (raw) that may wait for the period."""
     protections: frozenset[str]
     requests: Flags
 
     def protects(self, sent: _Watch) -> bool:
-        """True when the inverter must learn this now: a lower limit, a new protection, a changed request."""
+        """True when the inverter must learn this now: the fail-safe set, a material fall of a limit, a new
+        protection, a changed request flag."""
         return (
-            self.charge_voltage < sent.charge_voltage
-            or self.charge_current < sent.charge_current
-            or self.discharge_current < sent.discharge_current
-            or self.discharge_voltage > sent.discharge_voltage
+            (sent.valid and not self.valid)
+            or _current_falls(self.charge_current, sent.charge_current, self.charge_step)
+            or _current_falls(self.discharge_current, sent.discharge_current, self.discharge_step)
+            or _tightens(self.charge_voltage, sent.charge_voltage, self.voltage, sent.voltage)
+            or _tightens(
+                -self.discharge_voltage, -sent.discharge_voltage, _negated(self.voltage), _negated(sent.voltage)
+            )
             or not self.protections <= sent.protections
             or self.requests != sent.requests
         )
 
 
-def _watch(snapshot: BankSnapshot) -> _Watch:
+def _current_falls(now: int, sent: int, step: int) -> bool:
+    return now < sent and (now <= 0 or sent - now > step)
+
+
+def _tightens(now: int, sent: int, voltage: int | None, sent_voltage: int | None) -> bool:
+    """A voltage limit fell by more than VOLTAGE_FALL_PERCENT of what was sent, or from above the bank voltage (when
+    sent) to it or below: charging must stop now. DVL is passed negated (with the voltages), so that one rule
+    serves both: its rise is a fall here."""
+    if now >= sent:
+        return False
+    if 100 * (sent - now) > VOLTAGE_FALL_PERCENT * abs(sent):
+        return True
+    return voltage is not None and sent_voltage is not None and now <= voltage and sent > sent_voltage
+
+
+def _negated(value: int | None) -> int | None:
+    return None if value is None else -value
+
+
+def _strings_online(snapshot: BankSnapshot) -> int:
+    """Parallel strings whose modules are all online: what the bank's rating counts."""
+    modules = snapshot.modules
+    return sum(
+        1 for s in snapshot.strings if s and all(a in modules and modules[a].lifecycle is Lifecycle.ONLINE for a in s)
+    )
+
+
+def _watch(snapshot: BankSnapshot, bank: BankSection) -> _Watch:
     i = _input(snapshot, 0)
     fields = _codec().fields[0x351]
     raw = {name: fields[name].raw(value) for name, value in _limits(i).items()}
+    strings = _strings_online(snapshot)
+    charge = max(CURRENT_FALL_A, CURRENT_FALL_PERCENT / 100.0 * bank.rated_charge_current * strings)
+    discharge = max(CURRENT_FALL_A, CURRENT_FALL_PERCENT / 100.0 * bank.rated_discharge_current * strings)
+    voltage = snapshot.voltage
+    cvl = fields["ChargeVoltageLimit"].signal
     return _Watch(
+        valid=snapshot.valid,
         charge_voltage=raw["ChargeVoltageLimit"],
         charge_current=raw["ChargeCurrentLimit"],
         discharge_current=raw["DischargeCurrentLimit"],
         discharge_voltage=raw["DischargeVoltageLimit"],
+        voltage=None if voltage is None or not math.isfinite(voltage) else _to_raw(cvl, voltage, ROUND_HALF_UP),
+        charge_step=fields["ChargeCurrentLimit"].raw(charge),
+        discharge_step=fields["DischargeCurrentLimit"].raw(discharge),
         protections=frozenset(pair for pair, level in i.pairs if level is Level.PROTECTION),
         requests=snapshot.flags,
     )
@@ -406,11 +462,14 @@ class Schedule:
 
     Pure: the live publisher and replay both ask `due(now, snapshot)` and transmit what it returns, then call
     again by `wake()` at the latest. Changes are judged against the last set *sent*, so a fall that comes during
-    the rate limit still goes out as soon as the limit allows.
+    the rate limit still goes out as soon as the limit allows, and small falls that add up go out once their sum
+    is material. `bank` gives the rated currents: the bank's rating is the rated current of one string times
+    the parallel strings online in the snapshot.
     """
 
-    def __init__(self, config: InverterBusSection) -> None:
+    def __init__(self, config: InverterBusSection, *, bank: BankSection) -> None:
         self.profile = PROFILES[config.protocol]
+        self._bank = bank
         self.period = self.profile.period or config.period
         self.fast_sends = 0
         self.reason: str | None = None
@@ -425,7 +484,7 @@ class Schedule:
         stale_at = snapshot.t + STALE_AFTER
         stale = now >= stale_at
         shown = _shown(snapshot.failsafe("master stale") if stale else snapshot)
-        watch = _watch(shown)
+        watch = _watch(shown, self._bank)
         urgent = self._sent is not None and watch.protects(self._sent)
         later = math.inf if stale else stale_at
         if self._next is None or now >= self._next - _SLACK:
@@ -457,11 +516,13 @@ class InverterPublisher:
     the next set is tried all the same.
     """
 
-    def __init__(self, bus: can.BusABC, hub: SnapshotHub, *, config: InverterBusSection, clock: Clock) -> None:
+    def __init__(
+        self, bus: can.BusABC, hub: SnapshotHub, *, config: InverterBusSection, bank: BankSection, clock: Clock
+    ) -> None:
         self._bus = bus
         self._hub = hub
         self._clock = clock
-        self._schedule = Schedule(config)
+        self._schedule = Schedule(config, bank=bank)
         self._burst = BurstLog(log, "inverter frame not sent")
         self.frames_sent = 0
         self.send_errors = 0
@@ -521,12 +582,17 @@ class InverterLink:
 
     Fed from python-can's receive thread; `info` is replaced whole, so the master reads a consistent value.
     Neither frame is required: `info` stays None for an inverter that never sends them, and the master raises
-    `inverter_comm_lost` only after one was seen.
+    `inverter_comm_lost` only after one was seen. "inverter seen" is logged for the first frame and for a new
+    name, at most once per NAME_LOG_INTERVAL: a burst of changing names is one line, and the name it settles on
+    is the next, with how often it changed in between.
     """
 
     def __init__(self) -> None:
         self._info: InverterInfo | None = None
         self._keepalive: Mapping[str, float] | None = None
+        self._logged: str | None = None
+        self._logged_at = -math.inf
+        self._renames = 0
 
     @property
     def info(self) -> InverterInfo | None:
@@ -558,5 +624,9 @@ class InverterLink:
         elif isinstance(text := decoded["InverterName"], int):
             name = _text(text, 4)
         self._info = InverterInfo(name=name, last_seen=t, keepalive_seen=keepalive_seen)
-        if before is None or before.name != name:
-            log.info("inverter seen", name=name or None, can_id=hex(can_id))
+        if before is not None and before.name != name:
+            self._renames += 1
+        if name != self._logged and t >= self._logged_at + NAME_LOG_INTERVAL:
+            renames = {"renames": self._renames} if self._renames > 1 else {}
+            log.info("inverter seen", name=name or None, can_id=hex(can_id), **renames)
+            self._logged, self._logged_at, self._renames = name, t, 0
