@@ -48,7 +48,7 @@ Received = Callable[[], int]
 async def gateway_receiver(channel: str) -> AsyncIterator[Received]:
     gateway = Gateway(common.gateway_config({"can": {"modules": {"channel": channel}}}))
     async with common.running(gateway):
-        yield lambda: gateway.store.received
+        yield lambda: gateway.core.store.received
 
 
 @contextlib.asynccontextmanager

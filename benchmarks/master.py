@@ -21,9 +21,9 @@ from benchmarks.common import Options, Row, Target
 from gateway import config
 from gateway.can.codec import ModuleCodec
 from gateway.can.ingest import ModuleStore
+from gateway.core import urgency
 from gateway.master.master import Master
 from gateway.master.model import Lifecycle, ModuleReading
-from gateway.service import urgency
 from gateway.sim import Simulator
 
 SIZES = (1, 16, 31)

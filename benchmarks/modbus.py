@@ -78,7 +78,7 @@ async def _gateway_server(conn: Connection, warm: float) -> None:
                             "tick_p99": common.percentile(ms, 99),
                             "tick_max": max(ms),
                             "ticks": len(ms),
-                            "behind": sender.sent - gateway.store.received,
+                            "behind": sender.sent - gateway.core.store.received,
                         }
                     )
 

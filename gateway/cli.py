@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -23,6 +23,10 @@ from gateway import __version__, config, logs
 from gateway.errors import ConfigError, DecodeError, GatewayError, unwrap
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+RELOAD_SETTLE = 1.0
+"""Seconds a SIGHUP waits for the next one before the file is read: a storm of them is one reload."""
+STOP_TIMEOUT = 5.0
+"""Seconds the edges get to stop (after the inverter got the fail-safe set) before the process exits anyway."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,7 +128,15 @@ def _check_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     logs.configure(cfg.gateway.log_level, cfg.gateway.log_format)
-    return asyncio.run(_serve(cfg, reload_from=args.config))
+    runner = asyncio.Runner()
+    code = runner.run(_serve(cfg, reload_from=args.config))
+    if asyncio.all_tasks(runner.get_loop()):
+        # An edge that would not stop in STOP_TIMEOUT (the fail-safe set is out): closing the loop would wait
+        # for it, and systemd would have to kill us. Leave now, with what was logged.
+        logging.shutdown()
+        os._exit(code)
+    runner.close()
+    return code
 
 
 async def _serve(
@@ -154,19 +166,28 @@ async def _serve(
     assert main is not None
     stop = asyncio.Event()
 
+    pending: list[asyncio.TimerHandle] = []
+
     def reload() -> None:
+        pending.clear()
         if reload_from is None:
             return
         try:
             kept = gateway.reload(config.load(reload_from))
         except ConfigError as err:
-            log.error("reload refused: config has problems, keeping the running one", problems=err.problems)
+            log.warning("reload refused, keeping the running config", problems=err.problems)
             return
         log.info("config reloaded", needs_restart=kept)
 
+    def hangup() -> None:
+        """SIGHUP: read the file once it has been quiet for RELOAD_SETTLE s (an editor's save sends a storm)."""
+        for handle in pending:
+            handle.cancel()
+        pending[:] = [loop.call_later(RELOAD_SETTLE, reload)]
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     log.info("starting", version=__version__, gateway_id=cfg.gateway.id, config=str(cfg.source or "embedded"))
     runner = asyncio.create_task(gateway.run(extra), name="gateway")
     try:
@@ -181,10 +202,16 @@ async def _serve(
             return EXIT_OK
         gateway.notifier.stopping()
         log.info("stopping")
+        await gateway.send_failsafe()
         runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(runner, timeout=5.0)
+        await asyncio.wait({runner}, timeout=STOP_TIMEOUT)
+        if not runner.done():
+            waiting = sorted(t.get_name() for t in asyncio.all_tasks() if t is not main and not t.done())
+            log.warning("stopping takes too long; exiting without waiting", seconds=STOP_TIMEOUT, waiting=waiting)
+            return EXIT_OK
     finally:
+        for handle in pending:
+            handle.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("stopped")

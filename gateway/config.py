@@ -329,6 +329,9 @@ class Config:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     source: Path | None = None
     """The file this was read from, if any (not a key)."""
+    keys: frozenset[str] = field(default=frozenset(), compare=False)
+    """The dotted keys the file sets, e.g. "bank.rated_charge_current" (not a key): a reload that loses some is a
+    file caught half-written."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
         return iter(())
@@ -349,15 +352,29 @@ def load(path: str | Path) -> Config:
 def parse(raw: Mapping[str, Any], *, base: Path | None = None, source: Path | None = None) -> Config:
     """Validate a TOML document (already parsed) into a Config; relative paths resolve against `base`."""
     problems: list[str] = []
-    config = _build(Config, raw, "", _Context(base or Path.cwd(), problems), skip={"source"})
+    config = _build(Config, raw, "", _Context(base or Path.cwd(), problems), skip=NOT_KEYS)
     if problems:
         raise ConfigError(problems)
-    return dataclasses.replace(config, source=source)
+    return dataclasses.replace(config, source=source, keys=frozenset(_dotted(raw)))
+
+
+NOT_KEYS = frozenset({"source", "keys"})
+"""Fields of `Config` that say where it came from, not what it sets."""
+
+
+def _dotted(raw: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """The dotted paths of every value in a TOML document (tables are walked, arrays are values)."""
+    for key, value in raw.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from _dotted(value, f"{path}.")
+        else:
+            yield path
 
 
 def to_toml_dict(config: Config) -> dict[str, Any]:
     """The effective config as plain TOML-able values (for `check-config` and support requests)."""
-    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "source"}
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name not in NOT_KEYS}
 
 
 def _plain(value: Any) -> Any:

@@ -66,8 +66,17 @@ class BurstLog:
     happened and how much, not every frame.
     """
 
-    def __init__(self, log: Any, event: str, *, quiet: float = 10.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        log: Any,
+        event: str,
+        *,
+        quiet: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        level: str = "warning",
+    ) -> None:
         self._log = log
+        self._level = level
         self._event = event
         self._quiet = quiet
         self._clock = clock
@@ -83,7 +92,7 @@ class BurstLog:
         if burst is not None:
             self._ended(kind, burst)
         self._bursts[kind] = _Burst(now, now, 1)
-        self._log.warning(self._event, kind=kind, **details)
+        getattr(self._log, self._level)(self._event, kind=kind, **details)
 
     def flush(self) -> None:
         """Report the bursts that have gone quiet (call it now and then, e.g. from a housekeeping tick)."""
@@ -96,4 +105,5 @@ class BurstLog:
     def _ended(self, kind: Any, burst: _Burst) -> None:
         if burst.count > 1:
             seconds = round(burst.last - burst.started, 3)
-            self._log.warning(f"{self._event}: burst ended", kind=kind, count=burst.count, seconds=seconds)
+            log = getattr(self._log, self._level)
+            log(f"{self._event}: burst ended", kind=kind, count=burst.count, seconds=seconds)

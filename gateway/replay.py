@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +18,10 @@ from typing import IO, Any
 import can
 
 from gateway import payload
-from gateway.can.codec import ModuleCodec
-from gateway.can.commands import CommandSchedule
-from gateway.can.ingest import ModuleStore
 from gateway.config import Config
+from gateway.core import Core
 from gateway.errors import DecodeError
-from gateway.master.master import Master
 from gateway.master.model import BankSnapshot
-from gateway.outputs import pylontech
-from gateway.service import urgency
 
 
 @dataclass(slots=True)
@@ -35,6 +30,9 @@ class ReplayResult:
     decoded: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     ticks: int = 0
+    gaps: int = 0
+    """Silences longer than `bank.module_timeout`: the clock jumped over each with one tick."""
+    step_failures: int = 0
     sent: int = 0
     start: float | None = None
     end: float | None = None
@@ -45,10 +43,15 @@ class ReplayResult:
         span = 0.0 if self.start is None or self.end is None else self.end - self.start
         rate = self.frames / self.wall if self.wall > 0 else 0.0
         rejected = ", ".join(f"{k} {v}" for k, v in self.rejected.items() if v) or "none"
-        return (
+        text = (
             f"{self.frames} frames over {span:.1f} s of log in {self.wall:.2f} s ({rate:,.0f} frames/s): "
             f"{self.decoded} decoded, rejected: {rejected}; {self.ticks} master ticks; {self.sent} frames sent"
         )
+        if self.gaps:
+            text += f"; {self.gaps} silences longer than module_timeout jumped over (one tick each)"
+        if self.step_failures:
+            text += f"; {self.step_failures} master steps FAILED (fail-safe set sent)"
+        return text
 
 
 def read_log(path: Path) -> Iterator[can.Message]:
@@ -64,71 +67,58 @@ def read_log(path: Path) -> Iterator[can.Message]:
 
 
 def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: Path | None = None) -> ReplayResult:
-    modules = config.can.modules
-    codec = ModuleCodec.from_config(modules)
-    urgent: list[bool] = [False]
-    store = ModuleStore(
-        codec,
-        urgency=urgency(config.limits),
-        on_urgent=lambda: urgent.__setitem__(0, True),
-        ignore_ids=pylontech.INVERTER_IDS,
-    )
-    master = Master(config, required_groups=codec.required_groups)
-    link = pylontech.InverterLink()
-    commands = CommandSchedule(codec, modules.command_period) if modules.commands else None
-    inverter = pylontech.Schedule(config.can.inverter, bank=config.bank) if config.can.inverter.enabled else None
+    """Run the core on a log, on the log's clock: a tick every `bank.tick` seconds of log time and at once after an
+    urgent frame, exactly as live. A silence longer than `bank.module_timeout` is one jump: one tick at its end."""
+    core: Core | None = None
     result = ReplayResult()
     started = time.perf_counter()
     with ExitStack() as stack:
         lines: IO[str] | None = stack.enter_context(snapshots.open("w")) if snapshots else None
         writer: Any = stack.enter_context(can.Logger(output)) if output else None
 
-        def send(can_id: int, data: bytes, t: float, channel: str) -> None:
-            result.sent += 1
-            if writer is not None:
-                writer(
-                    can.Message(
-                        timestamp=t,
-                        arbitration_id=can_id,
-                        data=data,
-                        is_extended_id=False,
-                        channel=channel,
-                        is_rx=False,
+        def send(frames: Iterable[tuple[int, bytes]], t: float, channel: str) -> None:
+            for can_id, data in frames:
+                result.sent += 1
+                if writer is not None:
+                    writer(
+                        can.Message(
+                            timestamp=t,
+                            arbitration_id=can_id,
+                            data=data,
+                            is_extended_id=False,
+                            channel=channel,
+                            is_rx=False,
+                        )
                     )
-                )
 
-        def step(t: float) -> None:
-            tick = master.step(t, store.readings(), link.info)
+        def tick(core: Core, t: float) -> None:
+            step = core.tick(t)
             result.ticks += 1
-            result.last = tick.snapshot
+            result.last = step.snapshot
             if lines is not None:
-                lines.write(json.dumps(payload.snapshot_dict(tick.snapshot), separators=(",", ":")) + "\n")
-            if commands is not None:
-                for can_id, data in commands.due(t, tick.commands):
-                    send(can_id, data, t, "modules")
-            if inverter is not None:
-                for can_id, data in inverter.due(t, tick.snapshot):
-                    send(can_id, data, t, "inverter")
+                lines.write(json.dumps(payload.snapshot_dict(step.snapshot), separators=(",", ":")) + "\n")
+            send(step.commands, t, "modules")
+            if core.inverter is not None:
+                send(core.inverter.due(t, step.snapshot), t, "inverter")
 
-        period = config.bank.tick
-        next_tick: float | None = None
         for msg in read_log(log):
             t = msg.timestamp
-            if next_tick is None:
-                next_tick = result.start = t
-            while next_tick <= t:
-                step(next_tick)
-                next_tick += period
+            if core is None:
+                core = Core(config, now=t, inverter_on_module_bus=True)
+                result.start = t
+            if t - core.next_tick > config.bank.module_timeout:
+                result.gaps += 1
+                tick(core, t)
+            while core.next_tick <= t:
+                tick(core, core.next_tick)
             result.frames += 1
             result.end = t
-            if msg.arbitration_id in pylontech.INVERTER_IDS and not msg.is_extended_id:
-                link.on_message(msg, t)
-            else:
-                store.on_message(msg, t)
-            if urgent[0]:
-                urgent[0] = False
-                step(t)
-    result.decoded = store.decoded
-    result.rejected = dict(store.rejected)
+            core.feed(msg, t)
+            if core.urgent:
+                tick(core, t)
+    if core is not None:
+        result.decoded = core.store.decoded
+        result.rejected = dict(core.store.rejected)
+        result.step_failures = core.failures
     result.wall = time.perf_counter() - started
     return result

@@ -18,17 +18,14 @@ from dataclasses import replace
 import can
 
 from gateway.can.bus import DecodingListener, open_bus
-from gateway.can.codec import ModuleCodec
-from gateway.can.commands import CommandSchedule
-from gateway.can.ingest import ModuleStore, Urgency
 from gateway.changes import changes
 from gateway.clock import Clock, LiveClock
-from gateway.config import Config, LimitsSection
+from gateway.config import Config
+from gateway.core import Core
 from gateway.errors import ConfigError, GatewayError, unwrap
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
-from gateway.master.master import Master
-from gateway.master.model import BankSnapshot, Lifecycle, MasterCommand, empty_snapshot
+from gateway.master.model import BankSnapshot, Lifecycle
 from gateway.metrics import Metrics
 from gateway.outputs import pylontech
 from gateway.outputs.modbus import ModbusServer
@@ -40,30 +37,7 @@ log = get("gateway.service")
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 STATUS_PERIOD = 5.0
-
-
-def urgency(limits: LimitsSection) -> Urgency:
-    """Where values start to matter for protection: the first knee of each derating table."""
-    return Urgency(
-        cell_high=_first_below_full(limits.charge_cell_voltage, rising=True),
-        cell_low=_first_below_full(limits.discharge_cell_voltage, rising=False),
-        temperature_high=min(
-            _first_below_full(limits.charge_temperature, rising=True),
-            _first_below_full(limits.discharge_temperature, rising=True),
-        ),
-        temperature_low=max(
-            _first_below_full(limits.charge_temperature, rising=False),
-            _first_below_full(limits.discharge_temperature, rising=False),
-        ),
-    )
-
-
-def _first_below_full(table: tuple[tuple[float, float], ...], *, rising: bool) -> float:
-    """The x where the table leaves 100 % going up (rising) or down."""
-    full = [x for x, p in table if p >= 100.0]
-    if not full:
-        return table[0][0] if rising else table[-1][0]
-    return max(full) if rising else min(full)
+RATINGS = ("rated_charge_current", "rated_discharge_current")
 
 
 def status_line(s: BankSnapshot) -> str:
@@ -90,34 +64,22 @@ class Gateway:
         self.config = config
         self.clock = clock or LiveClock()
         self.notifier = notifier or Notifier()
-        modules = config.can.modules
-        self.codec = ModuleCodec.from_config(modules)
-        inverter = config.can.inverter
-        shared = inverter.enabled and (inverter.interface, inverter.channel) == (modules.interface, modules.channel)
-        self.store = ModuleStore(
-            self.codec,
-            urgency=urgency(config.limits),
-            on_urgent=self._urgent,
-            ignore_ids=pylontech.INVERTER_IDS if shared else frozenset(),
-        )
-        self.master = Master(config, required_groups=self.codec.required_groups)
-        self.hub = SnapshotHub(empty_snapshot(self.clock()))
-        self.link = pylontech.InverterLink()
+        self.core = Core(config, now=self.clock(), on_urgent=self._urgent)
+        self.hub = SnapshotHub(self.core.latest)
         self.modbus = ModbusServer(self.hub, config=config, clock=self.clock) if config.modbus.enabled else None
         self.mqtt = (
-            MqttPublisher(self.hub, config=config, clock=self.clock, actions=self.master)
+            MqttPublisher(self.hub, config=config, clock=self.clock, actions=self.core.master)
             if config.mqtt.enabled
             else None
         )
         self.metrics = (
-            Metrics(self.hub, ingest=lambda: self.store.counters, edges=self.edge_counters, clock=self.clock)
+            Metrics(self.hub, ingest=lambda: self.core.store.counters, edges=self.edge_counters, clock=self.clock)
             if config.metrics.enabled
             else None
         )
         self.publisher: pylontech.InverterPublisher | None = None
         self.restarts: Counter[str] = Counter()
         self.command_errors = 0
-        self._commands = CommandSchedule(self.codec, modules.command_period) if modules.commands else None
         self._module_bus: can.BusABC | None = None
         self._send_burst = BurstLog(log, "MasterCommand not sent")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,6 +91,7 @@ class Gateway:
     def edge_counters(self) -> dict[str, dict[str, int]]:
         """Counters of every edge, for the metrics endpoint."""
         out: dict[str, dict[str, int]] = {
+            "master": {"step_failures": self.core.failures},
             "module-bus": {"restarts": self.restarts["module-bus"], "command_send_errors": self.command_errors},
             "inverter-bus": {"restarts": self.restarts["inverter-bus"]},
         }
@@ -219,53 +182,51 @@ class Gateway:
         self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _master_loop(self) -> None:
+        """Tick the core on its schedule and at once when a frame is urgent; feed the watchdog from here, so
+        that a master that stops ticking is restarted by systemd."""
         assert self._loop is not None
         loop = self._loop
         watchdog = self.notifier.watchdog_interval()
-        next_tick = loop.time()
         next_watchdog = next_status = 0.0
         while True:
-            try:
-                async with asyncio.timeout_at(next_tick):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            delay = self.core.next_tick - self.clock()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
             self._wake.clear()
             self._wake_pending = False
-            now = loop.time()
-            if now >= next_tick:
-                next_tick += self.config.bank.tick
-                if next_tick <= now:
-                    next_tick = now + self.config.bank.tick
             self.step()
+            now = loop.time()
             if watchdog is not None and now >= next_watchdog:
                 self.notifier.watchdog()
                 next_watchdog = now + watchdog
             if now >= next_status:
                 self.notifier.status(status_line(self.hub.latest))
-                self.store.flush_log()
+                self.core.flush_log()
                 next_status = now + STATUS_PERIOD
 
     def step(self) -> BankSnapshot:
-        """One master tick on the latest readings; publishes the snapshot, sends due MasterCommands and logs what
-        changed since the last snapshot (one line per change)."""
+        """One tick of the core; publishes the snapshot, sends due MasterCommands and logs what changed since the
+        last snapshot (one line per change)."""
         started = time.perf_counter()
-        now = self.clock()
         before = self.hub.latest
-        tick = self.master.step(now, self.store.readings(), self.link.info)
+        tick = self.core.tick(self.clock())
         self.hub.publish(tick.snapshot)
-        self._send_commands(now, tick.commands)
+        self._send_commands(tick.commands)
         for change in changes(before, tick.snapshot):
             (log.warning if change.severity == "warning" else log.info)(change.event, **change.fields())
         if self.metrics is not None:
             self.metrics.tick.observe(time.perf_counter() - started)
         return tick.snapshot
 
-    def _send_commands(self, now: float, commands: tuple[MasterCommand, ...]) -> None:
+    def _send_commands(self, commands: tuple[tuple[int, bytes], ...]) -> None:
         bus = self._module_bus
-        if self._commands is None or bus is None:
+        if bus is None:
             return
-        for can_id, data in self._commands.due(now, commands):
+        for can_id, data in commands:
             try:
                 bus.send(can.Message(arbitration_id=can_id, data=data, is_extended_id=False), timeout=0.0)
             except can.CanError as err:
@@ -273,31 +234,48 @@ class Gateway:
                 self._send_burst("send_error", error=str(err))
 
     def reload(self, new: Config) -> list[str]:
-        """Apply what can change live (limits, bank thresholds, MQTT interval); return what needs a restart."""
+        """Apply what can change live (limits, bank thresholds, MQTT interval); return what needs a restart.
+
+        Refused as a whole (ConfigError) when the file sets none of the keys, or drops keys the running config
+        set: that is a file caught half-written, and its defaults (100 A ratings, say) must never go live.
+        """
         old = self.config
+        dropped = sorted(old.keys - new.keys)
+        if not new.keys:
+            raise ConfigError([f"{new.source or 'the file'}: sets no key (empty, or cut short)"])
+        if dropped:
+            listed = ", ".join(dropped[:8]) + (f" and {len(dropped) - 8} more" if len(dropped) > 8 else "")
+            raise ConfigError(
+                [f"{new.source or 'the file'}: no longer sets {listed} (cut short?); to go back to a default, restart"]
+            )
         kept = [s for s in ("gateway", "can", "modbus", "metrics") if getattr(new, s) != getattr(old, s)]
         bank = new.bank
-        if (bank.strings, bank.max_modules, bank.tick) != (old.bank.strings, old.bank.max_modules, old.bank.tick):
-            kept.append("bank.strings/max_modules/tick")
-            bank = replace(bank, strings=old.bank.strings, max_modules=old.bank.max_modules, tick=old.bank.tick)
+        restart = ("strings", "max_modules", "tick", "cells_in_series", "capacity_ah", *RATINGS)
+        if any(getattr(bank, key) != getattr(old.bank, key) for key in restart):
+            # The layout of the SunSpec map, the inverter's ratings and the admission of modules depend on these.
+            kept.append("bank." + "/".join(key for key in restart if getattr(bank, key) != getattr(old.bank, key)))
+            bank = replace(bank, **{key: getattr(old.bank, key) for key in restart})
         mqtt = replace(old.mqtt, interval=new.mqtt.interval)
         if replace(new.mqtt, interval=old.mqtt.interval) != old.mqtt:
             kept.append("mqtt (except interval)")
-        merged = replace(old, bank=bank, limits=new.limits, mqtt=mqtt)
+        merged = replace(old, bank=bank, limits=new.limits, mqtt=mqtt, keys=new.keys)
         self.config = merged
-        self.master.config = merged
-        self.store.urgency = urgency(merged.limits)
+        self.core.reconfigure(merged)
         if self.mqtt is not None:
             self.mqtt.reconfigure(merged)
         return kept
+
+    async def send_failsafe(self) -> None:
+        """On stop, before any edge is cancelled: the fail-safe set three times, so that however slowly the rest
+        stops, the inverter has been told to stop."""
+        if self.publisher is not None and not self.publisher.stopped:
+            await self.publisher.send_failsafe(3)
 
     # -- edges ---------------------------------------------------------------------------------------------
 
     async def _module_bus_edge(self) -> None:
         m = self.config.can.modules
-        await self._run_bus(
-            "module-bus", m.interface, m.channel, m.bitrate, self.store.on_message, self._attach_modules
-        )
+        await self._run_bus("module-bus", m.interface, m.channel, m.bitrate, self.core.feed, self._attach_modules)
 
     def _attach_modules(self, bus: can.BusABC | None) -> None:
         self._module_bus = bus
@@ -305,19 +283,20 @@ class Gateway:
     async def _inverter_bus_edge(self) -> None:
         inv = self.config.can.inverter
 
+        schedule = self.core.inverter
+        assert schedule is not None
+
         async def publish(bus: can.BusABC) -> None:
-            self.publisher = publisher = pylontech.InverterPublisher(
-                bus, self.hub, config=inv, bank=self.config.bank, clock=self.clock
-            )
+            self.publisher = publisher = pylontech.InverterPublisher(bus, self.hub, schedule=schedule, clock=self.clock)
             try:
                 await publisher.run()
+                await asyncio.Event().wait()  # stopped: the fail-safe set went out, wait for the cancel
             except asyncio.CancelledError:
-                await publisher.send_failsafe(3)
+                if not publisher.stopped:
+                    await publisher.send_failsafe(3)
                 raise
 
-        await self._run_bus(
-            "inverter-bus", inv.interface, inv.channel, inv.bitrate, self.link.on_message, None, publish
-        )
+        await self._run_bus("inverter-bus", inv.interface, inv.channel, inv.bitrate, self.core.hear, None, publish)
 
     async def _run_bus(
         self,

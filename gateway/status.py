@@ -19,6 +19,8 @@ class Status:
     limits: dict[str, float] = field(default_factory=dict)
     modules: dict[str, int] = field(default_factory=dict)
     alarms: dict[str, int] = field(default_factory=dict)
+    step_failures: int = 0
+    """Master steps that raised since the gateway started (each one sent the fail-safe set)."""
 
     def lines(self) -> list[str]:
         words = {0: "OK", 1: "WARNING", 2: "PROTECTION"}
@@ -38,6 +40,8 @@ class Status:
         out.append("modules: " + (", ".join(f"{n} {state}" for state, n in self.modules.items() if n) or "none"))
         active = [f"{code} ({'protection' if lvl == 2 else 'warning'})" for code, lvl in self.alarms.items() if lvl]
         out.append("alarms: " + (", ".join(active) if active else "none"))
+        if self.step_failures:
+            out.append(f"master: {self.step_failures} steps failed since start (see the journal)")
         return out
 
 
@@ -62,6 +66,8 @@ def parse(text: str) -> Status:
                 status.modules[labels["state"]] = int(value)
             elif name == "bms_alarm":
                 status.alarms[labels["code"]] = int(value)
+            elif name == "bms_edge_events_total" and labels == {"edge": "master", "event": "step_failures"}:
+                status.step_failures = int(value)
             elif name.startswith("bms_"):
                 status.values[name] = value
     if not seen_valid:

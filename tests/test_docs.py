@@ -21,7 +21,7 @@ def leaf_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:
     out = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name == "source":
+        if f.name in config.NOT_KEYS:
             continue
         if dataclasses.is_dataclass(hints[f.name]):
             section = f"{prefix}.{f.name}" if prefix else f.name

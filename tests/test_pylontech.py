@@ -317,6 +317,7 @@ EXPECTED = {
     "module_fault": (11, "BMS internal"),
     "module_comm_lost": (11, "BMS internal"),
     "sensor_mismatch": (11, "BMS internal"),
+    "internal_error": (11, "BMS internal"),
 }
 """Alarm code -> (0x359 bit in bytes 0-1, counted from byte 0 bit 0; 0x35A pair), from the protocol text."""
 NOT_SENT = {"module_mismatch", "stack_limit", "heat_accumulation", "inverter_comm_lost"}
@@ -809,7 +810,7 @@ async def listening(bus: can.BusABC) -> AsyncIterator[can.AsyncBufferedReader]:
 async def publishing(
     bus: can.BusABC, hub: SnapshotHub, clock: Callable[[], float], **cfg: Any
 ) -> AsyncIterator[InverterPublisher]:
-    publisher = InverterPublisher(bus, hub, config=config(**cfg), bank=BANK, clock=clock)
+    publisher = InverterPublisher(bus, hub, schedule=Schedule(config(**cfg), bank=BANK), clock=clock)
     task = asyncio.create_task(publisher.run())
     try:
         yield publisher
@@ -888,7 +889,8 @@ async def test_a_stale_master_gets_the_fail_safe_set_on_the_bus(buses: Any) -> N
 async def test_send_failsafe_sends_three_sets(buses: Any) -> None:
     gateway, inverter = buses
     clock = LiveClock()
-    publisher = InverterPublisher(gateway, SnapshotHub(snapshot(t=clock())), config=config(), bank=BANK, clock=clock)
+    hub = SnapshotHub(snapshot(t=clock()))
+    publisher = InverterPublisher(gateway, hub, schedule=Schedule(config(), bank=BANK), clock=clock)
     async with listening(inverter) as reader:
         await publisher.send_failsafe()
         received = [await asyncio.wait_for(reader.get_message(), 1.0) for _ in range(3 * len(PYLON_12))]

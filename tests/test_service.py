@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -27,6 +28,8 @@ import structlog
 import tomli_w
 from mosquitto import Broker, mosquitto_fixture, subscriber  # noqa: F401 (the fixture)
 from prometheus_client.parser import text_string_to_metric_families
+from pymodbus.client import AsyncModbusTcpClient
+from test_core import breakable
 from test_e2e import (
     PROFILE,
     ROOT,
@@ -45,7 +48,9 @@ from gateway import config, status
 from gateway.can.bus import open_bus
 from gateway.cli import _serve, main
 from gateway.errors import ConfigError
+from gateway.master.alarms import CODES
 from gateway.master.model import Lifecycle
+from gateway.outputs.modbus import BANK_REGISTERS
 from gateway.service import Gateway
 from gateway.sim import Simulator, parse_fault
 from gateway.sim.bus import run_on_bus
@@ -248,14 +253,14 @@ async def test_a_closed_module_bus_is_reopened_and_the_bank_comes_back(channel: 
     sim = Simulator(modules=2, current=5.0)
     async with running(gateway), simulating(cfg.can.modules.channel, sim):
         await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
-        received = gateway.store.counters["received"]
+        received = gateway.core.store.counters["received"]
         bus = gateway._module_bus
         assert bus is not None
         bus.shutdown()  # as when the CAN adapter is unplugged: the receive thread fails
         await until(lambda: gateway.restarts["module-bus"] >= 1, within=5.0, what="module bus restarted")
         await until(lambda: gateway._module_bus not in (None, bus), within=5.0, what="module bus reopened")
         await until(
-            lambda: gateway.store.counters["received"] > received + 20, within=5.0, what="frames received again"
+            lambda: gateway.core.store.counters["received"] > received + 20, within=5.0, what="frames received again"
         )
         await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online again")
         assert gateway.restarts["inverter-bus"] == 0
@@ -461,6 +466,110 @@ async def test_sighup_applies_live_limits_and_keeps_what_needs_a_restart(channel
             assert await asyncio.wait_for(task, timeout=10.0) == 0
 
 
+async def test_a_half_written_config_on_sighup_never_raises_a_limit(channel: str, tmp_path: Path) -> None:
+    """Rated currents of 20 A: empty, cut-short and storming files (an editor's save) never let the defaults
+    (100 A) go live; a storm of SIGHUPs is read once, after it settles."""
+    path = tmp_path / "gateway.toml"
+    write_config(
+        path, channel, bank={"module_timeout": 1.5, "rated_charge_current": 20.0, "rated_discharge_current": 20.0}
+    )
+    whole = path.read_text()
+    cfg = config.load(path)
+    sim = Simulator(modules=2, current=5.0)
+
+    def limits(frames: list[can.Message]) -> list[float]:
+        return [decode(m)["ChargeCurrentLimit"] for m in frames if m.arbitration_id == 0x351]
+
+    with structlog.testing.capture_logs() as logs:
+        async with (
+            tapped(cfg.can.inverter.channel) as inverter,
+            serving(cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules.channel, sim)}),
+        ):
+            await inverter.wait(lambda m: m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0, within=10)
+
+            def refused() -> list[str]:
+                return [
+                    p for e in logs if e["event"] == "reload refused, keeping the running config" for p in e["problems"]
+                ]
+
+            path.write_text("")
+            send_signal(signal.SIGHUP)
+            await until(lambda: len(refused()) == 1, within=5.0, what="the empty file refused")
+            assert refused()[0].endswith("sets no key (empty, or cut short)")
+
+            path.write_text(whole[: whole.index("[limits]")])  # cut short: no [limits], no [bank] ratings after it
+            send_signal(signal.SIGHUP)
+            await until(lambda: len(refused()) == 2, within=5.0, what="the cut-short file refused")
+            assert "no longer sets" in refused()[1] and "limits.slew_rate" in refused()[1]
+
+            # The storm: 50 SIGHUPs while the file is written in pieces; then the whole file, with a new value.
+            changed = whole.replace("slew_rate = 1000.0", "slew_rate = 500.0")
+            for n in range(50):
+                path.write_text(changed[: len(changed) * n // 50])
+                send_signal(signal.SIGHUP)
+                await asyncio.sleep(0.01)
+            path.write_text(changed)
+            send_signal(signal.SIGHUP)
+            await until(lambda: any(e["event"] == "config reloaded" for e in logs), within=5.0, what="reloaded")
+            await asyncio.sleep(1.5)
+            assert len(refused()) == 2  # the half-written files were never read
+            assert len([e for e in logs if e["event"] == "config reloaded"]) == 1
+            warnings = [e for e in logs if e["event"].startswith("reload refused")]
+            assert {e["log_level"] for e in warnings} == {"warning"}
+            seen = limits(inverter.since())
+            assert seen and max(seen) <= 40.0  # 2 x 20 A, never the defaults' 200 A
+            send_signal(signal.SIGTERM)
+
+
+async def test_a_reload_keeps_the_ratings_and_cells_it_started_with(channel: str, tmp_path: Path) -> None:
+    """The SunSpec map, the inverter's fast-path ratings and admission are built from these: they need a restart."""
+    path = tmp_path / "gateway.toml"
+    write_config(path, channel, bank={"rated_charge_current": 20.0, "capacity_ah": 100.0})
+    gateway = Gateway(config.load(path))
+    write_config(path, channel, bank={"rated_charge_current": 200.0, "capacity_ah": 50.0, "cells_in_series": 15})
+    kept = gateway.reload(config.load(path))
+    assert kept == ["bank.cells_in_series/capacity_ah/rated_charge_current"]
+    bank = gateway.core.master.config.bank
+    assert (bank.rated_charge_current, bank.capacity_ah, bank.cells_in_series) == (20.0, 100.0, 16)
+
+
+async def test_a_slow_stop_still_sends_the_fail_safe_set_and_exits_0(channel: str, tmp_path: Path) -> None:
+    """An edge that takes 8 s to stop: the inverter got the fail-safe set at once, and `run` exits 0 after 5 s."""
+    path = write_config(tmp_path / "gateway.toml", channel)
+    cfg = config.load(path)
+    stopping = asyncio.Event()
+
+    async def slow() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopping.set()
+            await asyncio.sleep(8.0)  # a stuck edge that swallows the cancel for a while
+            raise
+
+    sim = Simulator(modules=2, current=5.0)
+    extra = {"simulator": simulator_task(cfg.can.modules.channel, sim), "slow": slow}
+    with structlog.testing.capture_logs() as logs:
+        async with tapped(cfg.can.inverter.channel) as inverter, serving(cfg, reload_from=path, extra=extra) as task:
+            await inverter.wait(lambda m: m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0, within=10)
+            mark = inverter.mark()
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            send_signal(signal.SIGTERM)
+            await inverter.wait(is_failsafe_limits, after=mark, within=1.0)
+            assert await asyncio.wait_for(task, timeout=10.0) == 0
+            assert loop.time() - sent < 7.0
+            assert stopping.is_set()
+            assert (
+                len(sets([m for m in inverter.since(mark) if is_failsafe_limits(m) or m.arbitration_id != 0x351])) >= 3
+            )
+    (late,) = [e for e in logs if e["event"] == "stopping takes too long; exiting without waiting"]
+    assert "gateway" in late["waiting"]
+    for leftover in [t for t in asyncio.all_tasks() if t.get_name() in ("gateway", "slow")]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await leftover
+
+
 # -- metrics and status -----------------------------------------------------------------------------------------
 
 
@@ -539,3 +648,63 @@ def test_demo_runs_for_its_duration_and_exits_0(channel: str, tmp_path: Path) ->
     started = time.monotonic()
     assert main(["demo", "--duration", "3", "--modules", "2", "--config", str(path)]) == 0
     assert 3.0 <= time.monotonic() - started < 10.0
+
+
+# -- the master never stops -----------------------------------------------------------------------------------
+
+
+async def test_a_failing_master_step_stops_the_inverter_says_why_everywhere_and_recovers(
+    channel: str, mosquitto: Broker
+) -> None:
+    """While master steps raise: the fail-safe set on the inverter bus, `internal_error` on Modbus and MQTT and in
+    the counters; the gateway keeps running and comes back by itself."""
+    port = free_port()
+    cfg = make_config(
+        channel,
+        modbus={"enabled": True, "host": "127.0.0.1", "port": port},
+        mqtt={"enabled": True, "host": mosquitto.host, "port": mosquitto.port, "discovery": False},
+        metrics={"enabled": True, "host": "127.0.0.1", "port": 0},
+    )
+    gateway = Gateway(cfg)
+    master = breakable(gateway.core)
+    protections = next(r for r in BANK_REGISTERS if r.field.key == "protections")
+    internal = 1 << CODES.index("internal_error")
+
+    def charging(m: can.Message) -> bool:
+        return m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0
+
+    async with (
+        subscriber(mosquitto, "bms/e2e/alarms") as (_, mqtt),
+        tapped(cfg.can.inverter.channel) as inverter,
+        simulating(cfg.can.modules.channel, Simulator(modules=2, current=10.0)),
+        running(gateway),
+    ):
+        await inverter.wait(charging, within=10.0)
+        mark, alarms = inverter.mark(), mqtt.mark()
+        master.broken = True
+        await inverter.wait(is_failsafe_limits, after=mark, within=2.0)
+        _, status = await inverter.wait(lambda m: m.arbitration_id == 0x359, after=mark, within=2.0)
+        _, status = await inverter.wait(lambda m: m.arbitration_id == 0x359, after=mark + 1, within=2.0)
+        assert decode(status)["ProtectionInternalError"] == 1
+        message = await mqtt.wait(lambda m: b"internal_error" in m.payload, after=alarms)
+        (alarm,) = [a for a in json.loads(message.payload) if a["code"] == "internal_error"]
+        assert alarm["level"] == "protection"
+        assert alarm["detail"] == "master step failed: ZeroDivisionError: float division by zero"
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+        assert await client.connect()
+        try:
+            reply = await client.read_holding_registers(protections.address, count=2)
+        finally:
+            client.close()
+        assert (reply.registers[0] << 16 | reply.registers[1]) & internal
+        assert gateway.hub.latest.reason == "internal error: ZeroDivisionError"
+        assert gateway.metrics is not None
+        lines = await status_becomes(f"http://127.0.0.1:{gateway.metrics.port}/metrics", 2)
+        assert "internal_error (protection)" in lines[-2]
+        assert re.fullmatch(r"master: \d+ steps failed since start \(see the journal\)", lines[-1])
+
+        mark = inverter.mark()
+        master.broken = False
+        await inverter.wait(charging, after=mark, within=10.0)
+        assert gateway.hub.latest.valid
+        assert "internal_error" not in {a.code for a in gateway.hub.latest.alarms}

@@ -62,6 +62,7 @@ def test_the_unit_is_a_notify_service_with_a_watchdog_that_restarts_on_failure(
     watchdog = float(one(unit, "WatchdogSec").removesuffix("s"))
     assert 1.0 <= watchdog <= 60.0
     assert one(unit, "Restart") == "on-failure"
+    assert one(unit, "RestartPreventExitStatus") == "2"  # a bad config: restarting cannot fix it
     # `_serve` allows the gateway 5 s to stop (fail-safe frames, MQTT offline) before systemd would kill it.
     assert float(one(unit, "TimeoutStopSec").removesuffix("s")) > 5.0
     command = one(unit, "ExecStart").split()

@@ -32,8 +32,11 @@ CODES = (
     "stack_limit",
     "sensor_mismatch",
     "module_fault",
+    "internal_error",
 )
 """Every alarm code, in a fixed order (the bit order of the Modbus alarm bitfield)."""
+INTERNAL_ERROR = "internal_error"
+"""Raised by the core (not the master) while master steps fail: the inverter gets the fail-safe set."""
 
 BIT_CODES = (
     "cell_over_voltage",

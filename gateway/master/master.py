@@ -198,7 +198,7 @@ class Master:
             self._track_cutoffs(admitted, admitted_set, per_module, limits, now)
         else:
             self._last_charge = self._last_discharge = 0.0
-            dvl = self._fallback_dvl(strings)
+            dvl = self.fallback_dvl(strings)
             # CVL holds the bank where it is; with no voltage known, never 0 (an inverter could read "charge to
             # 0 V"): the last known bank voltage, else DVL.
             cvl = (total.voltage if total is not None else 0.0) or self._last_voltage or dvl
@@ -502,7 +502,10 @@ class Master:
                     cvl = Limit(value, f"balancing module {a} cell {r.cell_voltage_max_index or 0}")
         return cvl
 
-    def _fallback_dvl(self, strings: Sequence[tuple[int, ...]]) -> float:
+    def fallback_dvl(self, strings: Sequence[tuple[int, ...]] | None = None) -> float:
+        """DVL when no module says better: cells x DVL per cell, for the longest string (the configured ones by
+        default); what the inverter gets before any module is known."""
+        strings = self.config.bank.strings if strings is None else strings
         cells = self.config.bank.cells_in_series * max((len(s) for s in strings), default=1)
         return cells * self.config.limits.discharge_voltage_per_cell
 

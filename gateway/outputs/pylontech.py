@@ -98,6 +98,7 @@ ALARM_MAP: Mapping[str, tuple[str | None, str]] = MappingProxyType(
         "module_fault": ("InternalError", "BmsInternal"),
         "module_comm_lost": ("InternalError", "BmsInternal"),
         "sensor_mismatch": ("InternalError", "BmsInternal"),
+        "internal_error": ("InternalError", "BmsInternal"),
     }
 )
 """Alarm code -> (0x359 bit, 0x35A pair); the alarm's level picks the protection/alarm or the warning half.
@@ -469,7 +470,8 @@ class Schedule:
 
     def __init__(self, config: InverterBusSection, *, bank: BankSection) -> None:
         self.profile = PROFILES[config.protocol]
-        self._bank = bank
+        self.bank = bank
+        """The rated currents the fast path's thresholds come from (replaced on a reload)."""
         self.period = self.profile.period or config.period
         self.fast_sends = 0
         self.reason: str | None = None
@@ -484,7 +486,7 @@ class Schedule:
         stale_at = snapshot.t + STALE_AFTER
         stale = now >= stale_at
         shown = _shown(snapshot.failsafe("master stale") if stale else snapshot)
-        watch = _watch(shown, self._bank)
+        watch = _watch(shown, self.bank)
         urgent = self._sent is not None and watch.protects(self._sent)
         later = math.inf if stale else stale_at
         if self._next is None or now >= self._next - _SLACK:
@@ -516,14 +518,14 @@ class InverterPublisher:
     the next set is tried all the same.
     """
 
-    def __init__(
-        self, bus: can.BusABC, hub: SnapshotHub, *, config: InverterBusSection, bank: BankSection, clock: Clock
-    ) -> None:
+    def __init__(self, bus: can.BusABC, hub: SnapshotHub, *, schedule: Schedule, clock: Clock) -> None:
         self._bus = bus
         self._hub = hub
         self._clock = clock
-        self._schedule = Schedule(config, bank=bank)
+        self._schedule = schedule
         self._burst = BurstLog(log, "inverter frame not sent")
+        self.stopped = False
+        """The fail-safe set of a stop went out: nothing more is sent."""
         self.frames_sent = 0
         self.send_errors = 0
 
@@ -537,7 +539,7 @@ class InverterPublisher:
 
     async def run(self) -> None:
         reason: str | None = None
-        while True:
+        while not self.stopped:
             snapshot = self._hub.latest
             self._send(self._schedule.due(self._clock(), snapshot))
             if self._schedule.reason != reason:
@@ -556,7 +558,9 @@ class InverterPublisher:
 
     async def send_failsafe(self, times: int = 3) -> None:
         """Send the fail-safe set `times` times, FAST_INTERVAL apart (on shutdown): the inverter stops by
-        itself and shows why, instead of waiting out the silence with the last limits."""
+        itself and shows why, instead of waiting out the silence with the last limits. Nothing else is sent
+        after it: `run` ends."""
+        self.stopped = True
         data = frames(self._hub.latest.failsafe("gateway stopping"), self._schedule.profile)
         for n in range(times):
             if n:

@@ -71,6 +71,7 @@ _EVENTS: dict[str, tuple[int, int]] = {
     "stack_limit": (28, 29),
     "sensor_mismatch": (25, _CURRENT_IMBALANCE_WARNING),
     "module_fault": (25, 26),
+    "internal_error": (25, 26),
 }
 """Alarm code -> (bit at protection level, bit at warning level) of Evt1."""
 

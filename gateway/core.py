@@ -1,0 +1,190 @@
+"""The pure core that both the live service and replay drive: frames in, snapshots and frames out.
+
+`Core` owns the wiring between the module codec and store, the master, the inverter link and both send
+schedules (MasterCommand to the modules, the inverter set), and the rules of when the master ticks: every
+`bank.tick` seconds, and at once after a frame that may call for protection. It has no I/O, no asyncio and no
+clock: the service adds buses, tasks, signals and outputs, replay adds a log reader and writers, and so replay
+has every behaviour of the live gateway by construction.
+
+The master is safety logic and must never stop. A step that raises (a bug) is counted and logged with its
+traceback once per burst; while steps fail, the snapshot is the last one turned into the fail-safe set with an
+`internal_error` protection, so the inverter stops and every output says why, and the modules are told not to
+charge or discharge. The next step that succeeds ends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import can
+
+from gateway.can.codec import ModuleCodec
+from gateway.can.commands import CommandSchedule
+from gateway.can.ingest import ModuleStore, Urgency
+from gateway.config import Config, LimitsSection
+from gateway.logs import BurstLog, get
+from gateway.master.alarms import INTERNAL_ERROR
+from gateway.master.master import Master
+from gateway.master.model import Alarm, BankSnapshot, Level, MasterCommand, empty_snapshot
+from gateway.outputs import pylontech
+
+log = get("gateway.core")
+
+SLACK = 1e-3
+"""A tick this close to its due time counts as due: ticks that add up 0.1 s steps land a hair early."""
+
+
+def urgency(limits: LimitsSection) -> Urgency:
+    """Where values start to matter for protection: the first knee of each derating table."""
+    return Urgency(
+        cell_high=_first_below_full(limits.charge_cell_voltage, rising=True),
+        cell_low=_first_below_full(limits.discharge_cell_voltage, rising=False),
+        temperature_high=min(
+            _first_below_full(limits.charge_temperature, rising=True),
+            _first_below_full(limits.discharge_temperature, rising=True),
+        ),
+        temperature_low=max(
+            _first_below_full(limits.charge_temperature, rising=False),
+            _first_below_full(limits.discharge_temperature, rising=False),
+        ),
+    )
+
+
+def _first_below_full(table: tuple[tuple[float, float], ...], *, rising: bool) -> float:
+    """The x where the table leaves 100 % going up (rising) or down."""
+    full = [x for x, p in table if p >= 100.0]
+    if not full:
+        return table[0][0] if rising else table[-1][0]
+    return max(full) if rising else min(full)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """What one tick produced: the snapshot, and the MasterCommand frames due on the module bus."""
+
+    snapshot: BankSnapshot
+    commands: tuple[tuple[int, bytes], ...]
+
+
+class Core:
+    """Everything between the buses, for one config. Feed it frames, tick it, send what it returns.
+
+    `feed` may be called from another thread than `tick` (python-can's receive thread): the store only ever
+    publishes whole values. `on_urgent` is called (in the feeding thread) when a frame calls for a tick now.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        now: float,
+        on_urgent: Callable[[], None] | None = None,
+        inverter_on_module_bus: bool | None = None,
+    ) -> None:
+        """`inverter_on_module_bus`: the inverter's frames arrive through `feed` (one shared bus, or a log that
+        holds both); by default, when the config puts both on the same interface and channel."""
+        self.config = config
+        modules, inverter = config.can.modules, config.can.inverter
+        if inverter_on_module_bus is None:
+            same = (inverter.interface, inverter.channel) == (modules.interface, modules.channel)
+            inverter_on_module_bus = inverter.enabled and same
+        self._inverter_ids = pylontech.INVERTER_IDS if inverter_on_module_bus else frozenset()
+        self._on_urgent = on_urgent
+        codec = ModuleCodec.from_config(modules)
+        self.store = ModuleStore(
+            codec, urgency=urgency(config.limits), on_urgent=self._mark_urgent, ignore_ids=self._inverter_ids
+        )
+        self.master = Master(config, required_groups=codec.required_groups)
+        self.link = pylontech.InverterLink()
+        self.inverter = pylontech.Schedule(inverter, bank=config.bank) if inverter.enabled else None
+        """When the inverter gets its set; the live publisher and replay both ask it."""
+        self._commands = CommandSchedule(codec, modules.command_period) if modules.commands else None
+        self.latest = empty_snapshot(now, discharge_voltage=self.master.fallback_dvl())
+        self.next_tick = now
+        self.urgent = False
+        """A frame called for protection since the last tick."""
+        self.failures = 0
+        """Master steps that raised, since start."""
+        self._failing_since: float | None = None
+        self._last_commands: tuple[MasterCommand, ...] = ()
+        self._burst = BurstLog(log, "master step failed", level="error")
+
+    # -- frames in ----------------------------------------------------------------------------------------------
+
+    def feed(self, msg: can.Message, t: float) -> None:
+        """A frame from the module bus (where the inverter shares it, its frames go to the link)."""
+        if msg.arbitration_id in self._inverter_ids and not msg.is_extended_id:
+            self.link.on_message(msg, t)
+        else:
+            self.store.on_message(msg, t)
+
+    def hear(self, msg: can.Message, t: float) -> None:
+        """A frame from the inverter bus."""
+        self.link.on_message(msg, t)
+
+    def _mark_urgent(self) -> None:
+        self.urgent = True
+        if self._on_urgent is not None:
+            self._on_urgent()
+
+    # -- ticks --------------------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> Tick:
+        """One master step on the latest readings at `now`; never raises.
+
+        A regular tick (now at or past `next_tick`) schedules the next one; an urgent one in between does not.
+        """
+        if now >= self.next_tick - SLACK:
+            self.next_tick += self.config.bank.tick
+            if self.next_tick <= now:
+                self.next_tick = now + self.config.bank.tick
+        self.urgent = False
+        try:
+            step = self.master.step(now, self.store.readings(), self.link.info)
+        except Exception as err:  # the safety net: a bug in a rule must not stop protection
+            snapshot, commands = self._failed(now, err)
+        else:
+            snapshot, commands = step.snapshot, step.commands
+            if snapshot.seq <= self.latest.seq:
+                snapshot = replace(snapshot, seq=self.latest.seq + 1)
+            if self._failing_since is not None:
+                log.warning("master steps succeed again", failed=self.failures)
+                self._failing_since = None
+            self._last_commands = commands
+        self.latest = snapshot
+        due = () if self._commands is None else tuple(self._commands.due(now, commands))
+        return Tick(snapshot, due)
+
+    def _failed(self, now: float, err: Exception) -> tuple[BankSnapshot, tuple[MasterCommand, ...]]:
+        """The fail-safe snapshot and commands for a step that raised."""
+        self.failures += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        self._burst(type(err).__name__, error=str(err), exc_info=err)
+        detail = f"master step failed: {type(err).__name__}: {err}"
+        alarm = Alarm(code=INTERNAL_ERROR, level=Level.PROTECTION, modules=(), since=self._failing_since, detail=detail)
+        last = self.latest
+        snapshot = replace(
+            last.failsafe(f"internal error: {type(err).__name__}"),
+            seq=last.seq + 1,
+            t=now,
+            alarms=(*(a for a in last.alarms if a.code != INTERNAL_ERROR), alarm),
+        )
+        commands = tuple(replace(c, charge_allowed=False, discharge_allowed=False) for c in self._last_commands)
+        return snapshot, commands
+
+    def flush_log(self) -> None:
+        """Report bursts of rejected frames and failed steps that have gone quiet (call it now and then)."""
+        self.store.flush_log()
+        self._burst.flush()
+
+    # -- reload -------------------------------------------------------------------------------------------------
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a reloaded config to the master, the urgency thresholds and the inverter's ratings."""
+        self.config = config
+        self.master.config = config
+        self.store.urgency = urgency(config.limits)
+        if self.inverter is not None:
+            self.inverter.bank = config.bank
