@@ -325,19 +325,6 @@ async def test_garbage_or_half_a_request_closes_only_that_connection(snapshot: B
         assert server.errors == 4
 
 
-async def test_connections_beyond_max_clients_are_refused(snapshot: BankSnapshot) -> None:
-    cfg = config.parse({"modbus": {"port": 0, "max_clients": 2}})
-    async with serving(SnapshotHub(snapshot), Clock(snapshot.t), cfg) as server:
-        async with client(server.port) as first, client(server.port) as second:
-            assert not (await first.read_holding_registers(0, count=1)).isError()
-            assert await raw(server.port, request(3, 0, 1)) == b""
-            assert not (await second.read_holding_registers(0, count=1)).isError()
-            assert server.clients == 2
-        await asyncio.sleep(0.05)
-        async with client(server.port) as third:
-            assert not (await third.read_holding_registers(0, count=1)).isError()
-
-
 async def test_stops_cleanly_and_frees_the_port(snapshot: BankSnapshot) -> None:
     async with serving(SnapshotHub(snapshot), Clock(snapshot.t)) as server, client(server.port) as c:
         port = server.port

@@ -1,4 +1,4 @@
-"""The Modbus TCP server's connection rules on loopback: pipelined requests."""
+"""The Modbus TCP server's connection rules on loopback: pipelined requests, idle clients."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import struct
 
 import pytest
 from factories import master, run
-from test_modbus import Clock, readings, request, serving
+from test_modbus import Clock, client, readings, request, serving
 
+from gateway import config
+from gateway.errors import ConfigError
 from gateway.hub import SnapshotHub
 from gateway.master.model import BankSnapshot
 from gateway.outputs.modbus import MAX_READ, PLAIN_SIZE, plain_image
@@ -42,6 +44,10 @@ async def served(connection: Connection, tid: int = 1) -> bool:
         return False
 
 
+async def closed_by_server(connection: Connection) -> bool:
+    return await asyncio.wait_for(connection[0].read(1), 5) == b""
+
+
 # -- pipelining ---------------------------------------------------------------------------------------------------
 
 
@@ -70,3 +76,43 @@ async def test_ten_requests_in_one_write_are_each_answered_once_in_order(snapsho
     counts = (125, 1, 32, 64, 7, 126, 92, 3, 125, 2)  # 126: an exception answered in its turn
     tids = (0xFFFF, 0, 77, 3, 1024, 9, 12, 0x8000, 5, 6)
     await pipelined(snapshot, list(zip(tids, addresses, counts, strict=True)))
+
+
+# -- idle clients -------------------------------------------------------------------------------------------------
+
+
+async def test_a_new_client_evicts_the_longest_idle_one_when_the_table_is_full(snapshot: BankSnapshot) -> None:
+    cfg = config.parse({"modbus": {"port": 0, "max_clients": 3}})
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t), cfg) as server:
+        idle, second, third = [await connect(server.port) for _ in range(3)]
+        assert await served(second)
+        assert await served(third)
+        newcomer = await connect(server.port)
+        assert await served(newcomer)
+        assert await closed_by_server(idle)
+        assert await served(second)
+        assert await served(third)
+        assert (server.clients, server.errors) == (3, 1)
+        for _, writer in (second, third, newcomer):
+            writer.close()
+
+
+async def test_an_idle_client_is_closed_after_idle_timeout_and_a_polling_one_is_not(snapshot: BankSnapshot) -> None:
+    cfg = config.parse({"modbus": {"port": 0, "idle_timeout": 1}})
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t), cfg) as server, client(server.port) as poller:
+        idle = await connect(server.port)
+        assert await served(idle)
+        async with asyncio.timeout(10):
+            while not idle[0].at_eof():  # polling every 0.2 s, well inside the 1 s timeout
+                assert not (await poller.read_holding_registers(0, count=1)).isError()
+                await asyncio.sleep(0.2)
+        assert await closed_by_server(idle)
+        # The poller connected first, so it has now lived longer than the timeout; polling kept it open.
+        assert not (await poller.read_holding_registers(0, count=1)).isError()
+        assert (server.clients, server.errors) == (1, 1)
+
+
+@pytest.mark.parametrize("value", [0.5, 0, 3601])
+def test_idle_timeout_must_be_sensible(value: float) -> None:
+    with pytest.raises(ConfigError, match=r"modbus.idle_timeout: must be within 1\.\.3600 s"):
+        config.parse({"modbus": {"idle_timeout": value}})

@@ -9,9 +9,9 @@ read (no client, no work on the loop the CAN side shares); every request is answ
 so it never mixes two snapshots.
 
 Why not pymodbus's server: pymodbus 3.16 drops or repeats pipelined requests (it clears its receive buffer when
-it sends and keeps one request in flight). A server must answer every request once, in order, so this module
-owns the connections; the two reply PDUs it sends (registers, exception) are packed here, and pymodbus
-stays the test client that checks them.
+it sends and keeps one request in flight) and lets idle connections hold every slot. A server must answer every
+request once, in order, and let a new poller in, so this module owns the connections; the two reply PDUs it
+sends (registers, exception) are packed here, and pymodbus stays the test client that checks them.
 
 Unit ids: requests to any unit id other than `modbus.unit_id` get exception 0x0B (gateway target device failed
 to respond), so a misconfigured poller learns at once instead of timing out.
@@ -371,15 +371,25 @@ class _Edge:
 
     reply: Callable[[Request], bytes]
     max_clients: int
+    idle_timeout: float
     frame_timeout: float
     burst: BurstLog
     clients: set[_Connection] = dataclasses.field(default_factory=set)
     requests: int = 0
     errors: int = 0
 
+    def admit(self, connection: _Connection) -> None:
+        """Take `connection` into the table; when it is full, the connection idle the longest makes room."""
+        if len(self.clients) >= self.max_clients:
+            min(self.clients, key=lambda c: c.active).drop("evicted")
+        self.clients.add(connection)
+
 
 class _Connection(asyncio.Protocol):
-    """One client: answers its requests in the order they arrive, each exactly once, with its transaction id."""
+    """One client: answers its requests in the order they arrive, each exactly once, with its transaction id.
+
+    A client that sends nothing for `idle_timeout` is closed.
+    """
 
     def __init__(self, edge: _Edge) -> None:
         self._edge = edge
@@ -388,20 +398,22 @@ class _Connection(asyncio.Protocol):
         self._input = b""
         self._used = 0
         """Bytes of `_input` already answered."""
+        self._idle: asyncio.TimerHandle | None = None
         self._frame: asyncio.TimerHandle | None = None
+        self.active = self._loop.time()
+        """Loop time of the client's last request bytes."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        if len(self._edge.clients) >= self._edge.max_clients:
-            self.drop("too many clients")
-        else:
-            self._edge.clients.add(self)
+        self._edge.admit(self)
+        self._idle = self._loop.call_at(self.active + self._edge.idle_timeout, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_frame_timer()
+        self._stop_timers()
         self._edge.clients.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        self.active = self._loop.time()
         self._input = self._input[self._used :] + data
         self._used = 0
         self._serve()
@@ -436,6 +448,14 @@ class _Connection(asyncio.Protocol):
         if self._used == len(self._input):
             self._input, self._used = b"", 0
 
+    def _check_idle(self) -> None:
+        due = self.active + self._edge.idle_timeout
+        if self._loop.time() < due:
+            self._idle = self._loop.call_at(due, self._check_idle)
+        else:
+            self._idle = None
+            self.drop("idle")
+
     def drop(self, why: str) -> None:
         """Close the connection because of the client, count it and log it (once per burst)."""
         if self._transport is None or self._transport.is_closing():
@@ -445,7 +465,7 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        self._stop_frame_timer()
+        self._stop_timers()
         self._edge.clients.discard(self)
         if self._transport is not None:
             self._transport.close()
@@ -454,6 +474,12 @@ class _Connection(asyncio.Protocol):
         if self._frame is not None:
             self._frame.cancel()
             self._frame = None
+
+    def _stop_timers(self) -> None:
+        self._stop_frame_timer()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
 
 
 class ModbusServer:
@@ -476,6 +502,7 @@ class ModbusServer:
         self._edge = _Edge(
             reply=self._reply,
             max_clients=config.modbus.max_clients,
+            idle_timeout=config.modbus.idle_timeout,
             frame_timeout=frame_timeout,
             burst=BurstLog(log, "modbus client dropped"),
         )
@@ -494,7 +521,7 @@ class ModbusServer:
 
     @property
     def errors(self) -> int:
-        """Exception responses sent plus connections dropped (garbage, half-sent request, too many clients)."""
+        """Exception responses sent plus connections dropped (garbage, half-sent request, idle, evicted)."""
         return self._edge.errors
 
     @property
