@@ -1,9 +1,10 @@
-"""The Modbus TCP server's connection rules on loopback: pipelined requests, idle clients."""
+"""The Modbus TCP server's connection rules on loopback: pipelined requests, idle clients, clients that never read."""
 
 from __future__ import annotations
 
 import asyncio
 import struct
+from pathlib import Path
 
 import pytest
 from factories import master, run
@@ -116,3 +117,55 @@ async def test_an_idle_client_is_closed_after_idle_timeout_and_a_polling_one_is_
 def test_idle_timeout_must_be_sensible(value: float) -> None:
     with pytest.raises(ConfigError, match=r"modbus.idle_timeout: must be within 1\.\.3600 s"):
         config.parse({"modbus": {"idle_timeout": value}})
+
+
+# -- clients that never read --------------------------------------------------------------------------------------
+
+
+def rss() -> int:
+    """Resident memory of this process (server and test clients), in bytes."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+async def push_without_reading(port: int) -> int:
+    """Send full-block reads as fast as the socket takes them, never read a reply, and stop only when the server
+    closes the connection; the number of requests sent."""
+    chunk = b"".join(request(3, 0, MAX_READ, tid=i) for i in range(1000))
+    sent = 0
+    _, writer = await connect(port)
+    try:
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+            sent += 1000
+    except ConnectionError:
+        return sent
+    finally:
+        writer.close()
+
+
+async def test_clients_that_never_read_stay_bounded_and_are_closed_while_others_are_served(
+    snapshot: BankSnapshot,
+) -> None:
+    # 2 s: long enough for a server that buffered every reply to grow well past the bound before the close.
+    cfg = config.parse({"modbus": {"port": 0, "idle_timeout": 2}})
+    async with serving(SnapshotHub(snapshot), Clock(snapshot.t), cfg) as server, client(server.port) as poller:
+        assert not (await poller.read_holding_registers(0, count=MAX_READ)).isError()
+        before = rss()
+        done = asyncio.gather(*(push_without_reading(server.port) for _ in range(4)))
+        polls = 0
+        try:
+            async with asyncio.timeout(30):  # they end only when the server closes them
+                while not done.done():
+                    assert not (await poller.read_holding_registers(0, count=MAX_READ)).isError()
+                    polls += 1
+                    assert rss() - before < 20_000_000
+                    await asyncio.sleep(0.01)
+        finally:
+            done.cancel()
+        sent = sum(await done)
+        assert sent * (9 + 2 * MAX_READ) > 40_000_000  # tens of MB of replies asked for
+        assert polls > 0
+        assert server.clients == 1
+        assert server.errors == 4  # "not reading", once per pusher

@@ -9,9 +9,10 @@ read (no client, no work on the loop the CAN side shares); every request is answ
 so it never mixes two snapshots.
 
 Why not pymodbus's server: pymodbus 3.16 drops or repeats pipelined requests (it clears its receive buffer when
-it sends and keeps one request in flight) and lets idle connections hold every slot. A server must answer every
-request once, in order, and let a new poller in, so this module owns the connections; the two reply PDUs it
-sends (registers, exception) are packed here, and pymodbus stays the test client that checks them.
+it sends and keeps one request in flight), lets idle connections hold every slot and buffers replies to a client
+that never reads without limit. A server must answer every request once, in order, in bounded memory, so this
+module owns the connections; the two reply PDUs it sends (registers, exception) are packed here, and pymodbus
+stays the test client that checks them.
 
 Unit ids: requests to any unit id other than `modbus.unit_id` get exception 0x0B (gateway target device failed
 to respond), so a misconfigured poller learns at once instead of timing out.
@@ -364,6 +365,11 @@ def _refusal(request: Request, code: ExceptionCode) -> bytes:
 
 # -- the connection edge: moves bytes ----------------------------------------------------------------------------
 
+OUTPUT_LIMIT = 64 * 1024
+"""Bytes of unread replies a connection may hold; over it the server stops reading that client's requests."""
+TURN = 64
+"""Requests of one connection answered in one go; then the loop (and the CAN side on it) gets a turn."""
+
 
 @dataclass(slots=True)
 class _Edge:
@@ -386,9 +392,12 @@ class _Edge:
 
 
 class _Connection(asyncio.Protocol):
-    """One client: answers its requests in the order they arrive, each exactly once, with its transaction id.
+    """One client: answers its requests in the order they arrive, each exactly once, and holds a bounded backlog.
 
-    A client that sends nothing for `idle_timeout` is closed.
+    Requests are answered `TURN` at a time while the transport's output is under `OUTPUT_LIMIT`. Reading stops
+    while answered requests wait (so the input holds at most one read) and while the output is full (the rest
+    waits in the kernel, at the client's cost, until the client reads). A client that makes no progress, sending
+    nothing and reading nothing, for `idle_timeout` is closed.
     """
 
     def __init__(self, edge: _Edge) -> None:
@@ -398,13 +407,18 @@ class _Connection(asyncio.Protocol):
         self._input = b""
         self._used = 0
         """Bytes of `_input` already answered."""
+        self._writing = True
+        """False while the output is over its limit."""
+        self._scheduled = False
+        """A `_serve` is due on the loop."""
         self._idle: asyncio.TimerHandle | None = None
         self._frame: asyncio.TimerHandle | None = None
         self.active = self._loop.time()
-        """Loop time of the client's last request bytes."""
+        """Loop time of the client's last progress: bytes received or replies drained."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(high=OUTPUT_LIMIT)
         self._edge.admit(self)
         self._idle = self._loop.call_at(self.active + self._edge.idle_timeout, self._check_idle)
 
@@ -418,14 +432,31 @@ class _Connection(asyncio.Protocol):
         self._used = 0
         self._serve()
 
+    def pause_writing(self) -> None:
+        self._writing = False
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing = True
+        self.active = self._loop.time()
+        # Not from here: the transport calls this while flushing, and closing it there runs connection_lost twice.
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._serve)
+
     def _serve(self) -> None:
-        """Answer the complete requests received, in order."""
+        """Answer up to `TURN` complete requests, in order, while the output has room; read more once none wait."""
+        self._scheduled = False
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        served = False
+        served = 0
         found: Request | Wait | Broken = "wait"
-        while True:
+        while self._writing and served < TURN:
             found = parse(self._input, self._used)
             if found == "broken":
                 self.drop("malformed frame")
@@ -438,7 +469,12 @@ class _Connection(asyncio.Protocol):
                 self._edge.errors += 1
             transport.write(reply)
             self._used = found.end
-            served = True
+            served += 1
+        if self._writing and served == TURN:
+            transport.pause_reading()  # the rest of this read first, after the loop's other work
+            self._schedule()
+        elif self._writing:
+            transport.resume_reading()  # paused by a full output or a used-up turn, until now
         if found == "wait" and self._used < len(self._input):
             if served or self._frame is None:
                 self._stop_frame_timer()
@@ -454,10 +490,13 @@ class _Connection(asyncio.Protocol):
             self._idle = self._loop.call_at(due, self._check_idle)
         else:
             self._idle = None
-            self.drop("idle")
+            self.drop("idle" if self._writing else "not reading")
 
     def drop(self, why: str) -> None:
-        """Close the connection because of the client, count it and log it (once per burst)."""
+        """Close the connection because of the client, count it and log it (once per burst).
+
+        `why`: "malformed frame", "incomplete request", "idle", "not reading" or "evicted".
+        """
         if self._transport is None or self._transport.is_closing():
             return
         self._edge.errors += 1
@@ -465,9 +504,14 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        """Close at once: replies still queued are dropped, so a client that does not read cannot hold it open."""
         self._stop_timers()
         self._edge.clients.discard(self)
-        if self._transport is not None:
+        if self._transport is None:
+            return
+        if self._transport.get_write_buffer_size():
+            self._transport.abort()
+        else:
             self._transport.close()
 
     def _stop_frame_timer(self) -> None:
@@ -521,7 +565,7 @@ class ModbusServer:
 
     @property
     def errors(self) -> int:
-        """Exception responses sent plus connections dropped (garbage, half-sent request, idle, evicted)."""
+        """Exception responses sent plus connections the server closed (see `_Connection.drop` for the causes)."""
         return self._edge.errors
 
     @property
