@@ -252,6 +252,9 @@ class ModbusSection:
     port: int = 5020
     unit_id: int = 1
     max_clients: int = 16
+    """Connections at once; a new one beyond it closes the one idle the longest."""
+    idle_timeout: float = 60.0
+    """Seconds a connection may send nothing and read nothing before it is closed."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
         if not 0 <= self.port <= 65535:
@@ -260,6 +263,8 @@ class ModbusSection:
             yield "unit_id", "must be within 1..247"
         if self.max_clients < 1:
             yield "max_clients", "must be at least 1"
+        if not 1 <= self.idle_timeout <= 3600:
+            yield "idle_timeout", "must be within 1..3600 s"
 
 
 @dataclass(frozen=True, slots=True)

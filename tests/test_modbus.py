@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
-import logging
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,9 +19,6 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU, ExceptionResponse
-from pymodbus.server import ModbusTcpServer
-from pymodbus.server.requesthandler import ServerRequestHandler
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway import config
 from gateway.config import Config
@@ -33,7 +28,17 @@ from gateway.master.alarms import CODES
 from gateway.master.model import BankSnapshot, empty_snapshot
 from gateway.outputs import modbus, sunspec
 from gateway.outputs.fields import BANK_FIELDS, MODULE_FIELDS
-from gateway.outputs.modbus import BANK_REGISTERS, MODULE_REGISTERS, PLAIN_SIZE, ModbusServer, module_base, screen
+from gateway.outputs.modbus import (
+    BANK_REGISTERS,
+    MODULE_REGISTERS,
+    PLAIN_SIZE,
+    ExceptionCode,
+    ModbusServer,
+    Request,
+    answer,
+    module_base,
+    parse,
+)
 from gateway.payload import bank_dict, lookup, module_dict
 
 DOCS = Path(__file__).parent.parent / "docs" / "modbus.md"
@@ -320,19 +325,6 @@ async def test_garbage_or_half_a_request_closes_only_that_connection(snapshot: B
         assert server.errors == 4
 
 
-async def test_connections_beyond_max_clients_are_refused(snapshot: BankSnapshot) -> None:
-    cfg = config.parse({"modbus": {"port": 0, "max_clients": 2}})
-    async with serving(SnapshotHub(snapshot), Clock(snapshot.t), cfg) as server:
-        async with client(server.port) as first, client(server.port) as second:
-            assert not (await first.read_holding_registers(0, count=1)).isError()
-            assert await raw(server.port, request(3, 0, 1)) == b""
-            assert not (await second.read_holding_registers(0, count=1)).isError()
-            assert server.clients == 2
-        await asyncio.sleep(0.05)
-        async with client(server.port) as third:
-            assert not (await third.read_holding_registers(0, count=1)).isError()
-
-
 async def test_stops_cleanly_and_frees_the_port(snapshot: BankSnapshot) -> None:
     async with serving(SnapshotHub(snapshot), Clock(snapshot.t)) as server, client(server.port) as c:
         port = server.port
@@ -354,29 +346,99 @@ async def test_a_port_in_use_is_a_gateway_error(snapshot: BankSnapshot) -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "action"),
+    ("data", "found"),
     [
         (b"", "wait"),
         (request(3, 0, 1)[:6], "wait"),
         (request(3, 0, 1)[:11], "wait"),
-        (b"\x00\x01\x00\x01", "close"),  # protocol id 1
-        (b"\x00\x01\x00\x00\x00\x01\x01", "close"),  # length 1
-        (b"\x00\x01\x00\x00\x01\x00\x01", "close"),  # length 256
-        (request(0x83, 0, 1), "close"),  # a response code in a request
-        (request(3, 0, 1), "serve"),
-        (request(4, 100, 125), "serve"),
-        (request(3, 0, 126), "reply"),
-        (request(3, 0, 1, unit=0), "reply"),
-        (request(16, 0, 1), "reply"),
+        (b"\x00\x01\x00\x01", "broken"),  # protocol id 1
+        (b"\x00\x01\x00\x00\x00\x01\x01", "broken"),  # length 1
+        (b"\x00\x01\x00\x00\x01\x00\x01", "broken"),  # length 256
+        (request(0x83, 0, 1), "broken"),  # a response code in a request
+        (request(3, 0, 1)[:5] + b"\x07\x01\x03\x00\x00\x00\x01\x00", "broken"),  # a read PDU of 6 bytes
+        (request(3, 0, 1), "request"),
+        (request(4, 100, 125), "request"),
+        (request(3, 0, 126), "request"),  # answered with an exception
+        (request(3, 0, 1, unit=0), "request"),
+        (request(16, 0, 1), "request"),
     ],
 )
-def test_screen(data: bytes, action: str) -> None:
-    assert screen(data, 1).action == action
+def test_parse(data: bytes, found: str) -> None:
+    result = parse(data)
+    assert (result if isinstance(result, str) else "request") == found
 
 
-def test_screen_replies_name_the_frame() -> None:
-    verdict = screen(request(6, 0, 1, unit=9, tid=513) + b"extra", 1)
-    assert verdict == modbus.Screen("reply", 12, 6, ExcCodes.GATEWAY_NO_RESPONSE, 513, 9)
+def test_parse_names_the_frame_and_where_the_next_one_starts() -> None:
+    data = request(6, 0, 1, unit=9, tid=513) + request(3, 2, 3, tid=514)[:5]
+    first = parse(data)
+    assert first == Request(513, 9, 6, bytes.fromhex("0000 0001"), 12)
+    assert parse(data, first.end) == "wait"
+    assert parse(data + request(3, 2, 3, tid=514)[5:], first.end) == Request(514, 1, 3, bytes.fromhex("0002 0003"), 24)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reply"),
+    [
+        (request(3, 0, 1, unit=9), "0007 0000 0003 09 83 0B"),
+        (request(6, 0, 1), "0007 0000 0003 01 86 01"),
+        (request(0x2B, 0, 1), "0007 0000 0003 01 AB 01"),
+        (request(3, 0, 126), "0007 0000 0003 01 83 03"),
+        (request(4, 0, 0), "0007 0000 0003 01 84 03"),
+        (request(3, PLAIN_SIZE - 1, 2), "0007 0000 0003 01 83 02"),
+        (request(3, sunspec.BASE - 1, 2), "0007 0000 0003 01 83 02"),
+        (request(4, 13, 2, tid=0xBEEF), "BEEF 0000 0007 01 04 04 0001 14B4"),  # modules_rejected, voltage
+    ],
+    ids=["unit", "write", "other function", "count 126", "count 0", "past plain", "before sunspec", "read"],
+)
+def test_answer(snapshot: BankSnapshot, frame: bytes, reply: str) -> None:
+    request_ = parse(frame)
+    assert isinstance(request_, Request)
+    image = modbus.Image(snapshot, sunspec.layout(Config()))
+    assert answer(request_, image, snapshot.t, unit_id=1) == bytes.fromhex(reply)
+
+
+def requests_in(data: bytes, start: int = 0) -> tuple[list[Request], int, str]:
+    """Every request `parse` finds from `start` on, where it stopped and why: the loop the adapter runs."""
+    found: list[Request] = []
+    while not isinstance(result := parse(data, start), str):
+        assert start < result.end <= len(data)
+        found.append(result)
+        start = result.end
+    return found, start, result
+
+
+@given(st.binary(max_size=600), st.integers(0, 600))
+def test_parse_never_raises_on_any_bytes(data: bytes, start: int) -> None:
+    requests_in(data, start)
+
+
+frames = st.builds(
+    lambda tid, unit, function, data: (tid, unit, function, data),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 255),
+    st.integers(1, 0x7F),
+    st.binary(max_size=252),
+).filter(lambda f: f[2] not in (3, 4) or len(f[3]) == 4)
+
+
+@given(st.lists(frames, max_size=12), st.data())
+def test_frames_cut_anywhere_come_out_whole_and_in_order(
+    sent: list[tuple[int, int, int, bytes]], data: st.DataObject
+) -> None:
+    stream = b"".join(
+        tid.to_bytes(2, "big") + b"\0\0" + (len(pdu) + 2).to_bytes(2, "big") + bytes([unit, function]) + pdu
+        for tid, unit, function, pdu in sent
+    )
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=5)))
+    buffer, received = b"", []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        buffer += stream[a:b]
+        found, used, why = requests_in(buffer)
+        assert why == "wait"
+        received += [r[:4] for r in found]
+        buffer = buffer[used:]
+    assert received == sent
+    assert buffer == b""
 
 
 @given(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**40), 2**40)))
@@ -404,61 +466,37 @@ def test_pure_image_equals_what_the_adapter_serves(snapshot: BankSnapshot) -> No
     assert image.read(sunspec.BASE, layout.size, now) == list(sunspec.image(layout, snapshot))
 
 
-# -- the pymodbus adapter's contract -------------------------------------------------------------------------
+# -- the contract with pymodbus, the test client ---------------------------------------------------------------
 
 
-def test_pymodbus_api_the_adapter_relies_on() -> None:
-    """Everything modbus.py uses from pymodbus, by name and signature: a new pymodbus fails here first."""
+def test_pymodbus_is_the_version_these_tests_rely_on() -> None:
     assert pymodbus.__version__.startswith("3.16.")
-    assert list(inspect.signature(ServerRequestHandler.__init__).parameters) == [
-        "self",
-        "owner",
-        "trace_packet",
-        "trace_pdu",
-        "trace_connect",
-    ]
-    for name in ("callback_data", "callback_connected", "callback_disconnected", "server_send", "close"):
-        assert callable(getattr(ServerRequestHandler, name)), name
-    assert {"address", "trace_pdu"} <= set(inspect.signature(ModbusTcpServer.__init__).parameters)
-    for name in ("callback_new_connection", "serve_forever", "shutdown"):
-        assert callable(getattr(ModbusTcpServer, name)), name
-    assert "background" in inspect.signature(ModbusTcpServer.serve_forever).parameters
-    assert list(inspect.signature(SimDevice).parameters)[:2] == ["id", "simdata"]
-    assert {"action"} <= set(inspect.signature(SimDevice).parameters)
-    assert {"count", "datatype", "readonly"} <= set(inspect.signature(SimData).parameters)
-    assert (ExcCodes.ILLEGAL_FUNCTION, ExcCodes.ILLEGAL_ADDRESS, ExcCodes.ILLEGAL_VALUE) == (1, 2, 3)
-    assert ExcCodes.GATEWAY_NO_RESPONSE == 0x0B
-    frame = FramerSocket(DecodePDU(True)).buildFrame(ExceptionResponse(3, 2, device_id=5, transaction=9))
-    assert frame == bytes.fromhex("0009 0000 0003 05 83 02")
+    assert list(map(int, ExceptionCode)) == [ExcCodes.ILLEGAL_FUNCTION, 2, 3, ExcCodes.GATEWAY_NO_RESPONSE]
 
 
-async def test_pymodbus_serves_a_sim_device_through_its_action(caplog: pytest.LogCaptureFixture) -> None:
-    """The behaviour the adapter builds on: the action fills the registers a read returns, read-only data
-    refuses writes, a handler keeps its receive buffer and limit, and nothing deprecated is used."""
-    calls: list[tuple[int, int, int, int]] = []
-
-    async def action(fc: int, start: int, address: int, count: int, regs: list[int], values: Any) -> None:
-        calls.append((fc, start, address, count))
-        regs[address - start : address - start + count] = range(address, address + count)
-
-    device = SimDevice(
-        id=1,
-        simdata=[SimData(0, count=10, datatype=DataType.REGISTERS, readonly=True)],
-        action=action,
-    )
-    caplog.set_level(logging.WARNING, logger="pymodbus")
-    server = ModbusTcpServer(device, address=("127.0.0.1", 0))
-    await server.serve_forever(background=True)
-    try:
-        port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        async with client(port) as c:
-            assert (await c.read_holding_registers(3, count=4)).registers == [3, 4, 5, 6]
-            assert (await c.write_register(3, 1)).exception_code == ExcCodes.ILLEGAL_ADDRESS
-            handler = next(iter(server.active_connections.values()))
-            assert isinstance(handler, ServerRequestHandler)
-            assert isinstance(handler.recv_buffer, bytes)
-            assert handler.max_buffer_size == 264
-    finally:
-        await server.shutdown()
-    assert calls == [(3, 0, 3, 4)]
-    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+@given(
+    tid=st.integers(0, 0xFFFF),
+    function=st.sampled_from([3, 4]),
+    address=st.integers(0, PLAIN_SIZE - 1),
+    count=st.integers(0, 130),
+    unit=st.sampled_from([1, 1, 1, 247]),
+)
+def test_pymodbus_decodes_every_reply_as_what_we_meant(
+    snapshot: BankSnapshot, tid: int, function: int, address: int, count: int, unit: int
+) -> None:
+    """Our packed reply frames, read back by pymodbus's own client-side framer and decoder."""
+    image = modbus.Image(snapshot, sunspec.layout(Config()))
+    request_ = parse(request(function, address, count, unit=unit, tid=tid))
+    assert isinstance(request_, Request)
+    reply = answer(request_, image, snapshot.t, unit_id=1)
+    used, pdu = FramerSocket(DecodePDU(False)).handleFrame(reply, 0, 0)
+    assert used == len(reply)
+    assert pdu is not None
+    assert (pdu.transaction_id, pdu.dev_id) == (tid, unit)
+    if modbus.is_exception(reply):
+        assert isinstance(pdu, ExceptionResponse)
+        assert pdu.function_code == function | 0x80
+        assert pdu.exception_code in set(ExceptionCode)
+    else:
+        assert pdu.function_code == function
+        assert list(pdu.registers) == image.read(address, count, snapshot.t)

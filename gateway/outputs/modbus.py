@@ -1,13 +1,18 @@
-"""Modbus TCP: the master's view as a read-only register image, served by pymodbus's asyncio server.
+"""Modbus TCP: the master's view as a read-only register image, served on connections this module owns.
 
-Two parts. The register image is pure: `plain_image(snapshot, now)` lays out the plain map from the table of
+Three parts. The register image is pure: `plain_image(snapshot, now)` lays out the plain map from the table of
 descriptions in `gateway.outputs.fields` (through the JSON payload, so Modbus can never disagree with MQTT) and
-`gateway.outputs.sunspec` adds the SunSpec models at 40000. The adapter below is the only code that knows
-pymodbus: it swaps in a new `Image` when the snapshot changes and builds each map once, on its first read (no
-client, no work on the loop the CAN side shares); every request is answered from one image in one step, so it
-never mixes two snapshots. It screens each frame before pymodbus sees it, because pymodbus 3.16 answers
-oversized reads and unknown function codes with malformed exception frames and never closes a connection that
-sends garbage or half a request.
+`gateway.outputs.sunspec` adds the SunSpec models at 40000. The protocol is pure too: `parse` finds request
+frames in a byte buffer and `answer` turns one into its reply frame. The edge (`_Connection`, `ModbusServer`)
+only moves bytes: it swaps in a new `Image` when the snapshot changes and builds each map once, on its first
+read (no client, no work on the loop the CAN side shares); every request is answered from one image in one step,
+so it never mixes two snapshots.
+
+Why not pymodbus's server: pymodbus 3.16 drops or repeats pipelined requests (it clears its receive buffer when
+it sends and keeps one request in flight), lets idle connections hold every slot and buffers replies to a client
+that never reads without limit. A server must answer every request once, in order, in bounded memory, so this
+module owns the connections; the two reply PDUs it sends (registers, exception) are packed here, and pymodbus
+stays the test client that checks them.
 
 Unit ids: requests to any unit id other than `modbus.unit_id` get exception 0x0B (gateway target device failed
 to respond), so a misconfigured poller learns at once instead of timing out.
@@ -17,16 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
-
-from pymodbus.constants import ExcCodes
-from pymodbus.pdu import ExceptionResponse, ModbusPDU
-from pymodbus.server import ModbusTcpServer
-from pymodbus.server.requesthandler import ServerRequestHandler
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.clock import Clock
 from gateway.config import Config
@@ -212,8 +214,13 @@ class Image:
             self._sunspec = sunspec.image(self.layout, self.snapshot)
         return self._sunspec
 
+    def holds(self, address: int, count: int) -> bool:
+        """Whether registers [address, address + count) lie in one of the two maps."""
+        end = address + count
+        return end <= PLAIN_SIZE or (address >= sunspec.BASE and end <= sunspec.BASE + self.layout.size)
+
     def read(self, address: int, count: int, now: float) -> list[int]:
-        """Registers [address, address + count), which must lie in one of the two maps."""
+        """Registers [address, address + count), which must lie in one of the two maps (`holds`)."""
         if address >= sunspec.BASE:
             return list(self.sunspec[address - sunspec.BASE : address - sunspec.BASE + count])
         out = list(self.plain[address : address + count])
@@ -272,142 +279,251 @@ def update_docs(text: str) -> str:
     return f"{head}{_BEGIN}\n{markdown()}\n{_END}{tail}"
 
 
-# -- the pymodbus adapter ------------------------------------------------------------------------------------
+# -- the protocol: pure ---------------------------------------------------------------------------------------
 
 
-class Screen(NamedTuple):
-    """What to do with the bytes a client sent, decided before pymodbus parses them."""
+class ExceptionCode(IntEnum):
+    """The Modbus exception codes this server answers with (application protocol, section 7)."""
 
-    action: Literal["wait", "close", "reply", "serve"]
-    """Wait for more bytes, close the connection, reply with an exception, or let pymodbus serve the frame."""
-    size: int = 0
-    function_code: int = 0
-    exception: int = 0
-    transaction: int = 0
-    unit: int = 0
+    ILLEGAL_FUNCTION = 0x01
+    ILLEGAL_ADDRESS = 0x02
+    ILLEGAL_VALUE = 0x03
+    GATEWAY_NO_RESPONSE = 0x0B
+    """Gateway target device failed to respond: the request named another unit id."""
 
 
-def screen(data: bytes, unit_id: int) -> Screen:
-    """Check the first Modbus TCP frame in `data` (MBAP header + PDU) against what this server accepts.
+_READS = (3, 4)
+"""Read holding registers and read input registers: both read the same image."""
 
-    Only read holding/input registers (3, 4) at our unit id get through to pymodbus; framing errors close the
-    connection, since nothing after them can be trusted to start a frame.
+
+class Request(NamedTuple):
+    """One complete request frame, as `parse` found it in a buffer."""
+
+    transaction: int
+    unit: int
+    function: int
+    data: bytes
+    """The PDU after its function code."""
+    end: int
+    """Offset just past the frame in the buffer it was parsed from: where the next frame starts."""
+
+
+Wait = Literal["wait"]
+Broken = Literal["broken"]
+
+
+def parse(buffer: bytes, start: int = 0) -> Request | Wait | Broken:
+    """The Modbus TCP request frame (MBAP header + PDU) that starts at `buffer[start]`. Never raises.
+
+    "wait" while the frame is incomplete; "broken" when it cannot be a request (protocol id not 0, a length out of
+    2..254, a response's function code, a read PDU of the wrong size): nothing after it can be trusted to start a
+    frame, so the connection is closed.
     """
-    if len(data) >= 4 and data[2:4] != b"\0\0":
-        return Screen("close")
-    if len(data) < 7:
-        return Screen("wait")
-    length = int.from_bytes(data[4:6], "big")
+    head = buffer[start : start + 8]
+    if len(head) >= 4 and head[2:4] != b"\0\0":
+        return "broken"
+    if len(head) < 7:
+        return "wait"
+    length = int.from_bytes(head[4:6], "big")
     if not 2 <= length <= 254:
-        return Screen("close")
-    size = 6 + length
-    if len(data) < size:
-        return Screen("wait")
-    transaction, unit, function_code = int.from_bytes(data[0:2], "big"), data[6], data[7]
-    if function_code & 0x80:
-        return Screen("close")
-    reply = Screen("reply", size, function_code, 0, transaction, unit)
-    if unit != unit_id:
-        return reply._replace(exception=ExcCodes.GATEWAY_NO_RESPONSE)
-    if function_code not in (3, 4):
-        return reply._replace(exception=ExcCodes.ILLEGAL_FUNCTION)
-    if length != 6:
-        return Screen("close")
-    if not 1 <= int.from_bytes(data[10:12], "big") <= MAX_READ:
-        return reply._replace(exception=ExcCodes.ILLEGAL_VALUE)
-    return Screen("serve", size)
+        return "broken"
+    end = start + 6 + length
+    if len(buffer) < end:
+        return "wait"
+    function = head[7]
+    if function & 0x80 or (function in _READS and length != 6):
+        return "broken"
+    return Request(int.from_bytes(head[0:2], "big"), head[6], function, buffer[start + 8 : end], end)
+
+
+def answer(request: Request, image: Image, now: float, unit_id: int) -> bytes:
+    """The reply frame to `request`: the registers it reads from `image` at `now`, or a Modbus exception."""
+    if request.unit != unit_id:
+        return _refusal(request, ExceptionCode.GATEWAY_NO_RESPONSE)
+    if request.function not in _READS:
+        return _refusal(request, ExceptionCode.ILLEGAL_FUNCTION)
+    address, count = struct.unpack(">HH", request.data)
+    if not 1 <= count <= MAX_READ:
+        return _refusal(request, ExceptionCode.ILLEGAL_VALUE)
+    if not image.holds(address, count):
+        return _refusal(request, ExceptionCode.ILLEGAL_ADDRESS)
+    registers = image.read(address, count, now)
+    size = 2 * count
+    return struct.pack(
+        f">HHHBBB{count}H", request.transaction, 0, size + 3, request.unit, request.function, size, *registers
+    )
+
+
+def is_exception(reply: bytes) -> bool:
+    """Whether a frame from `answer` is an exception response (its function code has the high bit set)."""
+    return bool(reply[7] & 0x80)
+
+
+def _refusal(request: Request, code: ExceptionCode) -> bytes:
+    return struct.pack(">HHHBBB", request.transaction, 0, 3, request.unit, request.function | 0x80, code)
+
+
+# -- the connection edge: moves bytes ----------------------------------------------------------------------------
+
+OUTPUT_LIMIT = 64 * 1024
+"""Bytes of unread replies a connection may hold; over it the server stops reading that client's requests."""
+TURN = 64
+"""Requests of one connection answered in one go; then the loop (and the CAN side on it) gets a turn."""
 
 
 @dataclass(slots=True)
-class _Shared:
-    """Policy and counters shared by the listener and its connections."""
+class _Edge:
+    """What the listener's connections share: the reply function, the policy, the connection table, the counters."""
 
-    unit_id: int
+    reply: Callable[[Request], bytes]
     max_clients: int
+    idle_timeout: float
     frame_timeout: float
     burst: BurstLog
     clients: set[_Connection] = dataclasses.field(default_factory=set)
     requests: int = 0
     errors: int = 0
 
+    def admit(self, connection: _Connection) -> None:
+        """Take `connection` into the table; when it is full, the connection idle the longest makes room."""
+        if len(self.clients) >= self.max_clients:
+            min(self.clients, key=lambda c: c.active).drop("evicted")
+        self.clients.add(connection)
 
-class _Connection(ServerRequestHandler):
-    """One client: screens its frames, counts them, and closes it on garbage or a request left half-sent."""
 
-    def __init__(self, server: _Listener) -> None:
-        super().__init__(server, server.trace_packet, server.trace_pdu, server.trace_connect)
-        self.shared = server.shared
-        self.max_buffer_size = 0x10000  # pymodbus silently drops a buffer over 264 bytes; we close instead
-        self._timer: asyncio.TimerHandle | None = None
+class _Connection(asyncio.Protocol):
+    """One client: answers its requests in the order they arrive, each exactly once, and holds a bounded backlog.
 
-    def callback_connected(self) -> None:
-        super().callback_connected()
-        if len(self.shared.clients) >= self.shared.max_clients:
-            self._drop("too many clients")
+    Requests are answered `TURN` at a time while the transport's output is under `OUTPUT_LIMIT`. Reading stops
+    while answered requests wait (so the input holds at most one read) and while the output is full (the rest
+    waits in the kernel, at the client's cost, until the client reads). A client that makes no progress, sending
+    nothing and reading nothing, for `idle_timeout` is closed.
+    """
+
+    def __init__(self, edge: _Edge) -> None:
+        self._edge = edge
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._input = b""
+        self._used = 0
+        """Bytes of `_input` already answered."""
+        self._writing = True
+        """False while the output is over its limit."""
+        self._scheduled = False
+        """A `_serve` is due on the loop."""
+        self._idle: asyncio.TimerHandle | None = None
+        self._frame: asyncio.TimerHandle | None = None
+        self.active = self._loop.time()
+        """Loop time of the client's last progress: bytes received or replies drained."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(high=OUTPUT_LIMIT)
+        self._edge.admit(self)
+        self._idle = self._loop.call_at(self.active + self._edge.idle_timeout, self._check_idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timers()
+        self._edge.clients.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.active = self._loop.time()
+        self._input = self._input[self._used :] + data
+        self._used = 0
+        self._serve()
+
+    def pause_writing(self) -> None:
+        self._writing = False
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing = True
+        self.active = self._loop.time()
+        # Not from here: the transport calls this while flushing, and closing it there runs connection_lost twice.
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._serve)
+
+    def _serve(self) -> None:
+        """Answer up to `TURN` complete requests, in order, while the output has room; read more once none wait."""
+        self._scheduled = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        served = 0
+        found: Request | Wait | Broken = "wait"
+        while self._writing and served < TURN:
+            found = parse(self._input, self._used)
+            if found == "broken":
+                self.drop("malformed frame")
+                return
+            if found == "wait":
+                break
+            reply = self._edge.reply(found)
+            self._edge.requests += 1
+            if is_exception(reply):
+                self._edge.errors += 1
+            transport.write(reply)
+            self._used = found.end
+            served += 1
+        if self._writing and served == TURN:
+            transport.pause_reading()  # the rest of this read first, after the loop's other work
+            self._schedule()
+        elif self._writing:
+            transport.resume_reading()  # paused by a full output or a used-up turn, until now
+        if found == "wait" and self._used < len(self._input):
+            if served or self._frame is None:
+                self._stop_frame_timer()
+                self._frame = self._loop.call_later(self._edge.frame_timeout, self.drop, "incomplete request")
         else:
-            self.shared.clients.add(self)
+            self._stop_frame_timer()
+        if self._used == len(self._input):
+            self._input, self._used = b"", 0
 
-    def callback_disconnected(self, exc: Exception | None) -> None:
-        self._stop_timer()
-        self.shared.clients.discard(self)
-        super().callback_disconnected(exc)
-
-    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
-        verdict = screen(data, self.shared.unit_id)
-        if verdict.action == "close":
-            self._drop("malformed frame")
-            return len(data)
-        used = 0
-        if verdict.action != "wait":
-            self.shared.requests += 1
-            if verdict.action == "reply":
-                response = ExceptionResponse(
-                    verdict.function_code, verdict.exception, device_id=verdict.unit, transaction=verdict.transaction
-                )
-                self.server_send(response, addr)
-                used = verdict.size
-            else:
-                used = super().callback_data(data[: verdict.size], addr)
-        if len(data) > used:
-            if self._timer is None:
-                self._timer = self.loop.call_later(self.shared.frame_timeout, self._expired)
+    def _check_idle(self) -> None:
+        due = self.active + self._edge.idle_timeout
+        if self._loop.time() < due:
+            self._idle = self._loop.call_at(due, self._check_idle)
         else:
-            self._stop_timer()
-        return used
+            self._idle = None
+            self.drop("idle" if self._writing else "not reading")
 
-    def _expired(self) -> None:
-        self._timer = None
-        if self.recv_buffer:
-            self._drop("incomplete request")
+    def drop(self, why: str) -> None:
+        """Close the connection because of the client, count it and log it (once per burst).
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _drop(self, why: str) -> None:
-        self._stop_timer()
-        self.shared.errors += 1
-        self.shared.clients.discard(self)
-        peer = self.transport.get_extra_info("peername") if self.transport else None
-        self.shared.burst(why, peer=str(peer))
+        `why`: "malformed frame", "incomplete request", "idle", "not reading" or "evicted".
+        """
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._edge.errors += 1
+        self._edge.burst(why, peer=str(self._transport.get_extra_info("peername")))
         self.close()
 
+    def close(self) -> None:
+        """Close at once: replies still queued are dropped, so a client that does not read cannot hold it open."""
+        self._stop_timers()
+        self._edge.clients.discard(self)
+        if self._transport is None:
+            return
+        if self._transport.get_write_buffer_size():
+            self._transport.abort()
+        else:
+            self._transport.close()
 
-class _Listener(ModbusTcpServer):
-    """pymodbus's TCP server with our connection class; counts every exception response it sends."""
+    def _stop_frame_timer(self) -> None:
+        if self._frame is not None:
+            self._frame.cancel()
+            self._frame = None
 
-    def __init__(self, shared: _Shared, device: SimDevice, address: tuple[str, int]) -> None:
-        self.shared = shared
-        super().__init__(device, address=address, trace_pdu=self._trace)
-
-    def callback_new_connection(self) -> _Connection:
-        return _Connection(self)
-
-    def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        if sending and pdu.isError():
-            self.shared.errors += 1
-        return pdu
+    def _stop_timers(self) -> None:
+        self._stop_frame_timer()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
 
 
 class ModbusServer:
@@ -422,13 +538,15 @@ class ModbusServer:
         self._clock = clock
         self._host = config.modbus.host
         self._requested_port = config.modbus.port
+        self._unit_id = config.modbus.unit_id
         self._layout = sunspec.layout(config)
         self._image: Image | None = None
         self._port: int | None = None
         self._listening = asyncio.Event()
-        self._shared = _Shared(
-            unit_id=config.modbus.unit_id,
+        self._edge = _Edge(
+            reply=self._reply,
             max_clients=config.modbus.max_clients,
+            idle_timeout=config.modbus.idle_timeout,
             frame_timeout=frame_timeout,
             burst=BurstLog(log, "modbus client dropped"),
         )
@@ -443,64 +561,49 @@ class ModbusServer:
     @property
     def requests(self) -> int:
         """Complete request frames received."""
-        return self._shared.requests
+        return self._edge.requests
 
     @property
     def errors(self) -> int:
-        """Exception responses sent plus connections dropped (garbage, half-sent request, too many clients)."""
-        return self._shared.errors
+        """Exception responses sent plus connections the server closed (see `_Connection.drop` for the causes)."""
+        return self._edge.errors
 
     @property
     def clients(self) -> int:
-        return len(self._shared.clients)
+        return len(self._edge.clients)
 
     async def started(self) -> None:
         await self._listening.wait()
 
     async def run(self) -> None:
         """Listen and serve until cancelled, then close the listener and every connection."""
-        device = SimDevice(
-            id=self._shared.unit_id,
-            simdata=[
-                SimData(0, count=PLAIN_SIZE, datatype=DataType.REGISTERS, readonly=True),
-                SimData(sunspec.BASE, count=self._layout.size, datatype=DataType.REGISTERS, readonly=True),
-            ],
-            action=self._serve,
-        )
-        server = _Listener(self._shared, device, (self._host, self._requested_port))
+        loop = asyncio.get_running_loop()
         try:
-            await server.serve_forever(background=True)
-        except RuntimeError as err:
+            listener = await loop.create_server(lambda: _Connection(self._edge), self._host, self._requested_port)
+        except OSError as err:
             raise GatewayError(f"modbus: cannot listen on {self._host}:{self._requested_port}") from err
-        self._port = cast(asyncio.Server, server.transport).sockets[0].getsockname()[1]
+        self._port = listener.sockets[0].getsockname()[1]
         self._listening.set()
         log.info("modbus listening", host=self._host, port=self._port)
         try:
             while True:
                 await asyncio.sleep(10.0)
-                self._shared.burst.flush()
+                self._edge.burst.flush()
         finally:
             self._listening.clear()
             self._port = None
-            await server.shutdown()
+            listener.close()
+            for connection in list(self._edge.clients):
+                connection.close()
+            await listener.wait_closed()
             log.info("modbus stopped")
 
-    async def _serve(
-        self,
-        function_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        registers: list[int],
-        set_values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        """pymodbus's SimDevice action: fill the requested registers from the current image, in one step."""
+    def _reply(self, request: Request) -> bytes:
+        """Answer from the current snapshot's image, in one step: a request never mixes two snapshots."""
         snapshot = self._hub.latest
         if self._image is None or self._image.snapshot is not snapshot:
             self._image = Image(snapshot, self._layout)
-        offset = address - start_address
-        registers[offset : offset + count] = self._image.read(address, count, self._clock())
-        return None
+        return answer(request, self._image, self._clock(), self._unit_id)
 
 
 def main(argv: list[str]) -> None:
