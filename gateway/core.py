@@ -95,7 +95,7 @@ class Core:
         self.store = ModuleStore(
             codec, urgency=urgency(config.limits), on_urgent=self._mark_urgent, ignore_ids=self._inverter_ids
         )
-        self.master = Master(config, required_groups=codec.required_groups)
+        self.master = Master(config, required_groups=codec.required_groups, inverter_timeout=inverter.inverter_timeout)
         self.link = pylontech.InverterLink()
         self.inverter = pylontech.Schedule(inverter, bank=config.bank) if inverter.enabled else None
         """When the inverter gets its set; the live publisher and replay both ask it."""

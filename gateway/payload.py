@@ -150,7 +150,7 @@ def module_dict(view: ModuleView, now: float) -> dict[str, Any]:
         "warnings": [ALARM_BITS[i] for i in range(16) if r.warnings >> i & 1],
         "protections": [ALARM_BITS[i] for i in range(16) if r.protections >> i & 1],
         "fault_code": r.fault_code,
-        "mismatch": list(view.warnings),
+        "mismatch": list(view.mismatch),
     }
 
 

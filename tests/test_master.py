@@ -449,9 +449,9 @@ def test_mismatch_warnings_name_the_modules() -> None:
         }
 
     s = run(m, 0.0, 10.0, readings).snapshot
-    assert s.modules[2].warnings == ("firmware 1.3.0 differs from the bank's 1.4.2",)
-    assert s.modules[3].warnings == ("SOH 85 vs bank median 98", "cycle count 900 vs bank median 100")
-    assert s.modules[1].warnings == ()
+    assert s.modules[2].mismatch == ("firmware 1.3.0 differs from the bank's 1.4.2",)
+    assert s.modules[3].mismatch == ("SOH 85 vs bank median 98", "cycle count 900 vs bank median 100")
+    assert s.modules[1].mismatch == ()
     assert alarm(s, "module_mismatch").level is Level.WARNING
     assert s.addresses(Lifecycle.ONLINE) == (1, 2, 3)  # warnings only
 

@@ -37,7 +37,6 @@ from gateway.hub import SnapshotHub
 from gateway.master.alarms import CODES
 from gateway.master.model import (
     Alarm,
-    BankLimits,
     BankSnapshot,
     Extreme,
     Flags,
@@ -45,7 +44,7 @@ from gateway.master.model import (
     Level,
     Lifecycle,
     Limit,
-    ModuleLimits,
+    Limits,
     ModuleReading,
     ModuleView,
     empty_snapshot,
@@ -74,7 +73,7 @@ VICTRON = [*PYLON_12, 0x35A, 0x35F, 0x372, 0x373, 0x379]
 
 
 def view(address: int, lifecycle: Lifecycle = Lifecycle.ONLINE, *, ccl: float = 100.0) -> ModuleView:
-    limits = ModuleLimits(Limit(ccl, "test"), Limit(100.0, "test"), Limit(56.0, "test"), Limit(46.0, "test"))
+    limits = Limits(Limit(ccl, "test"), Limit(100.0, "test"), Limit(56.0, "test"), Limit(46.0, "test"))
     return ModuleView(
         reading=ModuleReading(address=address),
         lifecycle=lifecycle,
@@ -113,7 +112,7 @@ def snapshot(
         "cell_voltage_min": Extreme(3.301, 1, 3),
         "temperature_max": Extreme(25.4, 1, 2),
         "temperature_min": Extreme(22.0, 2, 1),
-        "limits": BankLimits(Limit(ccl, "test"), Limit(dcl, "test"), Limit(cvl, "test"), Limit(dvl, "test")),
+        "limits": Limits(Limit(ccl, "test"), Limit(dcl, "test"), Limit(cvl, "test"), Limit(dvl, "test")),
         "flags": Flags(charge_enable=ccl > 0, discharge_enable=dcl > 0),
         "modules": MappingProxyType({1: view(1), 2: view(2, ccl=0.0), 3: view(3, Lifecycle.PENDING)}),
         "strings": ((1,), (2,), (3,)),

@@ -4,24 +4,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
-from gateway.master.model import Extreme, ModuleReading
-
-
-@dataclass(frozen=True, slots=True)
-class Electrical:
-    """Voltage, current and capacity of a string or of the bank."""
-
-    voltage: float
-    current: float
-    remaining_ah: float
-    full_ah: float
-    soc: float
-    soh: float
-    capacity_ah: float
-    """What sets the part of a parallel bank's current this takes: its smallest module's full capacity (never 0,
-    unlike `full_ah`, which is what a string can still move and is 0 for one module empty and another full)."""
+from gateway.master.model import Electrical, Extreme, ModuleReading
 
 
 def module_capacity(reading: ModuleReading, default_ah: float) -> tuple[float, float]:

@@ -3,21 +3,27 @@
 The rule that holds everything together: no module is ever asked for more than its own effective limit.
 A series string carries one current, so its limit is its weakest module's. Parallel strings share the bank
 current by their resistance, so the bank limit is min over strings of (string limit / string share): the string
-that takes the largest share relative to its limit binds. Every value carries the rule that bound it.
+that takes the largest share relative to its limit binds. `Shares` measures those shares; `Limiter` keeps the
+bounds of a string that just left (it may still be connected) and slews rising limits. Every value carries the
+rule that bound it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from gateway.config import BankSection, LimitsSection
-from gateway.master.model import Limit, ModuleLimits, ModuleReading
+from gateway.master.inputs import TickInput
+from gateway.master.model import Electrical, Limit, Limits, ModuleReading
 from gateway.master.tables import factor
 
+MIN_CURRENT = 0.1
+"""Current limits below this (the inverter protocol's resolution) are 0, so flags and limits agree."""
 
-def module_limits(
-    reading: ModuleReading, bank: BankSection, limits: LimitsSection, *, reported: bool = True
-) -> ModuleLimits:
+
+def module_limits(reading: ModuleReading, bank: BankSection, limits: LimitsSection, *, reported: bool = True) -> Limits:
     """min(reported limit, rating) x every derating factor; an unknown input derates to zero.
 
     `reported` says the module's DBC carries its own current limits: a missing one then counts as 0, not as
@@ -57,7 +63,7 @@ def module_limits(
             charge = Limit(0.0, f"reported module {a} charge voltage {reported_cvl:g} V")
     if reported_dvl is not None and reported_dvl > dvl.value:
         dvl = Limit(min(reported_dvl, cvl.value), f"reported module {a}")
-    return ModuleLimits(charge, discharge, cvl, dvl)
+    return Limits(charge, discharge, cvl, dvl)
 
 
 def _temperature_factor(table: tuple[tuple[float, float], ...], reading: ModuleReading) -> float:
@@ -79,12 +85,12 @@ def _derated(reported: float | None, rating: float, address: int, factors: tuple
     return Limit(value, bound)
 
 
-def string_limits(modules: Sequence[ModuleLimits]) -> ModuleLimits:
+def string_limits(modules: Sequence[Limits]) -> Limits:
     """A series string: the weakest module's currents; voltages add up (named after a module that reported
     its own voltage limit, if any did)."""
     if len(modules) == 1:
         return modules[0]
-    return ModuleLimits(
+    return Limits(
         charge_current=min((m.charge_current for m in modules), key=_value),
         discharge_current=min((m.discharge_current for m in modules), key=_value),
         charge_voltage=_sum(m.charge_voltage for m in modules),
@@ -120,3 +126,179 @@ def parallel_current(limits: Sequence[Limit], shares: Sequence[float], names: Se
             reduced = not limit.bound_by.startswith("rating")
             best = Limit(value, limit.bound_by if reduced or len(limits) == 1 else f"current_share {name}")
     return best
+
+
+# -- shares ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Shares:
+    """Each string's share of the bank current, as the limits must assume it.
+
+    Measured (I_string / I_bank) whenever the bank current is large enough to measure. A measured share that rises
+    applies at once: the limit must fit the share the string takes now. One that falls decays with
+    `share_smoothing`, so the next load step does not find a limit that is too high. Never below the string's
+    capacity share, which is never 0.
+    """
+
+    _smoothed: dict[tuple[int, ...], float] = field(default_factory=dict)
+
+    def update(
+        self, tick: TickInput, admitted: Sequence[tuple[int, ...]], strings: Sequence[Electrical]
+    ) -> list[float]:
+        lim, bank = tick.limits, tick.bank
+        self._smoothed = {s: v for s, v in self._smoothed.items() if s in admitted}
+        if not admitted:
+            return []
+        capacity = sum(e.capacity_ah for e in strings)
+        by_capacity = [e.capacity_ah / capacity for e in strings]
+        total = sum(e.current for e in strings)
+        rated = bank.rated_charge_current if total >= 0 else bank.rated_discharge_current
+        if abs(total) > lim.share_threshold / 100.0 * rated * len(admitted):
+            direction = math.copysign(1.0, total)
+            flowing = [max(0.0, direction * e.current) for e in strings]
+            alpha = 1.0 - math.exp(-tick.dt / lim.share_smoothing)
+            for string, f in zip(admitted, flowing, strict=True):
+                measured = f / sum(flowing)
+                old = self._smoothed.get(string, measured)
+                self._smoothed[string] = measured if measured >= old else old + alpha * (measured - old)
+        return [max(self._smoothed.get(s, 0.0), c) for s, c in zip(admitted, by_capacity, strict=True)]
+
+
+# -- the bank's limits -------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Held:
+    """The bank-level bounds a string implied at its last tick in the bank (current limits divided by its
+    share), kept for `offline_hold` seconds after it left: a silent module may still be connected."""
+
+    charge: Limit
+    discharge: Limit
+    charge_voltage: Limit
+    discharge_voltage: Limit
+    left: float | None = None
+
+
+@dataclass(slots=True)
+class Limiter:
+    """Module limits (cached), the bank's limits from them, held bounds of strings that left, and the slew."""
+
+    reported: bool = True
+    """The DBC carries the modules' own current limits (see `module_limits`)."""
+    _cache: dict[int, tuple[tuple[object, ...], Limits]] = field(default_factory=dict)
+    _held: dict[tuple[int, ...], _Held] = field(default_factory=dict)
+    _last_charge: float = 0.0
+    _last_discharge: float = 0.0
+    _last_voltage: float | None = None
+
+    def module(self, tick: TickInput, r: ModuleReading) -> Limits:
+        """`module_limits`, remembered per module while its inputs and the config stay the same: most ticks change
+        a module's current and alive counter, not what its limits depend on."""
+        bank, limits = tick.bank, tick.limits
+        key = (
+            bank,
+            limits,
+            r.charge_current_limit,
+            r.discharge_current_limit,
+            r.charge_voltage_limit,
+            r.discharge_voltage_limit,
+            r.cell_voltage_max,
+            r.cell_voltage_min,
+            r.temperature_max,
+            r.temperature_min,
+            r.soc,
+        )
+        cached = self._cache.get(r.address)
+        if cached is not None and cached[0][0] is bank and cached[0][1] is limits and cached[0] == key:
+            return cached[1]
+        result = module_limits(r, bank, limits, reported=self.reported)
+        self._cache[r.address] = (key, result)
+        return result
+
+    def bank(
+        self,
+        tick: TickInput,
+        admitted: Sequence[tuple[int, ...]],
+        per_module: Mapping[int, Limits],
+        shares: Sequence[float],
+        strings: Sequence[Electrical],
+        total: Electrical,
+    ) -> Limits:
+        """The bank's limits: parallel strings by their shares, held bounds, the slew, and the charge voltage."""
+        bank = tick.bank
+        per_string = [string_limits([per_module[a] for a in s]) for s in admitted]
+        names = [f"module {s[0]}" for s in admitted]
+        charge = parallel_current([s.charge_current for s in per_string], shares, names)
+        discharge = parallel_current([s.discharge_current for s in per_string], shares, names)
+        cvls = [_string_cvl(tick, s, lims, e) for s, lims, e in zip(admitted, per_string, strings, strict=True)]
+        cvl = min(cvls, key=_value)
+        dvl = max((s.discharge_voltage for s in per_string), key=_value)
+        # A string that just left the bank may still be connected: its last bounds stay in force a while.
+        for string, lims, share, string_cvl in zip(admitted, per_string, shares, cvls, strict=True):
+            self._held[string] = _Held(
+                Limit(lims.charge_current.value / share, lims.charge_current.bound_by),
+                Limit(lims.discharge_current.value / share, lims.discharge_current.bound_by),
+                string_cvl,
+                lims.discharge_voltage,
+            )
+        for string, held in list(self._held.items()):
+            if string in admitted:
+                continue
+            if held.left is None:
+                held.left = tick.now
+            if tick.now - held.left > bank.offline_hold:
+                del self._held[string]
+                continue
+            why = f" (held: module {string[0]} left the bank)"
+            charge = min(charge, Limit(held.charge.value, held.charge.bound_by + why), key=_value)
+            discharge = min(discharge, Limit(held.discharge.value, held.discharge.bound_by + why), key=_value)
+            cvl = min(cvl, Limit(held.charge_voltage.value, held.charge_voltage.bound_by + why), key=_value)
+            dvl = max(dvl, Limit(held.discharge_voltage.value, held.discharge_voltage.bound_by + why), key=_value)
+        slew = tick.limits.slew_rate / 100.0 * tick.dt * len(admitted)
+        charge, self._last_charge = _slewed(charge, self._last_charge, slew * bank.rated_charge_current)
+        discharge, self._last_discharge = _slewed(discharge, self._last_discharge, slew * bank.rated_discharge_current)
+        if charge.value == 0.0 and total.voltage < cvl.value:
+            cvl = Limit(total.voltage, f"charge_stop ({charge.bound_by})")
+        floor = min(s.discharge_voltage.value for s in per_string)
+        if cvl.value < floor:
+            # Never below a string's DVL, so never 0 V: a module reporting 0 V must not read as "charge to 0 V".
+            cvl = Limit(floor, cvl.bound_by)
+        self.remember(total)
+        return Limits(charge, discharge, cvl, dvl)
+
+    def stopped(self, reason: str, total: Electrical | None, dvl: float) -> Limits:
+        """The limits while the master cannot vouch for the bank: no current, and CVL holding the bank where it is;
+        with no voltage known never 0 V (an inverter could read "charge to 0 V"): the last known one, else DVL."""
+        self._last_charge = self._last_discharge = 0.0
+        cvl = (total.voltage if total is not None else 0.0) or self._last_voltage or dvl
+        self.remember(total)
+        zero = Limit(0.0, reason)
+        return Limits(zero, zero, Limit(cvl, reason), Limit(dvl, reason))
+
+    def remember(self, total: Electrical | None) -> None:
+        if total is not None and total.voltage > 0.0:
+            self._last_voltage = total.voltage
+
+
+def _string_cvl(tick: TickInput, string: tuple[int, ...], limits: Limits, electrical: Electrical) -> Limit:
+    """The string's charge voltage, pulled down by what its highest cell is over the per-cell target, so no cell
+    is pushed past it while the others catch up (balancing-aware CVL); never below the string's DVL."""
+    cvl = limits.charge_voltage
+    target = tick.limits.charge_voltage_per_cell
+    for a in string:
+        r = tick.readings[a]
+        if r.cell_voltage_max is not None and r.cell_voltage_max > target:
+            value = max(electrical.voltage - (r.cell_voltage_max - target), limits.discharge_voltage.value)
+            if value < cvl.value:
+                cvl = Limit(value, f"balancing module {a} cell {r.cell_voltage_max_index or 0}")
+    return cvl
+
+
+def _slewed(target: Limit, last: float, step: float) -> tuple[Limit, float]:
+    """(limit to report, value to slew from next): rising limits move at most `step`, falling ones apply at once,
+    and limits below MIN_CURRENT are reported as 0 while the ramp keeps counting."""
+    limit = target if target.value <= last + step else Limit(last + step, "slew_rate")
+    if limit.value < MIN_CURRENT:
+        return Limit(0.0, limit.bound_by), limit.value
+    return limit, limit.value

@@ -133,6 +133,21 @@ class Extreme:
 
 
 @dataclass(frozen=True, slots=True)
+class Electrical:
+    """Voltage, current and capacity of a string or of the bank (`gateway.master.aggregate` computes them)."""
+
+    voltage: float
+    current: float
+    remaining_ah: float
+    full_ah: float
+    soc: float
+    soh: float
+    capacity_ah: float
+    """What sets the part of a parallel bank's current this takes: its smallest module's full capacity (never 0,
+    unlike `full_ah`, which is what a string can still move and is 0 for one module empty and another full)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Limit:
     value: float
     bound_by: str
@@ -140,7 +155,10 @@ class Limit:
 
 
 @dataclass(frozen=True, slots=True)
-class BankLimits:
+class Limits:
+    """Current and voltage limits, each with the rule that set it: a module's after its rating and every derating
+    table, a string's, or the bank's as the inverter gets them."""
+
     charge_current: Limit
     discharge_current: Limit
     charge_voltage: Limit
@@ -165,16 +183,6 @@ class Alarm:
 
 
 @dataclass(frozen=True, slots=True)
-class ModuleLimits:
-    """A module's effective limits after its rating and every derating table, and what bound each."""
-
-    charge_current: Limit
-    discharge_current: Limit
-    charge_voltage: Limit
-    discharge_voltage: Limit
-
-
-@dataclass(frozen=True, slots=True)
 class ModuleView:
     """One module as the master sees it: its reading, its life-cycle state and its part in the bank."""
 
@@ -183,11 +191,12 @@ class ModuleView:
     reason: str
     position: int
     string: int | None
-    limits: ModuleLimits | None
+    limits: Limits | None
     share: float | None
     """The module's measured or assumed share of its string's part of the bank current."""
     isolate_reason: IsolateReason
-    warnings: tuple[str, ...] = ()
+    mismatch: tuple[str, ...] = ()
+    """Why the module does not match the bank (firmware, SOH, capacity, cycles, cell count), one note each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +239,15 @@ class BankSnapshot:
     cell_voltage_min: Extreme | None
     temperature_max: Extreme | None
     temperature_min: Extreme | None
-    limits: BankLimits
+    limits: Limits
     flags: Flags
     fan_duty: int
     alarms: tuple[Alarm, ...]
     modules: Mapping[int, ModuleView]
     strings: tuple[tuple[int, ...], ...] = ()
+    string_values: Mapping[tuple[int, ...], Electrical] = field(default_factory=lambda: MappingProxyType({}))
+    """Voltage, current, capacity, SOC and SOH of each string that is admitted or whose modules all report voltage
+    and current (outputs that show strings read them here)."""
     temperature_gradient: float | None = None
     """Top-minus-bottom mean temperature per stack position, degC (None with fewer than 2 positions)."""
     inverter: InverterInfo | None = None
@@ -269,7 +281,7 @@ class BankSnapshot:
             cvl = self.limits.charge_voltage.value
         else:
             cvl = dvl
-        limits = BankLimits(Limit(0.0, reason), Limit(0.0, reason), Limit(cvl, reason), Limit(dvl, reason))
+        limits = Limits(Limit(0.0, reason), Limit(0.0, reason), Limit(cvl, reason), Limit(dvl, reason))
         return replace(self, valid=False, reason=reason, limits=limits, flags=Flags())
 
 
@@ -292,7 +304,7 @@ def empty_snapshot(t: float, reason: str = "starting", *, discharge_voltage: flo
         cell_voltage_min=None,
         temperature_max=None,
         temperature_min=None,
-        limits=BankLimits(zero, zero, voltage, voltage),
+        limits=Limits(zero, zero, voltage, voltage),
         flags=Flags(),
         fan_duty=0,
         alarms=(),

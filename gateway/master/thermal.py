@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterator, Mapping
 
 from gateway.config import Table
+from gateway.master.alarms import Condition
+from gateway.master.model import Level
 from gateway.master.tables import interpolate
 
 
@@ -50,3 +52,11 @@ def fan_duty(table: Table, temperature_max: float | None) -> int:
     if temperature_max is None:
         return 0
     return min(100, math.ceil(interpolate(table, temperature_max)))
+
+
+def conditions(temperatures: Mapping[int, float], layers: Mapping[int, list[int]], delta: float) -> Iterator[Condition]:
+    """`heat_accumulation` warnings for the middle modules running hot."""
+    for address, excess in heat_accumulation(temperatures, layers, delta):
+        yield Condition(
+            "heat_accumulation", Level.WARNING, address, f"module {address} {excess:.1f} degC above the outer ones"
+        )

@@ -372,8 +372,8 @@ def _string(
     readings = [v.reading for v in present]
     members = {a for a in slot if a is not None}
     alarms = [a for a in s.alarms if members & set(a.modules)]
-    whole = len(present) == len(slot) and all(r.voltage is not None and r.current is not None for r in readings)
-    electrical = aggregate.series(readings, lay.capacity_ah) if whole else None
+    members_in_order = tuple(a for a in slot if a is not None)
+    electrical = s.string_values.get(members_in_order) if len(members_in_order) == len(slot) else None
     vmax, vmin, tmax, tmin = aggregate.extremes(readings)
     own = (slot,)  # _where(e, own)[1]: the module's position in this string
     values: dict[str, Any] = {

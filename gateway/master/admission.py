@@ -1,0 +1,274 @@
+"""Who is in the bank: the topology, each module's health, admission of new and returning strings, isolation.
+
+A module is offline (silent, stale, frozen), rejected (not this bank's), isolated (in trouble, or beyond the stack
+limit) or a candidate. A candidate string joins a parallel bank only when its SOC and voltage match the bank's
+(the installers' rule: match SOC before parallel connection); until then it is pending, with the reason shown.
+A module that is time after time the only one to reach the cell-voltage cutoff is isolated: it is the weak one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from gateway.config import BankSection
+from gateway.master import aggregate
+from gateway.master.inputs import TickInput
+from gateway.master.model import (
+    ALARM_BITS,
+    Electrical,
+    IsolateReason,
+    Lifecycle,
+    Limit,
+    Limits,
+    ModuleReading,
+    ModuleState,
+)
+
+GROUP_NAMES = {
+    "status": "ModuleStatus",
+    "limits": "ModuleLimits",
+    "cells": "CellSummary",
+    "temperatures": "Temperatures",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    lifecycle: Lifecycle
+    reason: str
+    isolate_reason: IsolateReason
+
+
+CANDIDATE = Health(Lifecycle.PENDING, "", IsolateReason.NOT_ADMITTED)
+"""Healthy, not (yet) admitted: what admission decides on."""
+ONLINE = Health(Lifecycle.ONLINE, "", IsolateReason.NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """Where every module stands after admission, this tick."""
+
+    strings: tuple[tuple[int, ...], ...]
+    """The bank's strings (configured, or in auto mode every module seen, up to `max_modules`)."""
+    addresses: tuple[int, ...]
+    """Every address known this tick, sorted: the strings' members, the modules seen, the ones over the limit."""
+    health: Mapping[int, Health]
+    admitted: tuple[tuple[int, ...], ...]
+    """The strings in the bank."""
+    broken: tuple[tuple[int, ...], ...]
+    """Series strings with a module that is not healthy: they cannot carry current safely."""
+    online: frozenset[int]
+
+    def reason(self, tick: TickInput) -> str:
+        """Why the master cannot vouch for the bank; "" when it can."""
+        if tick.starting:
+            return "starting: waiting for every module to report"
+        if self.broken:
+            string = self.broken[0]
+            health = self.health
+            missing = ", ".join(f"module {a} {health[a].lifecycle}" for a in string if health[a] is not CANDIDATE)
+            return f"series string {'-'.join(map(str, string))} broken: {missing}"
+        if not self.admitted:
+            return "no module online"
+        if len(self.online) < tick.bank.min_online:
+            return f"{len(self.online)} modules online, min_online is {tick.bank.min_online}"
+        return ""
+
+
+@dataclass(slots=True)
+class _Memory:
+    """What the master remembers about one module between ticks."""
+
+    admitted: bool = False
+    isolated: str | None = None
+    isolate_reason: IsolateReason = IsolateReason.NONE
+    isolated_at: float = 0.0
+    cutoff_firsts: int = 0
+
+
+@dataclass(slots=True)
+class Admission:
+    """The admission and isolation rules, with what they remember per module."""
+
+    required_groups: frozenset[str]
+    _memory: dict[int, _Memory] = field(default_factory=dict)
+    _cutoff_last: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+
+    def readmit(self, address: int) -> bool:
+        """Operator action: lift an isolation now; the module still has to pass admission. True if it was isolated."""
+        memory = self._memory.get(address)
+        if memory is None or memory.isolated is None:
+            return False
+        memory.isolated, memory.isolate_reason, memory.cutoff_firsts = None, IsolateReason.NONE, 0
+        return True
+
+    def update(self, tick: TickInput) -> Membership:
+        strings, overflow = _topology(tick.readings, tick.bank)
+        members = {a for s in strings for a in s}
+        addresses = tuple(sorted(members | set(tick.readings) | overflow))
+        health = {a: self._health(tick, a, members, overflow) for a in addresses}
+        admitted: list[tuple[int, ...]] = []
+        candidates: list[tuple[int, ...]] = []
+        broken: list[tuple[int, ...]] = []
+        for string in strings:
+            states = [health[a] for a in string]
+            if all(h is CANDIDATE for h in states):
+                (admitted if all(self._memory[a].admitted for a in string) else candidates).append(string)
+                continue
+            for a in string:
+                self._memory.setdefault(a, _Memory()).admitted = False
+            if len(string) > 1 and any(h is CANDIDATE for h in states):
+                broken.append(string)
+        if not tick.starting:
+            admitted += self._admit(tick, candidates, admitted, health)
+        online = frozenset(a for s in admitted for a in s)
+        for a in online:
+            health[a] = ONLINE
+        return Membership(
+            strings=tuple(strings),
+            addresses=addresses,
+            health=MappingProxyType(health),
+            admitted=tuple(admitted),
+            broken=tuple(broken),
+            online=online,
+        )
+
+    def _health(self, tick: TickInput, a: int, members: set[int], overflow: set[int]) -> Health:
+        """A module's state before admission: offline, rejected, isolated, or a candidate (healthy)."""
+        bank, now = tick.bank, tick.now
+        r = tick.readings.get(a)
+        memory = self._memory.setdefault(a, _Memory())
+        if a in overflow:
+            return Health(
+                Lifecycle.ISOLATED, f"stack limit: max_modules is {bank.max_modules}", IsolateReason.STACK_LIMIT
+            )
+        if a not in members:
+            return Health(Lifecycle.REJECTED, "not in bank.strings", IsolateReason.NOT_ADMITTED)
+        if r is None or "status" not in r.seen:
+            return Health(Lifecycle.OFFLINE, "never seen", IsolateReason.COMMUNICATION_LOST)
+        age = now - r.seen["status"]
+        if age > bank.module_timeout:
+            return Health(Lifecycle.OFFLINE, f"no ModuleStatus for {age:.1f} s", IsolateReason.COMMUNICATION_LOST)
+        if r.alive_repeats >= bank.frozen_counter_frames - 1:
+            return Health(Lifecycle.OFFLINE, f"AliveCounter frozen at {r.alive}", IsolateReason.COMMUNICATION_LOST)
+        for group in sorted(self.required_groups - {"status"}):
+            seen = r.seen.get(group)
+            if seen is None:
+                return Health(Lifecycle.PENDING, f"waiting for {GROUP_NAMES[group]}", IsolateReason.NOT_ADMITTED)
+            if now - seen > bank.module_timeout:
+                message = f"no {GROUP_NAMES[group]} for {now - seen:.1f} s"
+                return Health(Lifecycle.OFFLINE, message, IsolateReason.COMMUNICATION_LOST)
+        cells = r.cells_in_series or r.cell_count
+        if cells is not None and cells != bank.cells_in_series:
+            return Health(
+                Lifecycle.REJECTED, f"{cells} cells, the bank has {bank.cells_in_series}", IsolateReason.MISMATCH
+            )
+        trouble = _trouble(r)
+        if trouble is not None:
+            # The hold-off counts from the last moment the trouble was seen.
+            memory.isolated, memory.isolate_reason, memory.isolated_at = trouble, IsolateReason.FAULT, now
+            memory.admitted = False
+        if memory.isolated is not None:
+            left = memory.isolated_at + bank.isolation_holdoff - now
+            if left > 0:
+                wait = "" if trouble else f" (re-admission in {left:.0f} s)"
+                return Health(Lifecycle.ISOLATED, memory.isolated + wait, memory.isolate_reason)
+            memory.isolated, memory.isolate_reason = None, IsolateReason.NONE
+        return CANDIDATE
+
+    def _admit(
+        self,
+        tick: TickInput,
+        candidates: list[tuple[int, ...]],
+        admitted: list[tuple[int, ...]],
+        health: dict[int, Health],
+    ) -> list[tuple[int, ...]]:
+        """Admit candidate strings that match the bank (SOC and voltage windows); the rest stay pending."""
+        if not candidates:
+            return []
+        readings, bank = tick.readings, tick.bank
+        ah = bank.capacity_ah
+        electrical = {s: aggregate.series([readings[a] for a in s], ah) for s in candidates}
+        if admitted:
+            reference = aggregate.parallel([aggregate.series([readings[a] for a in s], ah) for s in admitted])
+        else:
+            # Forming the bank: start from the string that matches the most others.
+            def matches(s: tuple[int, ...]) -> int:
+                return sum(_mismatch(electrical[o], electrical[s], bank) is None for o in candidates)
+
+            reference = electrical[max(candidates, key=lambda s: (matches(s), -s[0]))]
+        joined = []
+        for string in candidates:
+            why = _mismatch(electrical[string], reference, bank)
+            if why is None:
+                joined.append(string)
+                for a in string:
+                    self._memory[a].admitted = True
+            else:
+                for a in string:
+                    health[a] = Health(Lifecycle.PENDING, why, IsolateReason.NOT_ADMITTED)
+        return joined
+
+    def track_cutoffs(self, tick: TickInput, membership: Membership, per_module: Mapping[int, Limits]) -> None:
+        """Isolate a module that is, time after time, the only one to hit the cell-voltage cutoff first."""
+        online = membership.online
+        at_cutoff = (
+            frozenset(a for a in online if _at_cutoff(per_module[a].charge_current)),
+            frozenset(a for a in online if _at_cutoff(per_module[a].discharge_current)),
+        )
+        for now_set, before in zip(at_cutoff, self._cutoff_last, strict=True):
+            if now_set and not before:
+                first = next(iter(now_set)) if len(now_set) == 1 else None
+                for a in online:
+                    memory = self._memory[a]
+                    memory.cutoff_firsts = memory.cutoff_firsts + 1 if a == first else 0
+                if first is not None and len(membership.admitted) > 1:
+                    memory = self._memory[first]
+                    if memory.cutoff_firsts >= tick.bank.cutoff_first_count:
+                        memory.isolated = (
+                            f"first to reach the cell-voltage cutoff {memory.cutoff_firsts} times in a row"
+                        )
+                        memory.isolate_reason, memory.isolated_at, memory.admitted = (
+                            IsolateReason.FAULT,
+                            tick.now,
+                            False,
+                        )
+        self._cutoff_last = at_cutoff
+
+
+def _topology(readings: Mapping[int, ModuleReading], bank: BankSection) -> tuple[list[tuple[int, ...]], set[int]]:
+    """The configured strings, or (auto) each module seen as its own parallel string up to max_modules."""
+    if bank.strings:
+        return [tuple(s) for s in bank.strings], set()
+    seen = sorted(readings, key=lambda a: (readings[a].first_seen, a))
+    kept = sorted(seen[: bank.max_modules])
+    return [(a,) for a in kept], set(seen[bank.max_modules :])
+
+
+def _mismatch(string: Electrical, bank: Electrical, cfg: BankSection) -> str | None:
+    """Why a string may not join the bank now (SOC, then voltage), or None."""
+    if abs(string.soc - bank.soc) > cfg.admission_soc_window:
+        return f"SOC {string.soc:.1f} % vs bank {bank.soc:.1f} % (window {cfg.admission_soc_window:g} %)"
+    if abs(string.voltage - bank.voltage) > cfg.admission_voltage_window:
+        return (
+            f"voltage {string.voltage:.2f} V vs bank {bank.voltage:.2f} V (window {cfg.admission_voltage_window:g} V)"
+        )
+    return None
+
+
+def _at_cutoff(limit: Limit) -> bool:
+    return limit.value == 0.0 and limit.bound_by.startswith("cell_voltage")
+
+
+def _trouble(r: ModuleReading) -> str | None:
+    """Why a module must be isolated now (fault state, fault code or a protection bit), or None."""
+    if r.module_state == ModuleState.FAULT:
+        return f"module in fault (code {r.fault_code})"
+    if r.fault_code:
+        return f"fault code {r.fault_code}"
+    if r.protections:
+        names = [ALARM_BITS[i] for i in range(16) if r.protections >> i & 1]
+        return "protection: " + ", ".join(names)
+    return None
