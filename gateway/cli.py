@@ -314,7 +314,7 @@ def _decode(args: argparse.Namespace) -> int:
 
     db = dbc.load(args.dbc, "module.dbc", "--dbc")
     by_id = {m.frame_id: m for m in db.messages}
-    mask = 0x1F
+    mask = config.SHIPPED_ADDRESS_MASK
     out = sys.stdout
     unknown = 0
     from gateway.replay import read_log  # noqa: PLC0415

@@ -28,6 +28,25 @@ LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 InverterProtocol = Literal["pylontech", "pylontech-1.3", "victron", "sma"]
 
+SHIPPED_ADDRESS_MASK = 0x1F
+"""The address field of the shipped module.dbc: the low 5 bits of the frame ID."""
+MAX_ADDRESS_MASK = 0xFF
+"""The widest address field: a J1939-style source-address byte."""
+MAX_MODULES = 31
+"""Module addresses stop at 31 whatever the mask: the Modbus map has 31 module blocks."""
+
+
+def address_mask_problem(mask: int) -> str | None:
+    """Why `mask` cannot split frame IDs into base and module address, or None."""
+    if not 1 <= mask <= MAX_ADDRESS_MASK or mask & (mask + 1):
+        return f"must be a low-bit mask 2**n - 1 within 0x1..{MAX_ADDRESS_MASK:#x} (got {mask:#x})"
+    return None
+
+
+def module_addresses(mask: int) -> range:
+    """The valid module addresses under an address mask: 1..mask (0 is MasterCommand's broadcast), at most 31."""
+    return range(1, min(mask, MAX_MODULES) + 1)
+
 
 @dataclass(frozen=True, slots=True)
 class GatewaySection:
@@ -49,18 +68,23 @@ class ModuleBusSection:
     bitrate: int = 500_000
     dbc: Path | None = None
     """None means the shipped dbc/module.dbc."""
-    address_mask: int = 0x1F
+    address_mask: int = SHIPPED_ADDRESS_MASK
     signal_map: Mapping[str, str] = field(default_factory=dict)
     """DBC signal name -> our signal name, for a user's own DBC."""
     commands: bool = True
     """Send MasterCommand frames to the modules."""
     command_period: float = 1.0
 
+    @property
+    def addresses(self) -> range:
+        """The module addresses this bus can carry."""
+        return module_addresses(self.address_mask)
+
     def problems(self) -> Iterator[tuple[str, str]]:
         if self.bitrate <= 0:
             yield "bitrate", "must be positive"
-        if not 0 < self.address_mask <= 0x7FF:
-            yield "address_mask", "must be within 0x001..0x7FF"
+        if problem := address_mask_problem(self.address_mask):
+            yield "address_mask", problem
         if not self.command_period > 0:
             yield "command_period", "must be positive"
 
@@ -128,13 +152,11 @@ class BankSection:
             if not string:
                 yield f"strings[{s}]", "a string needs at least one module"
             for address in string:
-                if not 1 <= address <= 31:
-                    yield f"strings[{s}]", f"module address {address} is outside 1..31"
-                elif address in seen:
+                if address in seen:
                     yield f"strings[{s}]", f"module address {address} appears twice"
                 seen.add(address)
-        if not 1 <= self.max_modules <= 31:
-            yield "max_modules", "must be within 1..31"
+        if not 1 <= self.max_modules <= MAX_MODULES:
+            yield "max_modules", f"must be within 1..{MAX_MODULES}"
         if len(seen) > self.max_modules:
             yield "strings", f"{len(seen)} modules configured but max_modules is {self.max_modules}"
         if not 1 <= self.min_online <= self.max_modules:
@@ -153,8 +175,8 @@ class BankSection:
         if self.frozen_counter_frames < 2:
             yield "frozen_counter_frames", "must be at least 2"
         for address, position in self.positions.items():
-            if not 1 <= address <= 31 or position < 1:
-                yield f"positions.{address}", "addresses are 1..31 and positions start at 1 (bottom)"
+            if position < 1:
+                yield f"positions.{address}", "positions start at 1 (bottom)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +353,19 @@ class Config:
     """The file this was read from, if any (not a key)."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        return iter(())
+        """Module addresses in [bank] must be ones the [can.modules] address mask can carry."""
+        mask = self.can.modules.address_mask
+        if address_mask_problem(mask):
+            return  # reported under can.modules.address_mask; no address range to check against
+        valid = module_addresses(mask)
+        outside = f"is outside {valid[0]}..{valid[-1]} (can.modules.address_mask = {mask:#x})"
+        for s, string in enumerate(self.bank.strings):
+            for address in string:
+                if address not in valid:
+                    yield f"bank.strings[{s}]", f"module address {address} {outside}"
+        for address in self.bank.positions:
+            if address not in valid:
+                yield f"bank.positions.{address}", f"module address {address} {outside}"
 
 
 def load(path: str | Path) -> Config:

@@ -48,6 +48,18 @@ def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path, capsys: py
     assert capsys.readouterr().err.startswith("bms-gateway: can.modules.dbc: no such file")
 
 
+def test_a_mask_that_merges_the_dbc_messages_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[can.modules]\naddress_mask = 0x3F\n")
+    for command in (["check-config", str(path)], ["run", "--config", str(path)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bms-gateway: can.modules.address_mask: 0x3f gives ModuleStatus (0x400) and ModuleLimits")
+        assert "frame 0x421" in err
+    path.write_text("[can.modules]\naddress_mask = 0x1F\n")
+    assert main(["check-config", str(path)]) == 0
+
+
 def test_bad_fault_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--output", str(tmp_path / "x.log"), "--fault", "explode:1"]) == 2
     assert "explode" in capsys.readouterr().err

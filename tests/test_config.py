@@ -136,6 +136,37 @@ def test_single_problems(tmp_path: Path, text: str, expected: str) -> None:
     assert any(p.startswith(expected) for p in found), found
 
 
+@pytest.mark.parametrize(
+    ("mask", "addresses"),
+    [(0x1, range(1, 2)), (0x0F, range(1, 16)), (0x1F, range(1, 32)), (0x3F, range(1, 32)), (0xFF, range(1, 32))],
+)
+def test_module_addresses_come_from_the_address_mask(mask: int, addresses: range) -> None:
+    assert config.parse({"can": {"modules": {"address_mask": mask}}}).can.modules.addresses == addresses
+
+
+@pytest.mark.parametrize("mask", [0, -1, 0x18, 0x1E, 0x21, 0x1FF, 0x400, 0x7FF])
+def test_an_address_mask_must_be_a_low_bit_mask(mask: int) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse({"can": {"modules": {"address_mask": mask}}})
+    assert info.value.problems == [
+        f"can.modules.address_mask: must be a low-bit mask 2**n - 1 within 0x1..0xff (got {mask:#x})"
+    ]
+
+
+def test_bank_addresses_must_fit_the_address_mask() -> None:
+    raw = {"can": {"modules": {"address_mask": 0x0F}}, "bank": {"strings": [[1, 15], [16]], "positions": {"16": 2}}}
+    with pytest.raises(ConfigError) as info:
+        config.parse(raw)
+    assert info.value.problems == [
+        "bank.strings[1]: module address 16 is outside 1..15 (can.modules.address_mask = 0xf)",
+        "bank.positions.16: module address 16 is outside 1..15 (can.modules.address_mask = 0xf)",
+    ]
+    raw["can"] = {"modules": {"address_mask": 0x1F}}
+    assert config.parse(raw).bank.strings == ((1, 15), (16,))
+    with pytest.raises(ConfigError, match=r"bank.positions.32: module address 32 is outside 1..31"):
+        config.parse({"can": {"modules": {"address_mask": 0x3F}}, "bank": {"positions": {"32": 1}}})
+
+
 def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(tmp_path / "missing.toml")

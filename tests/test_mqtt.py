@@ -180,9 +180,18 @@ def test_urgent_key_changes_with_alarms_and_life_cycle_not_with_values() -> None
     ],
 )
 def test_commands_are_validated(name: str, payload: str, ok: bool, detail: str) -> None:
-    result = execute(FakeActions({3}), name, payload)
+    result = execute(FakeActions({3}), name, payload, addresses=range(1, 32))
     assert result[0] is ok
     assert detail in result[1]
+
+
+def test_readmit_takes_the_addresses_of_the_address_mask() -> None:
+    addresses = config.parse({"can": {"modules": {"address_mask": 0x0F}}}).can.modules.addresses
+    assert execute(FakeActions({15}), "readmit", "15", addresses=addresses)[0]
+    assert execute(FakeActions({16}), "readmit", "16", addresses=addresses) == (
+        False,
+        "readmit needs a module address 1..15, got '16'",
+    )
 
 
 def test_missing_password_file_is_a_config_error(tmp_path: Path) -> None:

@@ -167,6 +167,7 @@ class ModuleStore:
         self._slots: dict[int, _Slot] = {}
         self._burst = BurstLog(log, "module frame rejected")
         self._derive_extremes = "cells" not in codec.required_groups
+        self._addresses = codec.addresses
 
     def feed(self, can_id: int, data: bytes | bytearray, t: float, *, extended: bool = False) -> None:
         """Take one received frame; never raises for anything the bus can deliver."""
@@ -179,7 +180,7 @@ class ModuleStore:
             kind = "master_command" if self._is_command(can_id) else "unknown_id"
             self._reject(kind, can_id)
             return
-        if address == 0:
+        if address not in self._addresses:
             self._reject("bad_address", can_id)
             return
         if len(data) != plan.length:

@@ -96,11 +96,14 @@ def alarms_payload(s: BankSnapshot) -> bytes:
     return _json([alarm_dict(a) for a in s.alarms])
 
 
-def execute(actions: Actions, name: str, payload: str) -> tuple[bool, str]:
-    """Validate and run one operator command; returns (accepted and done, what happened)."""
+def execute(actions: Actions, name: str, payload: str, *, addresses: range) -> tuple[bool, str]:
+    """Validate and run one operator command; returns (accepted and done, what happened).
+
+    `addresses` are the valid module addresses (`ModuleBusSection.addresses`).
+    """
     if name == "readmit":
-        if not re.fullmatch(r"[0-9]{1,2}", payload.strip()) or not 1 <= int(payload) <= 31:
-            return False, f"readmit needs a module address 1..31, got {payload!r}"
+        if not re.fullmatch(r"[0-9]{1,3}", payload.strip()) or int(payload) not in addresses:
+            return False, f"readmit needs a module address {addresses[0]}..{addresses[-1]}, got {payload!r}"
         address = int(payload)
         if actions.readmit(address):
             return True, f"module {address} re-admitted: it joins the bank once it passes admission"
@@ -374,7 +377,7 @@ class MqttPublisher:
         if retained:
             ok, detail = False, "retained commands are ignored: publish commands without the retain flag"
         else:
-            ok, detail = execute(self._actions, name, text)
+            ok, detail = execute(self._actions, name, text, addresses=self._config.can.modules.addresses)
         (_log.info if ok else _log.warning)("mqtt command", command=name, payload=text, ok=ok, detail=detail)
         result = {"command": name, "payload": text, "ok": ok, "detail": detail, "t": round(self._clock(), 3)}
         outbox.put(self._topics.command_result, _json(result))
