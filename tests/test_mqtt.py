@@ -321,7 +321,7 @@ async def test_alarm_and_life_cycle_changes_are_published_at_once(mosquitto: Bro
 async def test_reconfigure_sets_the_interval(mosquitto: Broker) -> None:
     cfg = make_config(mosquitto.port, interval=600.0)
     pub = publisher(Stack(cfg), cfg)
-    pub.reconfigure(make_config(mosquitto.port, interval=0.05))  # a reload, taken from the next cycle on
+    pub.reconfigure(make_config(mosquitto.port, interval=0.1))  # a reload, taken from the next cycle on
     async with running(pub), subscriber(mosquitto, f"{ROOT}/bank") as (_, seen):
         await seen.wait(lambda _: len(seen.messages) >= 3)
 

@@ -400,7 +400,8 @@ def _raise_if_cancelled(baseline: int = 0) -> None:
 
 
 def _read_password(config: Config) -> str | None:
-    """The password from `password_file` (trailing newline stripped); a missing file is a config error."""
+    """The password from `password_file` (trailing newline stripped); a missing or non-text file is a config
+    error."""
     mqtt = config.mqtt
     if mqtt.password_file is None:
         return None
@@ -408,6 +409,10 @@ def _read_password(config: Config) -> str | None:
         return mqtt.password_file.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as err:
         raise ConfigError([f"mqtt.password_file: cannot read {mqtt.password_file}: {err.strerror or err}"]) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            [f"mqtt.password_file: {mqtt.password_file} is not UTF-8 text (byte {err.start}: {err.reason})"]
+        ) from err
 
 
 def _tls(config: Config) -> aiomqtt.TLSParameters | None:
