@@ -14,7 +14,7 @@ class ConfigError(GatewayError):
 
 
 class DecodeError(GatewayError):
-    """A frame or a log could not be decoded."""
+    """A frame, a log or a received payload could not be decoded."""
 
 
 class BusError(GatewayError):
