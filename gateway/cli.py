@@ -20,7 +20,7 @@ from typing import Any
 import tomli_w
 
 from gateway import __version__, config, logs
-from gateway.errors import ConfigError, DecodeError, GatewayError, unwrap
+from gateway.errors import ConfigError, DecodeError, GatewayError, LogError, unwrap
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -306,7 +306,14 @@ def _replay(args: argparse.Namespace) -> int:
     logs.configure(cfg.gateway.log_level, "console" if sys.stderr.isatty() else cfg.gateway.log_format)
     result = replay(args.log, cfg, snapshots=args.snapshots, output=args.output)
     print(result.summary())
+    if result.damage is not None:
+        _report_damage(result.damage, "replayed", result.frames)
     return EXIT_OK
+
+
+def _report_damage(damage: LogError, done: str, frames: int) -> None:
+    """A damaged log was used up to the damage: say where, and that the rest was not read."""
+    print(f"bms-gateway: {damage}; {done} the {frames} frames before it, not the rest of the file", file=sys.stderr)
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -317,9 +324,10 @@ def _decode(args: argparse.Namespace) -> int:
     mask = config.SHIPPED_ADDRESS_MASK
     out = sys.stdout
     unknown = 0
-    from gateway.replay import read_log  # noqa: PLC0415
+    from gateway.can.logfile import LogFile  # noqa: PLC0415
 
-    for msg in read_log(args.log):
+    frames = LogFile(args.log)
+    for msg in frames:
         message = by_id.get(msg.arbitration_id & ~mask) or by_id.get(msg.arbitration_id)
         if message is None:
             unknown += 1
@@ -344,4 +352,6 @@ def _decode(args: argparse.Namespace) -> int:
             out.write(f"{msg.timestamp:.6f} {msg.arbitration_id:03X} {message.name}[{address}] {values}\n")
     if unknown:
         print(f"{unknown} frames with IDs the DBC does not know", file=sys.stderr)
+    if frames.damage is not None:
+        _report_damage(frames.damage, "decoded", frames.frames)
     return EXIT_OK

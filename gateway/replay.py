@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ from gateway import payload
 from gateway.can.codec import ModuleCodec
 from gateway.can.commands import CommandSchedule
 from gateway.can.ingest import ModuleStore
+from gateway.can.logfile import LogFile
 from gateway.config import Config
-from gateway.errors import DecodeError
+from gateway.errors import LogError
 from gateway.master.master import Master
 from gateway.master.model import BankSnapshot
 from gateway.outputs import pylontech
@@ -40,6 +40,8 @@ class ReplayResult:
     end: float | None = None
     wall: float = 0.0
     last: BankSnapshot | None = None
+    damage: LogError | None = None
+    """Where the log is damaged: replay stopped there."""
 
     def summary(self) -> str:
         span = 0.0 if self.start is None or self.end is None else self.end - self.start
@@ -49,18 +51,6 @@ class ReplayResult:
             f"{self.frames} frames over {span:.1f} s of log in {self.wall:.2f} s ({rate:,.0f} frames/s): "
             f"{self.decoded} decoded, rejected: {rejected}; {self.ticks} master ticks; {self.sent} frames sent"
         )
-
-
-def read_log(path: Path) -> Iterator[can.Message]:
-    """Messages of a log file (format by extension), with a clear error for a missing or unknown file."""
-    if not path.exists():
-        raise DecodeError(f"{path}: no such file")
-    try:
-        reader = can.LogReader(path)
-    except ValueError as err:
-        raise DecodeError(f"{path}: {err}") from err
-    with reader:
-        yield from reader
 
 
 def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: Path | None = None) -> ReplayResult:
@@ -78,6 +68,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
     commands = CommandSchedule(codec, modules.command_period) if modules.commands else None
     inverter = pylontech.Schedule(config.can.inverter) if config.can.inverter.enabled else None
     result = ReplayResult()
+    frames = LogFile(log)
     started = time.perf_counter()
     with ExitStack() as stack:
         lines: IO[str] | None = stack.enter_context(snapshots.open("w")) if snapshots else None
@@ -112,7 +103,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
 
         period = config.bank.tick
         next_tick: float | None = None
-        for msg in read_log(log):
+        for msg in frames:
             t = msg.timestamp
             if next_tick is None:
                 next_tick = result.start = t
@@ -128,6 +119,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
             if urgent[0]:
                 urgent[0] = False
                 step(t)
+    result.damage = frames.damage
     result.decoded = store.decoded
     result.rejected = dict(store.rejected)
     result.wall = time.perf_counter() - started
