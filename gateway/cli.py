@@ -1,6 +1,7 @@
 """`bms-gateway`: run, demo, simulate, replay, decode, check-config.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad config or bad arguments (one line per problem, naming the key).
+Exit codes: 0 success, 1 runtime failure, 2 bad config or bad arguments (one line per problem, naming the key) or
+a log with no readable frame (naming the file and the line).
 """
 
 from __future__ import annotations
