@@ -70,18 +70,31 @@ def test_a_log_with_nothing_readable_exits_2_naming_the_file(
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(
+    ("keep", "expected"),
+    [
+        (
+            5,
+            "not a valid .log line (not enough values to unpack (expected 3, got 1)); "
+            "the file ends in the middle of it",
+        ),
+        (-8, "the file ends in the middle of this line"),  # it parses, as a frame with data bytes missing
+    ],
+)
 def test_a_candump_log_cut_mid_line_is_used_up_to_the_cut(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, keep: int, expected: str
 ) -> None:
     log = tmp_path / "cut.log"
     frames = simulated(log, capsys)
     lines = log.read_bytes().splitlines(keepends=True)
-    log.write_bytes(b"".join(lines[:-1]) + lines[-1][:5])  # "(1.97": the recorder was unplugged
+    log.write_bytes(b"".join(lines[:-1]) + lines[-1][:keep])  # the recorder was unplugged
     assert run(command, log, tmp_path) == 0
     count, err = used(command, capsys)
     assert count == frames - 1
-    assert err.startswith(f"bms-gateway: {log}: line {frames}: not a valid .log line")
-    assert f"the file ends in the middle of it; {DONE[command]} the {frames - 1} frames before it" in err
+    assert err == (
+        f"bms-gateway: {log}: line {frames}: {expected}; {DONE[command]} the {frames - 1} frames before it, "
+        "not the rest of the file\n"
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -4,8 +4,9 @@ python-can's readers stop with whatever their parser raises on a damaged file (V
 struct.error, UnicodeDecodeError, ...), mid-iteration and without saying where. The logs installers send are
 often cut short (unplugged mid-write) or not logs at all, so `LogFile` yields the frames up to the first damage
 and records the damage as a `LogError` naming the file and the line (the byte offset in a binary format); a file
-with no frame in it raises that error instead. A timestamp that is not finite is damage too: replay's clock
-must never see one.
+with no frame in it raises that error instead. A timestamp that is not finite is damage too (replay's clock
+must never see one), and so is a last line without its end of line, even when it parses: cut in its data, it
+would be a shorter frame than the one recorded.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ class LogFile:
                     break
                 if not math.isfinite(msg.timestamp):
                     self.damage = LogError(self.path, self._position(), f"timestamp {msg.timestamp} is not finite")
+                    break
+                if self._lines is not None and self._lines.cut:  # its frame may have lost data bytes
+                    self.damage = LogError(self.path, self._position(), "the file ends in the middle of this line")
                     break
                 self.frames += 1
                 yield msg
