@@ -1,6 +1,7 @@
 """`bms-gateway`: run, demo, simulate, replay, decode, check-config.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad config or bad arguments (one line per problem, naming the key).
+Exit codes: 0 success, 1 runtime failure, 2 bad config or bad arguments (one line per problem, naming the key) or
+a log with no readable frame (naming the file and the line).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import tomli_w
 
 from gateway import __version__, config, logs
-from gateway.errors import ConfigError, DecodeError, GatewayError, unwrap
+from gateway.errors import ConfigError, DecodeError, GatewayError, LogError, unwrap
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 RELOAD_SETTLE = 1.0
@@ -333,7 +334,14 @@ def _replay(args: argparse.Namespace) -> int:
     logs.configure(cfg.gateway.log_level, "console" if sys.stderr.isatty() else cfg.gateway.log_format)
     result = replay(args.log, cfg, snapshots=args.snapshots, output=args.output)
     print(result.summary())
+    if result.damage is not None:
+        _report_damage(result.damage, "replayed", result.frames)
     return EXIT_OK
+
+
+def _report_damage(damage: LogError, done: str, frames: int) -> None:
+    """A damaged log was used up to the damage: say where, and that the rest was not read."""
+    print(f"bms-gateway: {damage}; {done} the {frames} frames before it, not the rest of the file", file=sys.stderr)
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -341,12 +349,13 @@ def _decode(args: argparse.Namespace) -> int:
 
     db = dbc.load(args.dbc, "module.dbc", "--dbc")
     by_id = {m.frame_id: m for m in db.messages}
-    mask = 0x1F
+    mask = config.SHIPPED_ADDRESS_MASK
     out = sys.stdout
     unknown = 0
-    from gateway.replay import read_log  # noqa: PLC0415
+    from gateway.can.logfile import LogFile  # noqa: PLC0415
 
-    for msg in read_log(args.log):
+    frames = LogFile(args.log)
+    for msg in frames:
         message = by_id.get(msg.arbitration_id & ~mask) or by_id.get(msg.arbitration_id)
         if message is None:
             unknown += 1
@@ -371,4 +380,6 @@ def _decode(args: argparse.Namespace) -> int:
             out.write(f"{msg.timestamp:.6f} {msg.arbitration_id:03X} {message.name}[{address}] {values}\n")
     if unknown:
         print(f"{unknown} frames with IDs the DBC does not know", file=sys.stderr)
+    if frames.damage is not None:
+        _report_damage(frames.damage, "decoded", frames.frames)
     return EXIT_OK

@@ -2,7 +2,9 @@
 
 Every key has a default that suits the typical module of the protocol page (16 LFP cells, 100 Ah, 100 A), so an
 empty file is a working config. Validation collects every problem in one pass, each line naming the key, so an
-installer fixes a file in one go; unknown keys get a "did you mean" when one is close.
+installer fixes a file in one go; unknown keys get a "did you mean" when one is close. Every number has a range
+that makes physical sense, declared with its default (`within`) and checked in one place, so a typo such as
+`tick = 1e-9` is refused at start instead of pinning a core.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import difflib
 import itertools
 import math
+import re
 import tomllib
 import types
 import typing
@@ -27,6 +30,75 @@ Table = tuple[tuple[float, float], ...]
 LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 InverterProtocol = Literal["pylontech", "pylontech-1.3", "victron", "sma"]
+
+SHIPPED_ADDRESS_MASK = 0x1F
+"""The address field of the shipped module.dbc: the low 5 bits of the frame ID."""
+MAX_ADDRESS_MASK = 0xFF
+"""The widest address field: a J1939-style source-address byte."""
+MAX_MODULES = 31
+"""Module addresses stop at 31 whatever the mask: the Modbus map has 31 module blocks."""
+
+
+def address_mask_problem(mask: int) -> str | None:
+    """Why `mask` cannot split frame IDs into base and module address, or None."""
+    if not 1 <= mask <= MAX_ADDRESS_MASK or mask & (mask + 1):
+        return f"must be a low-bit mask 2**n - 1 within 0x1..{MAX_ADDRESS_MASK:#x}, got {mask:#x}"
+    return None
+
+
+def module_addresses(mask: int) -> range:
+    """The valid module addresses under an address mask: 1..mask (0 is MasterCommand's broadcast), at most 31."""
+    return range(1, min(mask, MAX_MODULES) + 1)
+
+
+T = typing.TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The values of a number key that make physical sense, both ends included."""
+
+    low: float
+    high: float
+    unit: str = ""
+    off: float | None = None
+    """A value outside low..high that is accepted too and switches the feature off (0 for some intervals)."""
+    why: str = ""
+
+    @property
+    def span(self) -> str:
+        """`low..high`, as the README states it."""
+        return f"{_number(self.low)}..{_number(self.high)}"
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with `value`, or None when it is in range."""
+        if value == self.off or self.low <= value <= self.high:
+            return None
+        off = "" if self.off is None else f"{_number(self.off)} (off) or "
+        unit = f" {self.unit}" if self.unit else ""
+        why = f" ({self.why})" if self.why else ""
+        return f"must be {off}within {self.span}{unit}{why}, got {_number(value)}"
+
+
+def within(default: T, low: float, high: float, unit: str = "", *, off: float | None = None, why: str = "") -> T:
+    """A field whose number (each element of an array, each x of a table) must lie in low..high."""
+    return field(default=default, metadata={"range": Range(low, high, unit, off, why)})
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e7 else f"{value:g}"
+
+
+BITRATE = (5_000, 1_000_000, "bit/s")
+"""Classic CAN: 1 Mbit/s is the fastest arbitration rate, 5 kbit/s the slowest any controller offers."""
+CELL_VOLTAGE = (2.0, 3.65, "V")
+"""A LiFePO4 cell's working window: targets and thresholds that act on charge and discharge."""
+CELL_ALARM = (2.0, 4.0, "V")
+"""Cell voltages an alarm or a derating point may sit at: past the working window, short of where a LiFePO4 cell
+is destroyed."""
+TEMPERATURE = (-40.0, 125.0, "degC")
+"""What the modules' sensors can report."""
+PERCENT = (0.0, 100.0, "%")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,23 +118,24 @@ class GatewaySection:
 class ModuleBusSection:
     interface: str = "virtual"
     channel: str = "modules"
-    bitrate: int = 500_000
+    bitrate: int = within(500_000, *BITRATE)
     dbc: Path | None = None
     """None means the shipped dbc/module.dbc."""
-    address_mask: int = 0x1F
+    address_mask: int = SHIPPED_ADDRESS_MASK
     signal_map: Mapping[str, str] = field(default_factory=dict)
     """DBC signal name -> our signal name, for a user's own DBC."""
     commands: bool = True
     """Send MasterCommand frames to the modules."""
-    command_period: float = 1.0
+    command_period: float = within(1.0, 0.1, 10.0, "s")
+
+    @property
+    def addresses(self) -> range:
+        """The module addresses this bus can carry."""
+        return module_addresses(self.address_mask)
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        if self.bitrate <= 0:
-            yield "bitrate", "must be positive"
-        if not 0 < self.address_mask <= 0x7FF:
-            yield "address_mask", "must be within 0x001..0x7FF"
-        if not self.command_period > 0:
-            yield "command_period", "must be positive"
+        if problem := address_mask_problem(self.address_mask):
+            yield "address_mask", problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,19 +143,14 @@ class InverterBusSection:
     enabled: bool = True
     interface: str = "virtual"
     channel: str = "inverter"
-    bitrate: int = 500_000
+    bitrate: int = within(500_000, *BITRATE)
     protocol: InverterProtocol = "pylontech"
-    period: float = 1.0
-    inverter_timeout: float = 30.0
+    period: float = within(1.0, 0.05, 10.0, "s", why="inverters stop after about 3 s of silence")
+    inverter_timeout: float = within(30.0, 1.0, 3600.0, "s", off=0.0)
     """Seconds without 0x305/0x307 (after one was seen) before `inverter_comm_lost`; 0 disables."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        if self.bitrate <= 0:
-            yield "bitrate", "must be positive"
-        if not 0.05 <= self.period <= 10:
-            yield "period", "must be within 0.05..10 s (inverters stop after about 3 s of silence)"
-        if self.inverter_timeout < 0:
-            yield "inverter_timeout", "must be 0 (off) or positive"
+        return iter(())
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,29 +166,29 @@ class CanSection:
 class BankSection:
     strings: tuple[tuple[int, ...], ...] = ()
     """Parallel strings of modules in series; empty means every module seen is its own parallel string."""
-    max_modules: int = 16
+    max_modules: int = within(16, 1, MAX_MODULES)
     """The manufacturer-validated stack size; modules beyond it are not admitted."""
     min_online: int = 1
-    module_timeout: float = 3.0
-    frozen_counter_frames: int = 5
-    cells_in_series: int = 16
-    rated_charge_current: float = 100.0
-    rated_discharge_current: float = 100.0
-    capacity_ah: float = 100.0
-    positions: Mapping[int, int] = field(default_factory=dict)
+    module_timeout: float = within(3.0, 1.0, 60.0, "s", why="the slowest required message comes every 1 s")
+    frozen_counter_frames: int = within(5, 2, 100)
+    cells_in_series: int = within(16, 1, 48, why="the protocol carries 48 cells")
+    rated_charge_current: float = within(100.0, 1.0, 1000.0, "A")
+    rated_discharge_current: float = within(100.0, 1.0, 1000.0, "A")
+    capacity_ah: float = within(100.0, 1.0, 6553.5, "Ah", why="what the module protocol can carry")
+    positions: Mapping[int, int] = field(default_factory=dict, metadata={"range": Range(1, MAX_MODULES)})
     """Module address -> stack position (1 = bottom); default is the address."""
-    tick: float = 0.1
-    admission_soc_window: float = 5.0
-    admission_voltage_window: float = 0.5
-    isolation_holdoff: float = 300.0
-    offline_hold: float = 30.0
+    tick: float = within(0.1, 0.01, 1.0, "s")
+    admission_soc_window: float = within(5.0, 0.5, 100.0, "%")
+    admission_voltage_window: float = within(0.5, 0.05, 100.0, "V")
+    isolation_holdoff: float = within(300.0, 0.0, 86_400.0, "s")
+    offline_hold: float = within(30.0, 0.0, 3600.0, "s")
     """A string that leaves the bank keeps its last limits in force this long: it may still be connected."""
-    cutoff_first_count: int = 3
+    cutoff_first_count: int = within(3, 1, 1_000_000)
     """A module that is the first to hit a cutoff this many times in a row is isolated."""
     firmware_mismatch: bool = True
-    soh_spread: float = 10.0
-    capacity_spread: float = 20.0
-    cycle_spread: int = 500
+    soh_spread: float = within(10.0, *PERCENT)
+    capacity_spread: float = within(20.0, *PERCENT)
+    cycle_spread: int = within(500, 0, 100_000, "cycles")
 
     def problems(self) -> Iterator[tuple[str, str]]:
         seen: set[int] = set()
@@ -128,86 +196,71 @@ class BankSection:
             if not string:
                 yield f"strings[{s}]", "a string needs at least one module"
             for address in string:
-                if not 1 <= address <= 31:
-                    yield f"strings[{s}]", f"module address {address} is outside 1..31"
-                elif address in seen:
+                if address in seen:
                     yield f"strings[{s}]", f"module address {address} appears twice"
                 seen.add(address)
-        if not 1 <= self.max_modules <= 31:
-            yield "max_modules", "must be within 1..31"
         if len(seen) > self.max_modules:
             yield "strings", f"{len(seen)} modules configured but max_modules is {self.max_modules}"
         if not 1 <= self.min_online <= self.max_modules:
             yield "min_online", "must be within 1..max_modules"
-        for key in (
-            "module_timeout",
-            "tick",
-            "rated_charge_current",
-            "rated_discharge_current",
-            "capacity_ah",
-        ):
-            if not getattr(self, key) > 0:
-                yield key, "must be positive"
-        if not 1 <= self.cells_in_series <= 48:
-            yield "cells_in_series", "must be within 1..48 (the protocol carries 48 cells)"
-        if self.frozen_counter_frames < 2:
-            yield "frozen_counter_frames", "must be at least 2"
-        for address, position in self.positions.items():
-            if not 1 <= address <= 31 or position < 1:
-                yield f"positions.{address}", "addresses are 1..31 and positions start at 1 (bottom)"
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsSection:
-    """The derating tables (percent of the module's limit) and alarm thresholds of the master."""
+    """The derating tables (percent of the module's limit) and alarm thresholds of the master.
 
-    charge_cell_voltage: Table = ((3.40, 100.0), (3.45, 50.0), (3.50, 10.0), (3.55, 0.0))
-    discharge_cell_voltage: Table = ((2.80, 0.0), (2.90, 10.0), (3.00, 50.0), (3.10, 100.0))
-    charge_temperature: Table = ((0.0, 0.0), (5.0, 20.0), (15.0, 100.0), (40.0, 100.0), (55.0, 0.0))
-    discharge_temperature: Table = ((-20.0, 0.0), (-10.0, 100.0), (50.0, 100.0), (60.0, 0.0))
-    charge_soc: Table = ((95.0, 100.0), (99.0, 20.0))
-    discharge_soc: Table = ((3.0, 20.0), (10.0, 100.0))
-    fan_duty: Table = ((30.0, 0.0), (45.0, 100.0))
+    A table's range is that of its x values; its percent values are always 0..100.
+    """
 
-    charge_voltage_per_cell: float = 3.45
+    charge_cell_voltage: Table = within(((3.40, 100.0), (3.45, 50.0), (3.50, 10.0), (3.55, 0.0)), *CELL_ALARM)
+    discharge_cell_voltage: Table = within(((2.80, 0.0), (2.90, 10.0), (3.00, 50.0), (3.10, 100.0)), *CELL_ALARM)
+    charge_temperature: Table = within(
+        ((0.0, 0.0), (5.0, 20.0), (15.0, 100.0), (40.0, 100.0), (55.0, 0.0)), *TEMPERATURE
+    )
+    discharge_temperature: Table = within(((-20.0, 0.0), (-10.0, 100.0), (50.0, 100.0), (60.0, 0.0)), *TEMPERATURE)
+    charge_soc: Table = within(((95.0, 100.0), (99.0, 20.0)), *PERCENT)
+    discharge_soc: Table = within(((3.0, 20.0), (10.0, 100.0)), *PERCENT)
+    fan_duty: Table = within(((30.0, 0.0), (45.0, 100.0)), *TEMPERATURE)
+
+    charge_voltage_per_cell: float = within(3.45, *CELL_VOLTAGE)
     """Per-cell charge target: CVL is cells x this, lowered while the highest cell is above it."""
-    discharge_voltage_per_cell: float = 3.00
-    slew_rate: float = 10.0
+    discharge_voltage_per_cell: float = within(3.00, *CELL_VOLTAGE)
+    slew_rate: float = within(10.0, 0.1, 10_000.0, "%/s")
     """Rising current limits move at most this percent of the rated current per second."""
-    share_threshold: float = 5.0
+    share_threshold: float = within(5.0, *PERCENT)
     """Measured current shares are used when |bank current| exceeds this percent of the rated current."""
-    share_smoothing: float = 5.0
+    share_smoothing: float = within(5.0, 0.1, 600.0, "s")
     """Time constant (s) of the measured-share filter."""
-    force_charge_soc: float = 5.0
-    force_charge_cell_voltage: float = 2.90
-    full_charge_interval: float = 30.0
+    force_charge_soc: float = within(5.0, *PERCENT)
+    force_charge_cell_voltage: float = within(2.90, *CELL_VOLTAGE)
+    full_charge_interval: float = within(30.0, 1.0, 365.0, "days", off=0.0)
     """Days between full charges for balancing; 0 disables the request."""
-    full_charge_soc: float = 99.0
-    balance_target_threshold: float = 3.40
+    full_charge_soc: float = within(99.0, 50.0, 100.0, "%")
+    balance_target_threshold: float = within(3.40, *CELL_VOLTAGE)
     """Above this max cell voltage while charging, MasterCommand carries the bank's lowest cell as target."""
 
-    cell_over_voltage: tuple[float, float] = (3.55, 3.65)
+    cell_over_voltage: tuple[float, float] = within((3.55, 3.65), *CELL_ALARM)
     """(warning, protection) thresholds; likewise below."""
-    cell_under_voltage: tuple[float, float] = (2.90, 2.50)
-    pack_over_voltage: tuple[float, float] = (3.50, 3.60)
+    cell_under_voltage: tuple[float, float] = within((2.90, 2.50), *CELL_ALARM)
+    pack_over_voltage: tuple[float, float] = within((3.50, 3.60), *CELL_ALARM)
     """Per cell, on the average cell voltage of a module."""
-    pack_under_voltage: tuple[float, float] = (2.95, 2.80)
-    charge_over_temperature: tuple[float, float] = (50.0, 55.0)
-    discharge_over_temperature: tuple[float, float] = (55.0, 60.0)
-    charge_under_temperature: tuple[float, float] = (5.0, 0.0)
-    discharge_under_temperature: tuple[float, float] = (-10.0, -20.0)
-    over_current: tuple[float, float] = (110.0, 150.0)
+    pack_under_voltage: tuple[float, float] = within((2.95, 2.80), *CELL_ALARM)
+    charge_over_temperature: tuple[float, float] = within((50.0, 55.0), *TEMPERATURE)
+    discharge_over_temperature: tuple[float, float] = within((55.0, 60.0), *TEMPERATURE)
+    charge_under_temperature: tuple[float, float] = within((5.0, 0.0), *TEMPERATURE)
+    discharge_under_temperature: tuple[float, float] = within((-10.0, -20.0), *TEMPERATURE)
+    over_current: tuple[float, float] = within((110.0, 150.0), 50.0, 1000.0, "%")
     """A module's current over these percents of its rated current: warning, protection."""
-    cell_imbalance: tuple[float, float] = (0.050, 0.150)
+    cell_imbalance: tuple[float, float] = within((0.050, 0.150), 0.005, 1.0, "V")
     """Cell spread in V: warning, and protection at rest."""
-    rest_current: float = 2.0
+    rest_current: float = within(2.0, 0.0, 1000.0, "A")
     """Below this module current (A) a module is "at rest" for the imbalance protection."""
-    heat_accumulation: float = 5.0
-    sensor_mismatch: float = 5.0
+    heat_accumulation: float = within(5.0, 0.5, 50.0, "degC")
+    sensor_mismatch: float = within(5.0, *PERCENT)
     """Spread of the currents in one series string, percent of the rated current."""
-    voltage_hysteresis: float = 0.05
-    temperature_hysteresis: float = 3.0
-    alarm_hold: float = 5.0
+    voltage_hysteresis: float = within(0.05, 0.0, 0.5, "V")
+    temperature_hysteresis: float = within(3.0, 0.0, 20.0, "degC")
+    alarm_hold: float = within(5.0, 0.1, 3600.0, "s")
     """An alarm clears only after its condition has been gone this many seconds."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
@@ -224,15 +277,8 @@ class LimitsSection:
             warn, prot = getattr(self, key)
             if warn < prot:
                 yield key, "the warning threshold must not be below the protection threshold"
-        if not 2.0 <= self.charge_voltage_per_cell <= 3.65:
-            yield "charge_voltage_per_cell", "must be within 2.0..3.65 V for LiFePO4"
-        if not 2.0 <= self.discharge_voltage_per_cell < self.charge_voltage_per_cell:
-            yield "discharge_voltage_per_cell", "must be within 2.0 V..charge_voltage_per_cell"
-        for key in ("slew_rate", "share_smoothing", "alarm_hold"):
-            if not getattr(self, key) > 0:
-                yield key, "must be positive"
-        if self.full_charge_interval < 0:
-            yield "full_charge_interval", "must be 0 (off) or positive"
+        if not self.discharge_voltage_per_cell < self.charge_voltage_per_cell:
+            yield "discharge_voltage_per_cell", "must be below charge_voltage_per_cell"
 
 
 def _table_problems(table: Table) -> Iterator[str]:
@@ -249,22 +295,15 @@ def _table_problems(table: Table) -> Iterator[str]:
 class ModbusSection:
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 5020
-    unit_id: int = 1
-    max_clients: int = 16
+    port: int = within(5020, 0, 65535)
+    unit_id: int = within(1, 1, 247)
+    max_clients: int = within(16, 1, 256)
     """Connections at once; a new one beyond it closes the one idle the longest."""
-    idle_timeout: float = 60.0
+    idle_timeout: float = within(60.0, 1.0, 3600.0, "s")
     """Seconds a connection may send nothing and read nothing before it is closed."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        if not 0 <= self.port <= 65535:
-            yield "port", "must be within 0..65535"
-        if not 1 <= self.unit_id <= 247:
-            yield "unit_id", "must be within 1..247"
-        if self.max_clients < 1:
-            yield "max_clients", "must be at least 1"
-        if not 1 <= self.idle_timeout <= 3600:
-            yield "idle_timeout", "must be within 1..3600 s"
+        return iter(())
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +324,7 @@ class TlsSection:
 class MqttSection:
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: int = within(1883, 1, 65535)
     username: str | None = None
     password_file: Path | None = None
     tls: TlsSection = field(default_factory=TlsSection)
@@ -293,17 +332,11 @@ class MqttSection:
     base_topic: str = "bms"
     discovery_prefix: str = "homeassistant"
     discovery: bool = True
-    interval: float = 5.0
-    qos: int = 0
+    interval: float = within(5.0, 0.1, 3600.0, "s")
+    qos: int = within(0, 0, 2)
     commands: bool = False
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        if not 0 <= self.port <= 65535:
-            yield "port", "must be within 0..65535"
-        if self.qos not in (0, 1, 2):
-            yield "qos", "must be 0, 1 or 2"
-        if not self.interval > 0:
-            yield "interval", "must be positive"
         if self.password_file is not None and self.username is None:
             yield "password_file", "needs mqtt.username"
         for key in ("base_topic", "discovery_prefix"):
@@ -316,11 +349,10 @@ class MqttSection:
 class MetricsSection:
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = 9108
+    port: int = within(9108, 0, 65535)
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        if not 0 <= self.port <= 65535:
-            yield "port", "must be within 0..65535"
+        return iter(())
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +371,19 @@ class Config:
     file caught half-written."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        return iter(())
+        """Module addresses in [bank] must be ones the [can.modules] address mask can carry."""
+        mask = self.can.modules.address_mask
+        if address_mask_problem(mask):
+            return  # reported under can.modules.address_mask; no address range to check against
+        valid = module_addresses(mask)
+        outside = f"is outside {valid[0]}..{valid[-1]} (can.modules.address_mask = {mask:#x})"
+        for s, string in enumerate(self.bank.strings):
+            for address in string:
+                if address not in valid:
+                    yield f"bank.strings[{s}]", f"module address {address} {outside}"
+        for address in self.bank.positions:
+            if address not in valid:
+                yield f"bank.positions.{address}", f"module address {address} {outside}"
 
 
 def load(path: str | Path) -> Config:
@@ -351,6 +395,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError([f"{path}: not valid TOML: {err}"]) from err
+    except RecursionError as err:
+        raise ConfigError([f"{path}: not valid TOML: arrays or tables nested too deeply"]) from err
     return parse(raw, base=path.resolve().parent, source=path)
 
 
@@ -442,9 +488,37 @@ def _build(cls: type, raw: Any, path: str, ctx: _Context, skip: frozenset[str] |
     except (TypeError, ValueError) as err:
         ctx.report(path, str(err))
         return cls()
-    for key, reason in obj.problems():
+    for key, reason in itertools.chain(_range_problems(obj), obj.problems()):
         ctx.report(_join(path, key), reason)
     return obj
+
+
+def _range_problems(obj: Any) -> Iterator[tuple[str, str]]:
+    """The first number out of its range in each field that has one (see `within`)."""
+    for f in dataclasses.fields(obj):
+        limits = f.metadata.get("range")
+        if limits is None:
+            continue
+        for where, what, number in _numbers(getattr(obj, f.name)):
+            if problem := limits.problem(number):
+                yield f.name + where, what + problem
+                break
+
+
+def _numbers(value: Any) -> Iterator[tuple[str, str, float]]:
+    """(where, what, number) for each number a field's range applies to: a table's x values, an array's elements,
+    a mapping's values, or the number itself."""
+    if isinstance(value, Mapping):
+        for key, number in value.items():
+            yield f".{key}", "", number
+    elif isinstance(value, tuple):
+        for i, item in enumerate(value):
+            if isinstance(item, tuple):
+                yield f"[{i}]", "x ", item[0]
+            else:
+                yield f"[{i}]", "", item
+    else:
+        yield "", "", value
 
 
 def _convert(hint: Any, value: Any, key: str, ctx: _Context) -> Any:
@@ -474,11 +548,11 @@ def _convert(hint: Any, value: Any, key: str, ctx: _Context) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise _Invalid(key, f"must be a string, got {_describe(value)}")
-        return value
+        return _text(value, key)
     if hint is Path:
         if not isinstance(value, str) or not value:
             raise _Invalid(key, f"must be a path string, got {_describe(value)}")
-        path = Path(value).expanduser()
+        path = Path(_text(value, key)).expanduser()
         return path if path.is_absolute() else ctx.base / path
     if origin is tuple:
         if not isinstance(value, list):
@@ -504,6 +578,17 @@ def _convert(hint: Any, value: Any, key: str, ctx: _Context) -> Any:
             out[k] = _convert(value_type, v, f"{key}.{name}", ctx)
         return types.MappingProxyType(out)
     raise TypeError(f"unsupported config type {hint!r} at {key}")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _text(value: str, key: str) -> str:
+    """`value`, unless it holds a control character: names, topics and paths never do (MQTT forbids NUL, the
+    OS refuses it in a path), and one pasted in by accident is invisible in the file."""
+    if match := _CONTROL.search(value):
+        raise _Invalid(key, f"must not contain control characters, got {match.group()!r} at position {match.start()}")
+    return value
 
 
 def _describe(value: Any) -> str:

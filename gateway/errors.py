@@ -1,5 +1,7 @@
 """The few exception types the gateway raises; adapters wrap library errors in these with `from err`."""
 
+from pathlib import Path
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -14,7 +16,17 @@ class ConfigError(GatewayError):
 
 
 class DecodeError(GatewayError):
-    """A frame or a log could not be decoded."""
+    """A frame, a log or a received payload could not be decoded."""
+
+
+class LogError(DecodeError):
+    """A log file is unreadable (`where` is None) or damaged from `where` on (a line, or a byte offset)."""
+
+    def __init__(self, path: Path, where: str | None, reason: str) -> None:
+        super().__init__(f"{path}: {where}: {reason}" if where else f"{path}: {reason}")
+        self.path = path
+        self.where = where
+        self.reason = reason
 
 
 class BusError(GatewayError):

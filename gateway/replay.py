@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +18,10 @@ from typing import IO, Any
 import can
 
 from gateway import payload
+from gateway.can.logfile import LogFile
 from gateway.config import Config
 from gateway.core import Core
-from gateway.errors import DecodeError
+from gateway.errors import LogError
 from gateway.master.model import BankSnapshot
 
 
@@ -38,6 +39,8 @@ class ReplayResult:
     end: float | None = None
     wall: float = 0.0
     last: BankSnapshot | None = None
+    damage: LogError | None = None
+    """Where the log is damaged: replay stopped there."""
 
     def summary(self) -> str:
         span = 0.0 if self.start is None or self.end is None else self.end - self.start
@@ -54,23 +57,12 @@ class ReplayResult:
         return text
 
 
-def read_log(path: Path) -> Iterator[can.Message]:
-    """Messages of a log file (format by extension), with a clear error for a missing or unknown file."""
-    if not path.exists():
-        raise DecodeError(f"{path}: no such file")
-    try:
-        reader = can.LogReader(path)
-    except ValueError as err:
-        raise DecodeError(f"{path}: {err}") from err
-    with reader:
-        yield from reader
-
-
 def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: Path | None = None) -> ReplayResult:
     """Run the core on a log, on the log's clock: a tick every `bank.tick` seconds of log time and at once after an
     urgent frame, exactly as live. A silence longer than `bank.module_timeout` is one jump: one tick at its end."""
     core: Core | None = None
     result = ReplayResult()
+    frames = LogFile(log)
     started = time.perf_counter()
     with ExitStack() as stack:
         lines: IO[str] | None = stack.enter_context(snapshots.open("w")) if snapshots else None
@@ -101,7 +93,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
             if core.inverter is not None:
                 send(core.inverter.due(t, step.snapshot), t, "inverter")
 
-        for msg in read_log(log):
+        for msg in frames:
             t = msg.timestamp
             if core is None:
                 core = Core(config, now=t, inverter_on_module_bus=True)
@@ -116,6 +108,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
             core.feed(msg, t)
             if core.urgent:
                 tick(core, t)
+    result.damage = frames.damage
     if core is not None:
         result.decoded = core.store.decoded
         result.rejected = dict(core.store.rejected)

@@ -1,12 +1,14 @@
-"""Shared fixtures: unique virtual CAN channels, and a check that no test leaks an open bus."""
+"""Shared fixtures: unique virtual CAN channels, a check that no test leaks an open bus, and logging put back."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 
 import can.interfaces.virtual
 import pytest
+import structlog
 
 _counter = itertools.count()
 
@@ -26,3 +28,17 @@ def no_leaked_buses() -> Iterator[None]:
     for name in leaked:
         can.interfaces.virtual.channels.pop(name, None)
     assert not leaked, f"virtual CAN buses left open on channels {sorted(leaked)}"
+
+
+@pytest.fixture(autouse=True)
+def logging_put_back() -> Iterator[None]:
+    """Undo `gateway.logs.configure`, which the CLI's commands run: it gives structlog a new processor list, and
+    `structlog.testing.capture_logs` in a later test would miss the loggers cached with the previous one; its
+    root handler would write to this test's captured stderr after it is closed."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -41,11 +41,64 @@ def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path, capsys: py
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "bms-gateway: bank.max_modulez: unknown key (did you mean 'max_modules'?)",
-        "bms-gateway: bank.module_timeout: must be positive",
+        "bms-gateway: bank.module_timeout: must be within 1..60 s (the slowest required message comes every 1 s), "
+        "got -1",
     ]
     path.write_text("[can.modules]\ndbc = 'missing.dbc'\n")
     assert main(["check-config", str(path)]) == 2
     assert capsys.readouterr().err.startswith("bms-gateway: can.modules.dbc: no such file")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[bank]\ntick = 1e-9\n", "bank.tick: must be within 0.01..1 s, got 1e-09"),
+        ("[bank]\ntick = 1e12\n", "bank.tick: must be within 0.01..1 s, got 1e+12"),
+        ("[bank]\nadmission_soc_window = -3\n", "bank.admission_soc_window: must be within 0.5..100 %, got -3"),
+        ("[limits]\nforce_charge_soc = 200\n", "limits.force_charge_soc: must be within 0..100 %, got 200"),
+        ("[can.modules]\naddress_mask = 0x400\n", "can.modules.address_mask: must be a low-bit mask"),
+        ('[gateway]\nid = "stack\\u00001"\n', "gateway.id: must not contain control characters, got '\\x00'"),
+        ('[gateway]\nid = "stack\\u001b1"\n', "gateway.id: must not contain control characters, got '\\x1b'"),
+    ],
+)
+def test_check_config_refuses_values_that_make_no_physical_sense(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"bms-gateway: {expected}")
+
+
+def test_a_config_nested_too_deeply_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[bank]\nstrings = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err == f"bms-gateway: {path}: not valid TOML: arrays or tables nested too deeply\n"
+
+
+def test_a_password_file_that_is_not_text_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mqtt.pass").write_bytes(b"\xff\xfe s3cret\n")
+    path = tmp_path / "gateway.toml"
+    path.write_text("[mqtt]\nusername = 'bms'\npassword_file = 'mqtt.pass'\n")
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"bms-gateway: mqtt.password_file: {tmp_path / 'mqtt.pass'} is not UTF-8 text (byte 0: invalid start byte)\n"
+    )
+
+
+def test_a_mask_that_merges_the_dbc_messages_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[can.modules]\naddress_mask = 0x3F\n")
+    for command in (["check-config", str(path)], ["run", "--config", str(path)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bms-gateway: can.modules.address_mask: 0x3f gives ModuleStatus (0x400) and ModuleLimits")
+        assert "frame 0x421" in err
+    path.write_text("[can.modules]\naddress_mask = 0x1F\n")
+    assert main(["check-config", str(path)]) == 0
 
 
 def test_bad_fault_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,9 +108,9 @@ protocol = "growatt"
         "limits.charge_soc: x values must be strictly increasing",
         "limits.fan_duty: percent values must be within 0..100",
         "limits.cell_over_voltage: the warning threshold must not be above the protection threshold",
-        "modbus.port: must be within 0..65535",
+        "modbus.port: must be within 0..65535, got 70000",
         "mqtt.tls.cert_file: cert_file and key_file go together",
-        "mqtt.qos: must be 0, 1 or 2",
+        "mqtt.qos: must be within 0..2, got 3",
         "mqtt.base_topic: must be a topic without wildcards or leading/trailing '/'",
     ]
 
@@ -119,7 +123,7 @@ protocol = "growatt"
         ("[bank]\nstrings = [[1], []]", "bank.strings[1]: a string needs at least one module"),
         ("[bank]\nmax_modules = 2\nmin_online = 1\nstrings = [[1], [2], [3]]", "bank.strings: 3 modules configured"),
         ("[bank]\ncells_in_series = 60", "bank.cells_in_series: must be within 1..48"),
-        ("[bank]\nmodule_timeout = 0", "bank.module_timeout: must be positive"),
+        ("[bank]\nmodule_timeout = 0", "bank.module_timeout: must be within 1..60 s"),
         ("[gateway]\nid = 'a/b'", "gateway.id: must be non-empty"),
         ("[limits]\ncharge_voltage_per_cell = 3.9", "limits.charge_voltage_per_cell: must be within"),
         ("[limits]\ncharge_soc = [[95, 100, 1]]", "limits.charge_soc[0]: must be an array of 2 values, got 3"),
@@ -134,6 +138,37 @@ protocol = "growatt"
 def test_single_problems(tmp_path: Path, text: str, expected: str) -> None:
     found = problems(text, tmp_path)
     assert any(p.startswith(expected) for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("mask", "addresses"),
+    [(0x1, range(1, 2)), (0x0F, range(1, 16)), (0x1F, range(1, 32)), (0x3F, range(1, 32)), (0xFF, range(1, 32))],
+)
+def test_module_addresses_come_from_the_address_mask(mask: int, addresses: range) -> None:
+    assert config.parse({"can": {"modules": {"address_mask": mask}}}).can.modules.addresses == addresses
+
+
+@pytest.mark.parametrize("mask", [0, -1, 0x18, 0x1E, 0x21, 0x1FF, 0x400, 0x7FF])
+def test_an_address_mask_must_be_a_low_bit_mask(mask: int) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse({"can": {"modules": {"address_mask": mask}}})
+    assert info.value.problems == [
+        f"can.modules.address_mask: must be a low-bit mask 2**n - 1 within 0x1..0xff, got {mask:#x}"
+    ]
+
+
+def test_bank_addresses_must_fit_the_address_mask() -> None:
+    raw = {"can": {"modules": {"address_mask": 0x0F}}, "bank": {"strings": [[1, 15], [16]], "positions": {"16": 2}}}
+    with pytest.raises(ConfigError) as info:
+        config.parse(raw)
+    assert info.value.problems == [
+        "bank.strings[1]: module address 16 is outside 1..15 (can.modules.address_mask = 0xf)",
+        "bank.positions.16: module address 16 is outside 1..15 (can.modules.address_mask = 0xf)",
+    ]
+    raw["can"] = {"modules": {"address_mask": 0x1F}}
+    assert config.parse(raw).bank.strings == ((1, 15), (16,))
+    with pytest.raises(ConfigError, match=r"bank.positions.32: module address 32 is outside 1..31"):
+        config.parse({"can": {"modules": {"address_mask": 0x3F}}, "bank": {"positions": {"32": 1}}})
 
 
 def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
@@ -153,3 +188,157 @@ def test_effective_config_round_trips() -> None:
     assert "password_file" not in plain["mqtt"]
     assert "source" not in plain
     assert config.parse(plain) == cfg
+
+
+def nested(key: str, value: Any) -> dict[str, Any]:
+    """`{"bank": {"tick": value}}` for "bank.tick"."""
+    *sections, name = key.split(".")
+    raw: dict[str, Any] = {name: value}
+    for section in reversed(sections):
+        raw = {section: raw}
+    return raw
+
+
+TABLE_2_4 = ([[[2.0, 100], [4.0, 0]]], [[[1.99, 100], [4.0, 0]], [[2.0, 100], [4.01, 0]]])
+TABLE_TEMPERATURE = ([[[-40, 0], [125, 0]]], [[[-40.1, 0], [125, 0]], [[-40, 0], [125.1, 0]]])
+TABLE_SOC = ([[[0, 100], [100, 0]]], [[[-0.1, 100], [100, 0]], [[0, 100], [100.1, 0]]])
+RISING_2_4 = ([[2.0, 2.0], [4.0, 4.0]], [[1.99, 2.0], [2.0, 4.01]])
+FALLING_2_4 = ([[2.0, 2.0], [4.0, 2.0]], [[4.01, 2.0], [2.0, 1.99]])
+RISING_TEMPERATURE = ([[-40, 125]], [[-40.1, 0], [0, 125.1]])
+FALLING_TEMPERATURE = ([[125, -40]], [[125.1, 0], [0, -40.1]])
+
+BOUNDARIES: dict[str, tuple[list[Any], list[Any]]] = {
+    "can.modules.bitrate": ([5_000, 1_000_000], [4_999, 1_000_001]),
+    "can.modules.address_mask": ([0x1, 0xFF], [0x0, 0x1FF]),
+    "can.modules.command_period": ([0.1, 10], [0.099, 10.01]),
+    "can.inverter.bitrate": ([5_000, 1_000_000], [4_999, 1_000_001]),
+    "can.inverter.period": ([0.05, 10], [0.049, 10.01]),
+    "can.inverter.inverter_timeout": ([0, 1, 3600], [-1, 0.5, 3601]),
+    "bank.max_modules": ([1, 31], [0, 32]),
+    "bank.module_timeout": ([1, 60], [0.99, 60.1]),
+    "bank.frozen_counter_frames": ([2, 100], [1, 101]),
+    "bank.cells_in_series": ([1, 48], [0, 49]),
+    "bank.rated_charge_current": ([1, 1000], [0.9, 1000.1]),
+    "bank.rated_discharge_current": ([1, 1000], [0.9, 1000.1]),
+    "bank.capacity_ah": ([1, 6553.5], [0.9, 6553.6]),
+    "bank.positions": ([{"1": 1}, {"1": 31}], [{"1": 0}, {"1": 32}]),
+    "bank.tick": ([0.01, 1], [0.0099, 1.01, 1e-9, 1e12]),
+    "bank.admission_soc_window": ([0.5, 100], [0.49, 100.1, -3]),
+    "bank.admission_voltage_window": ([0.05, 100], [0.049, 100.1]),
+    "bank.isolation_holdoff": ([0, 86_400], [-0.1, 86_401]),
+    "bank.offline_hold": ([0, 3600], [-0.1, 3601]),
+    "bank.cutoff_first_count": ([1, 1_000_000], [0, 1_000_001]),
+    "bank.soh_spread": ([0, 100], [-0.1, 100.1]),
+    "bank.capacity_spread": ([0, 100], [-0.1, 100.1]),
+    "bank.cycle_spread": ([0, 100_000], [-1, 100_001]),
+    "limits.charge_cell_voltage": TABLE_2_4,
+    "limits.discharge_cell_voltage": TABLE_2_4,
+    "limits.charge_temperature": TABLE_TEMPERATURE,
+    "limits.discharge_temperature": TABLE_TEMPERATURE,
+    "limits.charge_soc": TABLE_SOC,
+    "limits.discharge_soc": TABLE_SOC,
+    "limits.fan_duty": TABLE_TEMPERATURE,
+    "limits.charge_voltage_per_cell": ([3.01, 3.65], [1.99, 3.66]),  # above discharge_voltage_per_cell (3.00)
+    "limits.discharge_voltage_per_cell": ([2.0, 3.44], [1.99, 3.66]),  # below charge_voltage_per_cell (3.45)
+    "limits.slew_rate": ([0.1, 10_000], [0.09, 10_001]),
+    "limits.share_threshold": ([0, 100], [-0.1, 100.1]),
+    "limits.share_smoothing": ([0.1, 600], [0.09, 601]),
+    "limits.force_charge_soc": ([0, 100], [-0.1, 100.1, 200]),
+    "limits.force_charge_cell_voltage": ([2.0, 3.65], [1.99, 3.66]),
+    "limits.full_charge_interval": ([0, 1, 365], [-1, 0.5, 366]),
+    "limits.full_charge_soc": ([50, 100], [49.9, 100.1]),
+    "limits.balance_target_threshold": ([2.0, 3.65], [1.99, 3.66]),
+    "limits.cell_over_voltage": RISING_2_4,
+    "limits.cell_under_voltage": FALLING_2_4,
+    "limits.pack_over_voltage": RISING_2_4,
+    "limits.pack_under_voltage": FALLING_2_4,
+    "limits.charge_over_temperature": RISING_TEMPERATURE,
+    "limits.discharge_over_temperature": RISING_TEMPERATURE,
+    "limits.charge_under_temperature": FALLING_TEMPERATURE,
+    "limits.discharge_under_temperature": FALLING_TEMPERATURE,
+    "limits.over_current": ([[50, 1000]], [[49, 100], [100, 1001]]),
+    "limits.cell_imbalance": ([[0.005, 1.0]], [[0.004, 0.1], [0.1, 1.01]]),
+    "limits.rest_current": ([0, 1000], [-0.1, 1000.1]),
+    "limits.heat_accumulation": ([0.5, 50], [0.4, 50.1]),
+    "limits.sensor_mismatch": ([0, 100], [-0.1, 100.1]),
+    "limits.voltage_hysteresis": ([0, 0.5], [-0.01, 0.51]),
+    "limits.temperature_hysteresis": ([0, 20], [-0.1, 20.1]),
+    "limits.alarm_hold": ([0.1, 3600], [0.09, 3601]),
+    "modbus.port": ([0, 65535], [-1, 65536]),
+    "modbus.unit_id": ([1, 247], [0, 248]),
+    "modbus.max_clients": ([1, 256], [0, 257]),
+    "modbus.idle_timeout": ([1.0, 3600.0], [0.5, 3601.0]),
+    "mqtt.port": ([1, 65535], [0, 65536]),
+    "mqtt.interval": ([0.1, 3600], [0.09, 3601]),
+    "mqtt.qos": ([0, 2], [-1, 3]),
+    "metrics.port": ([0, 65535], [-1, 65536]),
+}
+"""Every number key: values just inside its range (accepted) and just outside (refused, naming the key)."""
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "accepted"),
+    [(key, v, True) for key, (inside, _) in BOUNDARIES.items() for v in inside]
+    + [(key, v, False) for key, (_, outside) in BOUNDARIES.items() for v in outside],
+)
+def test_range_boundaries(key: str, value: Any, accepted: bool) -> None:
+    if accepted:
+        config.parse(nested(key, value))
+        return
+    with pytest.raises(ConfigError) as info:
+        config.parse(nested(key, value))
+    assert any(p.startswith(key) and "within" in p for p in info.value.problems), info.value.problems
+
+
+def number_keys(cls: Any, prefix: str = "") -> list[str]:
+    """Every key whose value is or holds numbers."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hint):
+            out += number_keys(hint, f"{key}.")
+        elif hint in (int, float) or (typing.get_origin(hint) in (tuple, Mapping) and hint != Mapping[str, str]):
+            out.append(key)
+    return out
+
+
+def test_every_number_key_has_a_range_and_a_boundary_row() -> None:
+    """A new number key needs a range (or its own check) and rows in BOUNDARIES."""
+    keys = set(number_keys(config.Config))
+    own_checks = {"bank.strings", "bank.min_online", "can.modules.address_mask"}
+    ranged = {key for key in keys if _field(key).metadata.get("range")}
+    assert keys - ranged == own_checks
+    assert keys - {"bank.strings", "bank.min_online"} == BOUNDARIES.keys()
+
+
+def _field(key: str) -> dataclasses.Field[Any]:
+    cls: Any = config.Config
+    *sections, name = key.split(".")
+    for section in sections:
+        cls = typing.get_type_hints(cls)[section]
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "found"),
+    [
+        ("gateway.id", "stack\x001", "'\\x00' at position 5"),
+        ("gateway.name", "bms\tgateway", "'\\t' at position 3"),
+        ("mqtt.base_topic", "bms\x7f", "'\\x7f' at position 3"),
+        ("can.modules.dbc", "v\x00.dbc", "'\\x00' at position 1"),
+    ],
+)
+def test_control_characters_are_refused(key: str, value: str, found: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(nested(key, value))
+    assert info.value.problems == [f"{key}: must not contain control characters, got {found}"]
+
+
+def test_a_file_nested_too_deeply_is_not_valid_toml(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.problems == [f"{path}: not valid TOML: arrays or tables nested too deeply"]

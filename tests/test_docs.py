@@ -45,6 +45,24 @@ def test_every_config_key_is_in_the_reference(section: str, key: str) -> None:
     assert f"`{name}`" in text, f"[{section}] {key} is missing from the README's configuration reference"
 
 
+def ranges(cls: type, prefix: str = "") -> list[tuple[str, str, config.Range]]:
+    """(section, key, range) for every config key that has a range."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += ranges(hints[f.name], f"{prefix}.{f.name}" if prefix else f.name)
+        elif "range" in f.metadata:
+            out.append((prefix, f.name, f.metadata["range"]))
+    return out
+
+
+@pytest.mark.parametrize(("section", "key", "limits"), ranges(config.Config))
+def test_every_range_is_in_the_reference(section: str, key: str, limits: config.Range) -> None:
+    row = next(line for line in section_text(section).splitlines() if f"`{key}`" in line)
+    assert limits.span in row, f"[{section}] {key}: the README's row does not state the range {limits.span}"
+
+
 @pytest.mark.parametrize("code", CODES)
 def test_every_alarm_code_is_documented(code: str) -> None:
     assert f"`{code}`" in README

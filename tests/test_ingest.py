@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway import config
 from gateway.can import dbc
 from gateway.can.bus import DecodingListener, open_bus
 from gateway.can.codec import ModuleCodec
@@ -270,6 +271,38 @@ def test_user_dbc_with_a_signal_map(tmp_path: Path) -> None:
     r = store.readings()[4]
     assert (r.voltage, r.current, r.soc, r.alive) == (51.2, -3.5, 64, 2)
     assert codec.required_groups == {"status"}
+
+
+def test_a_mask_that_gives_two_messages_one_base_id_is_refused() -> None:
+    """Under 0x3F the shipped bases (0x20 apart) pair up: 0x421 would be module 33's ModuleStatus, not module 1's
+    ModuleLimits, and ModuleLimits would be gone."""
+    with pytest.raises(ConfigError) as info:
+        ModuleCodec.from_config(config.parse({"can": {"modules": {"address_mask": 0x3F}}}).can.modules)
+    first = info.value.problems[0]
+    assert first.startswith("can.modules.address_mask: 0x3f gives ModuleStatus (0x400) and ModuleLimits (0x420)")
+    assert "frame 0x421 could be ModuleLimits of module 1 or ModuleStatus of module 33" in first
+    assert first.endswith("needs a mask of at most 0x1f")
+    assert any("CellSummary (0x440) and Temperatures (0x460)" in p for p in info.value.problems)
+    assert ModuleCodec.from_config(config.parse({}).can.modules).addresses == range(1, 32)
+
+
+def test_addresses_come_from_the_mask_and_stop_at_31(tmp_path: Path) -> None:
+    path = tmp_path / "vendor.dbc"
+    path.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_: BMS\n\n'
+        "BO_ 1536 PackData: 8 BMS\n"
+        ' SG_ PackV : 0|16@1+ (0.1,0) [0|1000] "V" Vector__XXX\n'
+        ' SG_ StateOfCharge : 16|8@1+ (1,0) [0|100] "%" Vector__XXX\n'
+    )
+    db = dbc.load(path, "module.dbc", "can.modules.dbc")
+    store = ModuleStore(
+        ModuleCodec(db, address_mask=0x3F, signal_map={"PackV": "ModuleVoltage", "StateOfCharge": "SOC"})
+    )
+    data = db.get_message_by_name("PackData").encode({"PackV": 51.2, "StateOfCharge": 64})
+    for address in (0, 1, 31, 32, 33, 63):
+        store.feed(1536 + address, data, t=0.0)
+    assert sorted(store.readings()) == [1, 31]
+    assert store.rejected == {"bad_address": 4}
 
 
 def test_signal_map_mistakes_name_the_key(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def bank_config(strings: list[list[int]] | None) -> config.Config:
                 "strings": strings or [],
                 "max_modules": 31,
                 "admission_soc_window": 100.0,
-                "admission_voltage_window": 1000.0,
+                "admission_voltage_window": 100.0,
             }
         }
     )

@@ -31,7 +31,7 @@ from test_discovery import fleet_problems
 
 from gateway import config
 from gateway.clock import LiveClock
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, DecodeError
 from gateway.hub import SnapshotHub
 from gateway.master.master import Master
 from gateway.master.model import BankSnapshot, ModuleReading, empty_snapshot
@@ -44,6 +44,7 @@ from gateway.outputs.mqtt import (
     Outbox,
     backoff,
     execute,
+    read_record,
     urgent_key,
 )
 from gateway.payload import bank_dict, cells_dict, module_dict
@@ -180,9 +181,18 @@ def test_urgent_key_changes_with_alarms_and_life_cycle_not_with_values() -> None
     ],
 )
 def test_commands_are_validated(name: str, payload: str, ok: bool, detail: str) -> None:
-    result = execute(FakeActions({3}), name, payload)
+    result = execute(FakeActions({3}), name, payload, addresses=range(1, 32))
     assert result[0] is ok
     assert detail in result[1]
+
+
+def test_readmit_takes_the_addresses_of_the_address_mask() -> None:
+    addresses = config.parse({"can": {"modules": {"address_mask": 0x0F}}}).can.modules.addresses
+    assert execute(FakeActions({15}), "readmit", "15", addresses=addresses)[0]
+    assert execute(FakeActions({16}), "readmit", "16", addresses=addresses) == (
+        False,
+        "readmit needs a module address 1..15, got '16'",
+    )
 
 
 def test_missing_password_file_is_a_config_error(tmp_path: Path) -> None:
@@ -312,7 +322,7 @@ async def test_alarm_and_life_cycle_changes_are_published_at_once(mosquitto: Bro
 async def test_reconfigure_sets_the_interval(mosquitto: Broker) -> None:
     cfg = make_config(mosquitto.port, interval=600.0)
     pub = publisher(Stack(cfg), cfg)
-    pub.reconfigure(make_config(mosquitto.port, interval=0.05))  # a reload, taken from the next cycle on
+    pub.reconfigure(make_config(mosquitto.port, interval=0.1))  # a reload, taken from the next cycle on
     async with running(pub), subscriber(mosquitto, f"{ROOT}/bank") as (_, seen):
         await seen.wait(lambda _: len(seen.messages) >= 3)
 
@@ -371,6 +381,82 @@ async def test_commands_are_executed_or_rejected(mosquitto: Broker) -> None:
                 assert (result["command"], result["payload"], result["ok"]) == (name, payload.decode(), ok)
                 assert not seen.messages[-1].retain
     assert actions.calls == [("readmit", 3), ("full_charge",)]
+
+
+POISONED_RECORDS = [
+    b"[1e999]",  # int(inf) raised OverflowError: the edge crashed and restarted in a loop
+    b"[" * 2000 + b"]" * 2000,  # json.loads raises RecursionError
+    b"[" * 100_000 + b"]" * 100_000,
+    b"[1," * 100_000 + b"2]",
+    b"[1.5]",
+    b"[NaN]",
+    b"[true]",
+    b"[-1]",
+    b"[0]",
+    b"[32]",
+    b'["1"]',
+    b'{"1": 2}',
+    b"null",
+    b"7",
+    b"\xff\xfe[\x001\x00]",
+    b"not json",
+]
+POISONED_BIRTHS = [b"\xff\xfe", b"online" * 10_000, b"ONLINE ", b"{}"]
+POISONED_COMMANDS = [
+    ("readmit", b"1e999"),
+    ("readmit", b"inf"),
+    ("readmit", b"-1"),
+    ("readmit", b"3" * 30),
+    ("readmit", b"3" + b" " * 100_000),
+    ("readmit", b"\xff\xfe3"),
+    ("full_charge", b"\xc3\x28"),
+    ("full_charge", b"1" * 100_000),
+    ("x" * 10_000, b"1"),
+]
+
+
+async def test_poisoned_messages_on_the_broker_are_ignored_and_the_session_goes_on(mosquitto: Broker) -> None:
+    """Every payload read from the broker is hostile input: none may crash the publisher or make it reconnect."""
+    cfg = make_config(mosquitto.port, commands=True, interval=0.1)
+    actions = FakeActions({3})
+    record = f"{ROOT}/modules"
+    pub = MqttPublisher(Stack(cfg).hub, config=cfg, clock=lambda: 1000.0, actions=actions)  # one burst: one log
+    with structlog.testing.capture_logs() as logged:
+        async with subscriber(mosquitto, f"{ROOT}/#") as (client, seen):
+            await client.publish(record, b"[1e999]", qos=1, retain=True)  # found at connect
+            await seen.wait(lambda m: m.payload == b"[1e999]")
+            async with running(pub):
+                await seen.wait(lambda m: m.topic.value == record and m.payload == b"[1,2]")
+                for payload in POISONED_RECORDS:
+                    mark = seen.mark()
+                    await client.publish(record, payload, qos=1, retain=True)
+                    await seen.wait(lambda m: m.topic.value == record and m.payload == b"[1,2]", after=mark)
+                for payload in POISONED_BIRTHS:
+                    await client.publish("homeassistant/status", payload, qos=1)
+                for name, payload in POISONED_COMMANDS:
+                    mark = seen.mark()
+                    await client.publish(f"{ROOT}/command/{name}", payload, qos=1)
+                    result = loads(await seen.on(f"{ROOT}/command/result", after=mark))
+                    assert result["ok"] is False
+                    assert len(result["command"]) <= 43 and len(result["payload"]) <= 64
+                mark = seen.mark()
+                bank = loads(await seen.on(f"{ROOT}/bank", after=mark))
+                assert bank["valid"]
+                assert (pub.connected, pub.reconnects, pub.errors) == (True, 0, 0)
+        async with subscriber(mosquitto, record) as (_, late):
+            assert (await late.on(record)).payload == b"[1,2]"
+    assert actions.calls == []
+    rejected = [e for e in logged if e["event"] == "mqtt: incoming message rejected"]
+    assert sorted(e["kind"] for e in rejected) == ["birth", "command", "module_record"]
+
+
+def test_a_record_must_be_a_short_json_list_of_module_addresses() -> None:
+    addresses = range(1, 32)
+    assert read_record(b"[1,2,31]", addresses) == {1, 2, 31}
+    assert read_record(b"", addresses) == frozenset()  # a cleared record
+    for payload in POISONED_RECORDS:
+        with pytest.raises(DecodeError):
+            read_record(payload, addresses)
 
 
 async def test_commands_are_off_by_default(mosquitto: Broker) -> None:

@@ -16,7 +16,7 @@ import cantools.database.errors
 from cantools.database.can import Database, Message
 
 from gateway.can import dbc
-from gateway.config import ModuleBusSection
+from gateway.config import SHIPPED_ADDRESS_MASK, ModuleBusSection, module_addresses
 from gateway.errors import ConfigError
 from gateway.master.model import ALARM_BITS, MAX_CELLS, MAX_SENSORS, MasterCommand
 
@@ -123,8 +123,12 @@ def canonical_target(name: str) -> Target | None:
 class ModuleCodec:
     """Decodes module frames of one DBC; encodes MasterCommand when the DBC has it."""
 
-    def __init__(self, db: Database, *, address_mask: int = 0x1F, signal_map: Mapping[str, str] | None = None):
+    def __init__(
+        self, db: Database, *, address_mask: int = SHIPPED_ADDRESS_MASK, signal_map: Mapping[str, str] | None = None
+    ):
         self.address_mask = address_mask
+        self.addresses = module_addresses(address_mask)
+        """The module addresses a frame may carry; frames with others are rejected."""
         self._plans: dict[int, Plan] = {}
         signal_map = dict(signal_map or {})
         problems = [
@@ -138,6 +142,7 @@ class ModuleCodec:
             for theirs in signal_map
             if theirs not in known
         ]
+        problems += _collisions(db, address_mask)
         if problems:
             raise ConfigError(problems)
         self._command = _find(db, "MasterCommand")
@@ -190,6 +195,25 @@ class ModuleCodec:
 
 DecodeFailure = (cantools.database.errors.DecodeError, ValueError, KeyError, IndexError)
 """What cantools raises for a payload it cannot decode."""
+
+
+def _collisions(db: Database, mask: int) -> list[str]:
+    """Messages whose frame IDs the mask maps onto one base ID: the codec could tell only one of them."""
+    problems = []
+    seen: dict[int, Message] = {}
+    for message in db.messages:
+        base = message.frame_id & ~mask
+        other = seen.setdefault(base, message)
+        if other is message:
+            continue
+        frame = message.frame_id + 1
+        widest = (1 << ((other.frame_id ^ message.frame_id).bit_length() - 1)) - 1
+        problems.append(
+            f"can.modules.address_mask: {mask:#x} gives {other.name} ({other.frame_id:#x}) and {message.name} "
+            f"({message.frame_id:#x}) the same base ID {base:#x}: frame {frame:#x} could be {message.name} of "
+            f"module 1 or {other.name} of module {frame & mask}; this DBC needs a mask of at most {widest:#x}"
+        )
+    return problems
 
 
 def _find(db: Database, name: str) -> Message | None:

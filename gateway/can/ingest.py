@@ -171,6 +171,7 @@ class ModuleStore:
         self._burst = BurstLog(log, "module frame rejected")
         self._derive_extremes = "cells" not in codec.required_groups
         self._counted = codec.alive_counter
+        self._addresses = codec.addresses
 
     def feed(self, can_id: int, data: bytes | bytearray, t: float, *, extended: bool = False) -> None:
         """Take one received frame; never raises for anything the bus can deliver."""
@@ -183,7 +184,7 @@ class ModuleStore:
             kind = "master_command" if self._is_command(can_id) else "unknown_id"
             self._reject(kind, can_id)
             return
-        if address == 0:
+        if address not in self._addresses:
             self._reject("bad_address", can_id)
             return
         if len(data) != plan.length:

@@ -5,6 +5,11 @@ side. Outgoing messages wait in an outbox that keeps one message per topic (a ne
 one), so nothing piles up while the broker is slow; on every (re)connect the status, discovery and the whole
 current state are published again, so nothing needs queueing while disconnected.
 
+Everything read from the broker is hostile input: anyone who may publish there can leave a retained message
+behind. The module record, HA's birth message and the commands are validated; what does not pass is ignored
+(logged once per burst) and the session goes on, so a poisoned retained message cannot make the publisher
+crash and reconnect in a loop.
+
 Which modules have HA entities is kept in a small retained record (`<base>/<id>/modules`, a JSON list). The
 publisher subscribes to it on connect: the retained record arrives before anything the publisher itself
 publishes, so after a restart it still knows what it announced and clears the entities of modules that left
@@ -31,8 +36,9 @@ from aiomqtt.exceptions import MqttConnectError
 from gateway import logs
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, DecodeError
 from gateway.hub import SnapshotHub
+from gateway.logs import BurstLog
 from gateway.master.model import BankSnapshot
 from gateway.outputs import discovery
 from gateway.outputs.discovery import OFFLINE, ONLINE, Topics
@@ -49,6 +55,10 @@ KEEPALIVE = 30
 """Seconds; the broker publishes the Last Will after 1.5 x this of silence from a hung gateway."""
 INCOMING_LIMIT = 100
 """Received messages (HA birth, the module record, commands) waiting to be handled; more are dropped."""
+RECORD_LIMIT = 4096
+"""Bytes of a module record read back; ours is under 100 (31 addresses), a longer one is not ours."""
+COMMAND_LIMIT = 64
+"""Bytes of a command payload (a module address, or `1`); a longer one is rejected unread."""
 REFUSED = frozenset({4, 5, 0x86, 0x87})
 """CONNACK codes for bad credentials / not authorised (MQTT 3.1.1 and their MQTT 5 reason codes)."""
 
@@ -96,11 +106,48 @@ def alarms_payload(s: BankSnapshot) -> bytes:
     return _json([alarm_dict(a) for a in s.alarms])
 
 
-def execute(actions: Actions, name: str, payload: str) -> tuple[bool, str]:
-    """Validate and run one operator command; returns (accepted and done, what happened)."""
+def read_record(payload: bytes, addresses: range) -> frozenset[int]:
+    """The module addresses of a record read back from the broker (an empty payload: no record).
+
+    Raises DecodeError unless it is a record we could have written: a short JSON list of valid module addresses.
+    """
+    if not payload:
+        return frozenset()
+    if len(payload) > RECORD_LIMIT:
+        raise DecodeError(f"longer than {RECORD_LIMIT} bytes")
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError) as err:  # ValueError: not UTF-8 or not JSON; RecursionError: nested
+        raise DecodeError(f"not JSON: {type(err).__name__}") from err
+    if not isinstance(value, list) or not all(type(a) is int and a in addresses for a in value):
+        raise DecodeError(f"not a list of module addresses {addresses[0]}..{addresses[-1]}")
+    return frozenset(value)
+
+
+def command_text(payload: bytes) -> str:
+    """The text of a command payload; DecodeError when it is too long or not UTF-8."""
+    if len(payload) > COMMAND_LIMIT:
+        raise DecodeError(f"payload longer than {COMMAND_LIMIT} bytes")
+    try:
+        return payload.decode()
+    except UnicodeDecodeError as err:
+        raise DecodeError("payload is not UTF-8 text") from err
+
+
+def preview(payload: bytes | str, limit: int = 40) -> str:
+    """A payload or name as it may appear in a log line or a result: text, at most `limit` characters."""
+    text = payload if isinstance(payload, str) else payload[: limit * 4].decode(errors="replace")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def execute(actions: Actions, name: str, payload: str, *, addresses: range) -> tuple[bool, str]:
+    """Validate and run one operator command; returns (accepted and done, what happened).
+
+    `addresses` are the valid module addresses (`ModuleBusSection.addresses`).
+    """
     if name == "readmit":
-        if not re.fullmatch(r"[0-9]{1,2}", payload.strip()) or not 1 <= int(payload) <= 31:
-            return False, f"readmit needs a module address 1..31, got {payload!r}"
+        if not re.fullmatch(r"[0-9]{1,3}", payload.strip()) or int(payload) not in addresses:
+            return False, f"readmit needs a module address {addresses[0]}..{addresses[-1]}, got {payload!r}"
         address = int(payload)
         if actions.readmit(address):
             return True, f"module {address} re-admitted: it joins the bank once it passes admission"
@@ -165,6 +212,7 @@ class MqttPublisher:
         self._published = 0
         self._reconnects = 0
         self._errors = 0
+        self._rejected = BurstLog(_log, "mqtt: incoming message rejected", clock=clock)
 
     @property
     def connected(self) -> bool:
@@ -297,6 +345,7 @@ class MqttPublisher:
         self._reconcile(outbox, snapshot, everything=True)
         alarms = None
         while True:
+            self._rejected.flush()
             self._reconcile(outbox, snapshot)
             for topic, payload in state_messages(snapshot, self._topics).items():
                 outbox.put(topic, payload)
@@ -319,8 +368,11 @@ class MqttPublisher:
 
     # -- discovery ----------------------------------------------------------------------------------------
 
-    def _reconcile(self, outbox: Outbox, snapshot: BankSnapshot, *, everything: bool = False) -> None:
-        """Announce new modules, clear removed ones and update the record; `everything` re-sends all configs."""
+    def _reconcile(
+        self, outbox: Outbox, snapshot: BankSnapshot, *, everything: bool = False, record: bool = False
+    ) -> None:
+        """Announce new modules, clear removed ones and update the record; `everything` re-sends all configs,
+        `record` the record."""
         if not self._config.mqtt.discovery:
             return
         wanted = self._configured or (self._announced | set(snapshot.modules))
@@ -335,16 +387,18 @@ class MqttPublisher:
             _log.info("mqtt: removing the Home Assistant entities of a module no longer configured", module=address)
             for topic in discovery.module_configs(self._config, address):
                 outbox.put(topic, b"", retain=True)
-        if everything or wanted != self._announced:
+        if everything or record or wanted != self._announced:
             outbox.put(self._topics.modules, _json(sorted(wanted)), retain=True)
         self._announced = frozenset(wanted)
 
     def _record(self, outbox: Outbox, payload: bytes) -> None:
-        """Merge a record read back from the broker (ours, or a previous run's) into what is announced."""
+        """Merge a record read back from the broker (ours, or a previous run's) into what is announced; put ours
+        back in place of one we could not have written."""
         try:
-            addresses = {int(a) for a in json.loads(payload or b"[]")}
-        except (ValueError, TypeError):
-            _log.warning("mqtt: ignoring an unreadable module record", topic=self._topics.modules)
+            addresses = read_record(payload, self._config.can.modules.addresses)
+        except DecodeError as err:
+            self._rejected("module_record", topic=self._topics.modules, payload=preview(payload), reason=str(err))
+            self._reconcile(outbox, self._hub.latest, record=True)
             return
         if not addresses <= self._announced:
             self._announced |= addresses
@@ -358,9 +412,12 @@ class MqttPublisher:
         async for message in client.messages:
             topic = message.topic.value
             payload = message.payload
-            if topic == birth and payload == ONLINE:
-                _log.info("mqtt: Home Assistant is online; republishing discovery")
-                self._reconcile(outbox, self._hub.latest, everything=True)
+            if topic == birth:
+                if payload == ONLINE:
+                    _log.info("mqtt: Home Assistant is online; republishing discovery")
+                    self._reconcile(outbox, self._hub.latest, everything=True)
+                elif payload != OFFLINE:
+                    self._rejected("birth", topic=topic, payload=preview(payload), reason="neither online nor offline")
             elif topic == self._topics.modules:
                 self._record(outbox, payload)
             elif topic.startswith(self._topics.command_prefix):
@@ -370,12 +427,20 @@ class MqttPublisher:
         """Run one command and publish its result; an empty payload clears a retained message and is no command."""
         if name == "result" or not payload or self._actions is None:
             return
-        text = payload.decode(errors="replace")
-        if retained:
-            ok, detail = False, "retained commands are ignored: publish commands without the retain flag"
+        name = preview(name)
+        try:
+            text = command_text(payload)
+        except DecodeError as err:
+            ok, detail, text = False, str(err), preview(payload)
         else:
-            ok, detail = execute(self._actions, name, text)
-        (_log.info if ok else _log.warning)("mqtt command", command=name, payload=text, ok=ok, detail=detail)
+            if retained:
+                ok, detail = False, "retained commands are ignored: publish commands without the retain flag"
+            else:
+                ok, detail = execute(self._actions, name, text, addresses=self._config.can.modules.addresses)
+        if ok:
+            _log.info("mqtt command", command=name, payload=text, ok=ok, detail=detail)
+        else:
+            self._rejected("command", command=name, payload=text, reason=detail)
         result = {"command": name, "payload": text, "ok": ok, "detail": detail, "t": round(self._clock(), 3)}
         outbox.put(self._topics.command_result, _json(result))
 
@@ -397,7 +462,8 @@ def _raise_if_cancelled(baseline: int = 0) -> None:
 
 
 def _read_password(config: Config) -> str | None:
-    """The password from `password_file` (trailing newline stripped); a missing file is a config error."""
+    """The password from `password_file` (trailing newline stripped); a missing or non-text file is a config
+    error."""
     mqtt = config.mqtt
     if mqtt.password_file is None:
         return None
@@ -405,6 +471,10 @@ def _read_password(config: Config) -> str | None:
         return mqtt.password_file.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as err:
         raise ConfigError([f"mqtt.password_file: cannot read {mqtt.password_file}: {err.strerror or err}"]) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            [f"mqtt.password_file: {mqtt.password_file} is not UTF-8 text (byte {err.start}: {err.reason})"]
+        ) from err
 
 
 def _tls(config: Config) -> aiomqtt.TLSParameters | None:

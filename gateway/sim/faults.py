@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from gateway.config import SHIPPED_ADDRESS_MASK, module_addresses
 from gateway.master.model import ALARM_BITS
 
 Kind = Literal["drop", "freeze", "overheat", "cell_high", "soc_offset", "firmware", "protection", "warning", "fault"]
@@ -133,8 +134,9 @@ def _problem(fault: Fault) -> str | None:
     kind, value = fault.kind, fault.value
     if kind not in KINDS:
         return f"unknown kind (one of {', '.join(KINDS)})"
-    if not 1 <= fault.module <= 31:
-        return "module address must be within 1..31"
+    addresses = module_addresses(SHIPPED_ADDRESS_MASK)
+    if fault.module not in addresses:
+        return f"module address must be within {addresses[0]}..{addresses[-1]}"
     if not (math.isfinite(fault.at) and fault.at >= 0):
         return "time must be a finite number of seconds >= 0"
     if kind == "soc_offset" and fault.at:

@@ -20,13 +20,15 @@ from cantools.database.can import Database, Message
 
 from gateway.can.codec import DecodeFailure
 from gateway.can.dbc import load
+from gateway.config import SHIPPED_ADDRESS_MASK, module_addresses
 from gateway.master.model import ALARM_BITS, MAX_CELLS, MAX_SENSORS, ModuleState
 from gateway.sim import physics
 from gateway.sim.faults import NONE, Effects, Fault, effects
 
 STEP = 0.1
 """Seconds per physics step; a frame reports the state of the last step before it."""
-ADDRESS_MASK = 0x1F
+ADDRESS_MASK = SHIPPED_ADDRESS_MASK
+ADDRESSES = module_addresses(ADDRESS_MASK)
 FIRMWARE = (1, 4, 2)
 IDLE_CURRENT = 0.5
 """|A| below which a module reports Standby rather than Charging or Discharging."""
@@ -450,8 +452,8 @@ def _check(
     ambient: float,
 ) -> tuple[tuple[int, ...], ...]:
     """Validate the constructor's arguments; the strings of module addresses (default: one module each)."""
-    if not 1 <= modules <= 31:
-        raise ValueError(f"modules must be within 1..31, not {modules}")
+    if not 1 <= modules <= len(ADDRESSES):
+        raise ValueError(f"modules must be within 1..{len(ADDRESSES)}, not {modules}")
     if not 1 <= cells <= MAX_CELLS:
         raise ValueError(f"cells must be within 1..{MAX_CELLS}, not {cells}")
     if not 1 <= sensors <= MAX_SENSORS:
