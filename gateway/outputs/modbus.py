@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
 from gateway.clock import Clock
-from gateway.config import Config
+from gateway.config import MAX_MODULES, Config
 from gateway.errors import GatewayError
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
@@ -48,7 +48,7 @@ BANK_SIZE = 100
 MODULE_BASE = BANK_SIZE
 MODULE_SIZE = 32
 """Registers per module block; unused ones read 0 and are reserved."""
-MODULE_ADDRESSES = range(1, 32)
+MODULE_ADDRESSES = range(1, MAX_MODULES + 1)
 PLAIN_SIZE = MODULE_BASE + MODULE_SIZE * len(MODULE_ADDRESSES)
 MAX_READ = 125
 """Registers per read request (Modbus application protocol, function 3 and 4)."""
@@ -251,7 +251,8 @@ def markdown() -> str:
         "",
         *_rows(BANK_REGISTERS, ""),
         "",
-        f"### Module blocks (module *a* = 1..31 at {MODULE_BASE} + {MODULE_SIZE} x (*a* - 1), {MODULE_SIZE} registers)",
+        f"### Module blocks (module *a* = 1..{MAX_MODULES} at {MODULE_BASE} + {MODULE_SIZE} x (*a* - 1), "
+        f"{MODULE_SIZE} registers)",
         "",
         *_rows(MODULE_REGISTERS, "base + "),
         "",
