@@ -9,7 +9,6 @@ or a programming error in the core stops the process.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from dataclasses import replace
 
 import can
 
+from gateway import backoff
 from gateway.can.bus import DecodingListener, open_bus
 from gateway.changes import changes
 from gateway.clock import Clock, LiveClock
@@ -34,8 +34,6 @@ from gateway.systemd import Notifier
 
 log = get("gateway.service")
 
-BACKOFF_START = 0.5
-BACKOFF_CAP = 30.0
 STATUS_PERIOD = 5.0
 RATINGS = ("rated_charge_current", "rated_discharge_current")
 
@@ -137,9 +135,10 @@ class Gateway:
             tg.create_task(self._announce_ready(), name="ready")
 
     async def _supervise(self, name: str, edge: Callable[[], Awaitable[None]]) -> None:
-        """Run an edge forever: restart it with capped, jittered exponential backoff when it fails."""
+        """Run an edge forever: restart it with capped, jittered exponential backoff when it fails (an edge that
+        ran for a while before failing starts the backoff again)."""
         assert self._loop is not None
-        delay = BACKOFF_START
+        retry = backoff.Backoff()
         while True:
             started = self._loop.time()
             try:
@@ -152,18 +151,18 @@ class Gateway:
                 if isinstance(err, ConfigError):
                     raise err from None
                 self.restarts[name] += 1
-                if self._loop.time() - started > 4 * BACKOFF_CAP:
-                    delay = BACKOFF_START
+                if self._loop.time() - started > 4 * backoff.CAP:
+                    retry.reset()
+                wait = retry.next()
                 expected = isinstance(err, can.CanError | OSError | GatewayError)
                 log.error(
                     "edge failed, restarting",
                     edge=name,
                     error=repr(err),
-                    retry_in=round(delay, 1),
+                    retry_in=round(wait, 1),
                     exc_info=not expected,
                 )
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, BACKOFF_CAP)
+            await asyncio.sleep(wait)
 
     async def _announce_ready(self) -> None:
         await asyncio.gather(*(e.wait() for e in self._ready.values()))

@@ -54,8 +54,3 @@ class Notifier:
 
     def stopping(self) -> None:
         self.send(stopping=1)
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None

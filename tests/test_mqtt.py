@@ -29,7 +29,7 @@ from mosquitto import (  # noqa: F401 (the fixtures)
 )
 from test_discovery import fleet_problems
 
-from gateway import config
+from gateway import backoff, config
 from gateway.clock import LiveClock
 from gateway.errors import ConfigError, DecodeError
 from gateway.hub import SnapshotHub
@@ -37,12 +37,9 @@ from gateway.master.master import Master
 from gateway.master.model import BankSnapshot, ModuleReading, empty_snapshot
 from gateway.outputs import discovery
 from gateway.outputs.mqtt import (
-    BACKOFF_CAP,
-    BACKOFF_FIRST,
     SHUTDOWN_TIMEOUT,
     MqttPublisher,
     Outbox,
-    backoff,
     execute,
     read_record,
     urgent_key,
@@ -136,10 +133,16 @@ def normal(value: Any) -> Any:
 
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
     rng = random.Random(1)
-    for attempt in range(40):
-        ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt)
-        assert ceiling / 2 <= backoff(attempt, rng) <= ceiling
-    assert len({backoff(3, rng) for _ in range(10)}) > 1
+    for attempt in range(12):
+        ceiling = min(backoff.CAP, backoff.FIRST * 2**attempt)
+        assert ceiling / 2 <= backoff.delay(attempt, rng) <= ceiling
+    assert len({backoff.delay(3, rng) for _ in range(10)}) > 1
+    reference = random.Random(2)
+    expected = [min(backoff.CAP, backoff.FIRST * 2**n) * reference.uniform(0.5, 1.0) for n in range(3)]
+    counter = backoff.Backoff(random.Random(2))
+    assert [counter.next() for _ in range(3)] == expected
+    counter.reset()
+    assert counter.next() <= backoff.FIRST  # after a success the next failure waits the shortest again
 
 
 async def test_outbox_keeps_the_latest_value_per_topic() -> None:

@@ -659,19 +659,14 @@ def test_an_independent_dbc_reads_alarms_requests_and_the_fail_safe_set() -> Non
 VICTRON_307 = bytes.fromhex("12 34 56 78 56 49 43 00")
 
 
-def test_the_link_decodes_keepalive_and_identification() -> None:
+def test_the_link_hears_keepalive_and_decodes_identification() -> None:
     link = InverterLink()
     assert link.info is None
-    assert link.keepalive is None
     link.feed(0x307, VICTRON_307, 5.0)
     assert link.info is not None
     assert (link.info.name, link.info.last_seen, link.info.keepalive_seen) == ("VIC", 5.0, None)
     link.feed(0x305, bytes(8), 6.0)
     assert (link.info.name, link.info.last_seen, link.info.keepalive_seen) == ("VIC", 6.0, 6.0)
-    assert link.keepalive == {"InverterBatteryVoltage": 0.0, "InverterBatteryCurrent": 0.0}
-    sma = bytes.fromhex("10 02 97 FF E6 00 DE 03")  # DC 52.8 V, -10.5 A
-    link.feed(0x305, sma, 7.0)
-    assert link.keepalive == pytest.approx({"InverterBatteryVoltage": 52.8, "InverterBatteryCurrent": -10.5})
 
 
 def test_the_link_ignores_other_frames_and_pads_short_ones() -> None:

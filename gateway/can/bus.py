@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import can
-import can.interface
 
 from gateway.errors import BusError
 from gateway.logs import get
@@ -15,20 +14,16 @@ log = get("gateway.can")
 
 
 def open_bus(interface: str, channel: str, bitrate: int, **options: Any) -> can.BusABC:
-    """Open a bus with exactly these arguments.
-
-    `can.Bus()` would merge in ~/can.conf and CAN_* environment variables; a gateway must do what its own
-    config says, so the interface class is instantiated directly.
-    """
+    """Open a bus with exactly these arguments: `ignore_config` keeps python-can from merging in ~/can.conf and
+    CAN_* environment variables, since a gateway must do what its own config says."""
     try:
-        cls = can.interface._get_class_for_interface(interface)
-        return cls(channel=channel, bitrate=bitrate, **options)
+        return can.Bus(interface=interface, channel=channel, bitrate=bitrate, ignore_config=True, **options)
     except (can.CanError, OSError, ValueError, ImportError, TypeError, NotImplementedError) as err:
         raise BusError(f"cannot open CAN interface {interface!r} channel {channel!r}: {err}") from err
 
 
 class DecodingListener(can.Listener):
-    """Hands every received frame, stamped by `clock`, to `sink` in the thread (or loop) that received it.
+    """Hands every received frame, stamped by `clock`, to `sink` in python-can's Notifier thread, which received it.
 
     Decoding here rather than queueing every frame into asyncio is what keeps a saturated bus cheap. A bus
     error is recorded and signalled through `on_failure` so the service can reopen the bus.

@@ -1,7 +1,7 @@
 """Module frames in, latest state per module out.
 
-`ModuleStore.feed` is called where frames arrive (python-can's Notifier thread, or the event loop's reader on
-socketcan, or a log replay) with an explicit timestamp. It decodes, rejects what is malformed or implausible
+`ModuleStore.feed` is called where frames arrive (live: python-can's Notifier thread; replay: the log reader)
+with an explicit timestamp. It decodes, rejects what is malformed or implausible
 (counted by kind, logged once per burst), and keeps only the latest values per module: no queue grows. The
 master asks for `readings()` on its tick and gets frozen values, the same object again for a module that has
 not changed. A frame that may call for protection (new alarm bits, a module fault, a cell or temperature moving

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import re
 import ssl
 from collections.abc import Hashable
@@ -34,6 +33,7 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from gateway import logs
+from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.errors import ConfigError, DecodeError
@@ -46,9 +46,6 @@ from gateway.payload import alarm_dict, bank_dict, cells_dict, module_dict
 
 _log = logs.get(__name__)
 
-BACKOFF_FIRST = 0.5
-"""Seconds before the first reconnect attempt; doubles per failed attempt up to `BACKOFF_CAP`."""
-BACKOFF_CAP = 30.0
 SHUTDOWN_TIMEOUT = 2.0
 """How long a cancelled publisher may spend saying "offline" and disconnecting."""
 KEEPALIVE = 30
@@ -69,11 +66,6 @@ class Actions(Protocol):
     def readmit(self, address: int) -> bool: ...
 
     def request_full_charge(self) -> None: ...
-
-
-def backoff(attempt: int, rng: random.Random) -> float:
-    """Capped exponential delay with jitter (50..100 %), so a fleet does not reconnect in lockstep."""
-    return min(BACKOFF_CAP, BACKOFF_FIRST * 2.0 ** min(attempt, 16)) * rng.uniform(0.5, 1.0)
 
 
 def urgent_key(s: BankSnapshot) -> Hashable:
@@ -202,8 +194,7 @@ class MqttPublisher:
         self._interval = mqtt.interval
         self._configured = frozenset(a for string in config.bank.strings for a in string)
         self._announced: frozenset[int] = frozenset()
-        self._rng = random.Random()
-        self._attempt = 0
+        self._backoff = Backoff()
         self._failure: str | None = None
         self._connected = False
         self._ever_connected = False
@@ -245,8 +236,7 @@ class MqttPublisher:
             except aiomqtt.MqttError as err:
                 self._errors += 1
                 self._report(err)
-            await asyncio.sleep(backoff(self._attempt, self._rng))
-            self._attempt += 1
+            await asyncio.sleep(self._backoff.next())
 
     # -- connection ---------------------------------------------------------------------------------------
 
@@ -285,7 +275,8 @@ class MqttPublisher:
         if self._ever_connected:
             self._reconnects += 1
         self._connected = self._ever_connected = self._lost = True
-        self._attempt, self._failure = 0, None
+        self._failure = None
+        self._backoff.reset()
         _log.info("mqtt connected", host=mqtt.host, port=mqtt.port, client_id=self._client_id)
 
     def _report(self, err: aiomqtt.MqttError) -> None:
@@ -296,7 +287,7 @@ class MqttPublisher:
             self._lost = False
             _log.warning("mqtt connection lost; reconnecting", host=mqtt.host, port=mqtt.port, error=text)
         elif text == self._failure:
-            _log.debug("mqtt connect failed again", error=text, attempt=self._attempt)
+            _log.debug("mqtt connect failed again", error=text, attempt=self._backoff.attempt)
         elif isinstance(err, MqttConnectError) and getattr(err.rc, "value", err.rc) in REFUSED:
             self._failure = text
             _log.error(

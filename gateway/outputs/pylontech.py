@@ -582,7 +582,7 @@ class InverterPublisher:
 
 
 class InverterLink:
-    """What the inverter sends back: 0x305 keep-alive and 0x307 identification, decoded with the DBC.
+    """What the inverter sends back: 0x305 keep-alive (its arrival) and 0x307 identification (decoded with the DBC).
 
     Fed from python-can's receive thread; `info` is replaced whole, so the master reads a consistent value.
     Neither frame is required: `info` stays None for an inverter that never sends them, and the master raises
@@ -593,7 +593,6 @@ class InverterLink:
 
     def __init__(self) -> None:
         self._info: InverterInfo | None = None
-        self._keepalive: Mapping[str, float] | None = None
         self._logged: str | None = None
         self._logged_at = -math.inf
         self._renames = 0
@@ -601,11 +600,6 @@ class InverterLink:
     @property
     def info(self) -> InverterInfo | None:
         return self._info
-
-    @property
-    def keepalive(self) -> Mapping[str, float] | None:
-        """The last 0x305, decoded: DC voltage and current from an SMA Sunny Island, zeros from most others."""
-        return self._keepalive
 
     def on_message(self, msg: can.Message, t: float) -> None:
         if msg.is_extended_id or msg.is_remote_frame or msg.is_error_frame:
@@ -617,16 +611,16 @@ class InverterLink:
         their arrival is what counts."""
         if can_id not in INVERTER_IDS:
             return
-        message = _codec().messages[can_id]
-        decoded = message.decode(data[: message.length].ljust(message.length, b"\0"), decode_choices=False)
         before = self._info
         name = "" if before is None else before.name
         keepalive_seen = None if before is None else before.keepalive_seen
         if can_id == KEEPALIVE:
-            self._keepalive = MappingProxyType({k: float(v) for k, v in decoded.items() if isinstance(v, int | float)})
             keepalive_seen = t
-        elif isinstance(text := decoded["InverterName"], int):
-            name = _text(text, 4)
+        else:
+            message = _codec().messages[can_id]
+            decoded = message.decode(data[: message.length].ljust(message.length, b"\0"), decode_choices=False)
+            if isinstance(text := decoded["InverterName"], int):
+                name = _text(text, 4)
         self._info = InverterInfo(name=name, last_seen=t, keepalive_seen=keepalive_seen)
         if before is not None and before.name != name:
             self._renames += 1
