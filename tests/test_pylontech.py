@@ -423,11 +423,11 @@ def test_the_whole_set_goes_out_every_period() -> None:
     feed = Feed(period=1.0)
     assert feed(0.0) == PYLON_12
     assert feed(0.5) == []
-    assert feed.schedule.wake() == 1.0
-    assert feed(1.0) == PYLON_12
+    assert feed.schedule.wake() == 2.5  # the next tick asks; on its own only when this snapshot goes stale
+    assert feed(0.96) == PYLON_12  # a tick a few ms early carries the period's set
     assert feed(1.3) == []
     assert feed(2.7) == PYLON_12  # late: the next one is 3.0, back on the grid
-    assert feed.schedule.wake() == 3.0
+    assert feed.schedule.wake() == 4.7
     assert feed.schedule.fast_sends == 0
 
 
@@ -556,8 +556,7 @@ def test_fast_sends_are_rate_limited_and_judged_against_what_was_sent() -> None:
     feed = Feed(period=5.0)
     feed(0.0)
     assert feed(1.0, ccl=50.0) == PYLON_12
-    assert feed(1.05, ccl=20.0) == []
-    assert feed.schedule.wake() == pytest.approx(1.1)
+    assert feed(1.05, ccl=20.0) == []  # within FAST_INTERVAL of the last: the next tick sends it
     assert feed(1.08, ccl=60.0) == []  # back above 50: nothing protective left to send
     assert feed(1.09, ccl=20.0) == []
     assert feed(1.1, ccl=20.0) == PYLON_12
@@ -814,6 +813,34 @@ async def publishing(
             await task
 
 
+class Ticking:
+    """A master that publishes a fresh snapshot of `values` every 0.1 s (the publisher sends with the ticks)."""
+
+    def __init__(self, hub: SnapshotHub, clock: Callable[[], float], **values: Any) -> None:
+        self.values = values
+        self.running = True
+        self._hub, self._clock = hub, clock
+
+    async def run(self) -> None:
+        seq = self._hub.latest.seq
+        while self.running:
+            await asyncio.sleep(0.1)
+            seq += 1
+            self._hub.publish(snapshot(t=self._clock(), seq=seq, **self.values))
+
+
+@contextlib.asynccontextmanager
+async def ticking(hub: SnapshotHub, clock: Callable[[], float], **values: Any) -> AsyncIterator[Ticking]:
+    master = Ticking(hub, clock, **values)
+    task = asyncio.create_task(master.run())
+    try:
+        yield master
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def next_frame(reader: can.AsyncBufferedReader, can_id: int, within: float = 1.0) -> can.Message:
     async with asyncio.timeout(within):
         while True:
@@ -857,9 +884,13 @@ async def test_a_falling_limit_goes_out_before_the_period(buses: Any) -> None:
     gateway, inverter = buses
     clock = LiveClock()
     hub = SnapshotHub(snapshot(t=clock()))
-    async with listening(inverter) as reader, publishing(gateway, hub, clock, period=5.0) as publisher:
+    async with (
+        listening(inverter) as reader,
+        ticking(hub, clock) as master,
+        publishing(gateway, hub, clock, period=5.0) as publisher,
+    ):
         assert ccl_of(await next_frame(reader, 0x351)) == 1000
-        hub.publish(snapshot(t=clock(), seq=2, ccl=0.0))
+        master.values = {"ccl": 0.0}
         assert ccl_of(await next_frame(reader, 0x351, within=1.0)) == 0
         assert publisher.fast_sends == 1
 
@@ -870,10 +901,13 @@ async def test_a_stale_master_gets_the_fail_safe_set_on_the_bus(buses: Any) -> N
     hub = SnapshotHub(snapshot(t=clock()))
     with structlog.testing.capture_logs() as logged:
         async with listening(inverter) as reader, publishing(gateway, hub, clock, period=0.1):
-            assert ccl_of(await next_frame(reader, 0x351)) == 1000
-            clock.offset += STALE_AFTER + 1.0
-            first = await next_frame(reader, 0x351)
-            assert hexes(first.data) == FAILSAFE_351
+            async with ticking(hub, clock):
+                assert ccl_of(await next_frame(reader, 0x351)) == 1000
+            clock.offset += STALE_AFTER + 1.0  # the master stopped: no more snapshots, and time goes on
+            # The publisher wakes when the last snapshot turns stale (its timer runs in real time: <= 2 s).
+            first = await next_frame(reader, 0x351, within=STALE_AFTER + 1.0)
+            while hexes(first.data) != FAILSAFE_351:  # a set already on its way before the jump
+                first = await next_frame(reader, 0x351)
             assert hexes((await next_frame(reader, 0x35C)).data) == "00 00"
             assert (await next_frame(reader, 0x359)).data[1] == 0x08
             assert hexes((await next_frame(reader, 0x351)).data) == FAILSAFE_351  # and it keeps sending
@@ -905,8 +939,8 @@ async def test_send_errors_are_counted_and_logged_once_per_burst() -> None:
     clock = LiveClock()
     hub = SnapshotHub(snapshot(t=clock()))
     with structlog.testing.capture_logs() as logged:
-        async with publishing(FullBus(), hub, clock, period=0.05) as publisher:  # type: ignore[arg-type]
-            await asyncio.sleep(0.3)
+        async with ticking(hub, clock), publishing(FullBus(), hub, clock, period=0.05) as publisher:  # type: ignore[arg-type]
+            await asyncio.sleep(0.35)
             await publisher.send_failsafe(times=1)
     assert publisher.send_errors >= 3 * len(PYLON_12)
     assert publisher.frames_sent == 0

@@ -211,9 +211,9 @@ class ModuleStore:
         if not self._counted and "status" in plan.groups:
             slot.confirmed = True
         slot.version += 1
-        self.decoded += 1
         if urgent and self.on_urgent is not None:
             self.on_urgent()
+        self.decoded += 1  # last: a frame counted as decoded has had all its effects, the urgent wake included
 
     def on_message(self, msg: can.Message, t: float) -> None:
         """Feed a python-can message (error and remote frames are counted, not decoded)."""

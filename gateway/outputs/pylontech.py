@@ -57,7 +57,9 @@ NAME_LOG_INTERVAL = 60.0
 """"inverter seen" is logged when the inverter's name changes, at most once per this many seconds of frame time:
 a bus that carries other traffic on 0x307 (or a log with random IDs) decodes a new "name" from every frame."""
 _SLACK = 1e-3
-"""A due time this close counts as reached: replay's ticks add up 0.1 s steps and land a hair early."""
+"""A fast send this close to the end of the rate limit counts as allowed: ticks that add up 0.1 s land a hair early."""
+TICK_SLACK = 0.05
+"""Half the default master tick: a periodic set is due at the tick nearest its time (see `Schedule._slack`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +475,9 @@ class Schedule:
         self.bank = bank
         """The rated currents the fast path's thresholds come from (replaced on a reload)."""
         self.period = self.profile.period or config.period
+        self._slack = min(TICK_SLACK, self.period / 4)
+        """How early a tick may come and still carry the period's set: sets ride on the master's ticks, and a tick
+        a few ms early must not push the set to the next tick, a whole tick late."""
         self.fast_sends = 0
         self.reason: str | None = None
         """Why the last set sent was the fail-safe one; None while the inverter gets the master's limits."""
@@ -489,22 +494,30 @@ class Schedule:
         watch = _watch(shown, self.bank)
         urgent = self._sent is not None and watch.protects(self._sent)
         later = math.inf if stale else stale_at
-        if self._next is None or now >= self._next - _SLACK:
-            following = now if self._next is None else self._next + self.period
-            self._next = following if following > now else now + self.period
+        # The period counts on the master's clock (the snapshot's tick time) while it ticks: sets stay on the ticks
+        # whenever the publisher first asks; once the snapshot is stale, on this clock.
+        at = now if stale else snapshot.t
+        if self._next is None or at >= self._next - self._slack:
+            following = at if self._next is None else self._next + self.period
+            self._next = following if following > at else at + self.period
         elif urgent and now >= self._last_fast + FAST_INTERVAL - _SLACK:
             self._last_fast = now
             self.fast_sends += 1
         else:
-            self._wake = min(self._next, later, self._last_fast + FAST_INTERVAL if urgent else math.inf)
+            fast = self._last_fast + FAST_INTERVAL if urgent else math.inf
+            self._wake = min(self._next, fast) if stale else later
             return []
         self._sent = watch
         self.reason = None if shown.valid else shown.reason
-        self._wake = min(self._next, later)
+        self._wake = self._next if stale else later
         return frames(shown, self.profile)
 
     def wake(self) -> float:
-        """When `due` wants to be asked again if no newer snapshot comes first (clock time)."""
+        """When `due` wants to be asked again if no newer snapshot comes first (clock time).
+
+        While the master ticks, every new snapshot asks, so sets go out with the ticks (live exactly as in replay)
+        and this is only when the snapshot would turn stale; once it is stale, the next period or fast send.
+        """
         return self._wake
 
 
@@ -538,6 +551,8 @@ class InverterPublisher:
         return self._schedule.fast_sends
 
     async def run(self) -> None:
+        """Send what the schedule says each time the master ticks (a new snapshot), so live sets go out exactly
+        as replay's do, and on the schedule's own wake-up once the snapshot is stale."""
         reason: str | None = None
         while not self.stopped:
             snapshot = self._hub.latest
