@@ -48,8 +48,8 @@ from gateway import config, status
 from gateway.can.bus import open_bus
 from gateway.cli import _serve, main
 from gateway.errors import ConfigError
-from gateway.master.alarms import CODES
-from gateway.master.model import Lifecycle
+from gateway.master.model import AlarmCode, Lifecycle
+from gateway.outputs.alarm_table import MODBUS_BIT
 from gateway.outputs.modbus import BANK_REGISTERS
 from gateway.service import Gateway
 from gateway.sim import Simulator, parse_fault
@@ -668,7 +668,7 @@ async def test_a_failing_master_step_stops_the_inverter_says_why_everywhere_and_
     gateway = Gateway(cfg)
     master = breakable(gateway.core)
     protections = next(r for r in BANK_REGISTERS if r.field.key == "protections")
-    internal = 1 << CODES.index("internal_error")
+    internal = 1 << MODBUS_BIT[AlarmCode.INTERNAL_ERROR]
 
     def charging(m: can.Message) -> bool:
         return m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0

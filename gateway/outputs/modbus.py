@@ -35,9 +35,9 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
-from gateway.master.alarms import CODES
 from gateway.master.model import ALARM_BITS, BankSnapshot, Level, Lifecycle, ModuleView
 from gateway.outputs import sunspec
+from gateway.outputs.alarm_table import MODBUS_BIT
 from gateway.outputs.fields import BANK_FIELDS, BANK_FLAGS, MODULE_FIELDS, Field, RegisterType
 from gateway.payload import bank_dict, lookup, module_dict
 
@@ -257,7 +257,7 @@ def markdown() -> str:
         "",
         "### Alarm bits (`alarms`, `protections`; SunSpec EvtVnd1, EvtVnd2)",
         "",
-        *(f"- bit {i}: `{code}`" for i, code in enumerate(CODES)),
+        *(f"- bit {bit}: `{code}`" for code, bit in MODBUS_BIT.items()),
         "",
         "### Module warning and protection bits",
         "",

@@ -35,6 +35,7 @@ from gateway.config import BankSection, InverterBusSection, InverterProtocol
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
 from gateway.master.model import BankSnapshot, Flags, InverterInfo, Level, Lifecycle
+from gateway.outputs.alarm_table import PYLONTECH, NotSent
 
 log = get("gateway.inverter")
 
@@ -81,31 +82,6 @@ PROFILES: Mapping[InverterProtocol, Profile] = MappingProxyType(
     }
 )
 """What each `can.inverter.protocol` sends, in this order, and how often (docs/inverter.md has the same table)."""
-
-ALARM_MAP: Mapping[str, tuple[str | None, str]] = MappingProxyType(
-    {
-        "cell_over_voltage": ("OverVoltage", "HighVoltage"),
-        "pack_over_voltage": ("OverVoltage", "HighVoltage"),
-        "cell_under_voltage": ("UnderVoltage", "LowVoltage"),
-        "pack_under_voltage": ("UnderVoltage", "LowVoltage"),
-        "charge_over_temperature": ("OverTemperature", "HighTemperatureCharge"),
-        "discharge_over_temperature": ("OverTemperature", "HighTemperature"),
-        "charge_under_temperature": ("UnderTemperature", "LowTemperatureCharge"),
-        "discharge_under_temperature": ("UnderTemperature", "LowTemperature"),
-        "charge_over_current": ("ChargeOverCurrent", "HighChargeCurrent"),
-        "discharge_over_current": ("DischargeOverCurrent", "HighDischargeCurrent"),
-        "cell_imbalance": (None, "CellImbalance"),
-        "module_fault": ("InternalError", "BmsInternal"),
-        "module_comm_lost": ("InternalError", "BmsInternal"),
-        "sensor_mismatch": ("InternalError", "BmsInternal"),
-        "internal_error": ("InternalError", "BmsInternal"),
-    }
-)
-"""Alarm code -> (0x359 bit, 0x35A pair); the alarm's level picks the protection/alarm or the warning half.
-
-Codes not here (module_mismatch, stack_limit, heat_accumulation, inverter_comm_lost) are about the installation,
-not a threshold the battery crossed: they show on MQTT and Modbus, not as inverter alarms.
-"""
 
 _PYLON_BITS = (
     "OverVoltage",
@@ -342,13 +318,12 @@ def _input(snapshot: BankSnapshot, modules_count: int | None) -> _Input:
     bits: set[tuple[str, Level]] = set()
     pairs: set[tuple[str, Level]] = set()
     for alarm in snapshot.alarms:
-        mapped = ALARM_MAP.get(alarm.code)
-        if mapped is None:
+        mapped = PYLONTECH[alarm.code]
+        if isinstance(mapped, NotSent):
             continue
-        bit, pair = mapped
-        if bit is not None:
-            bits.add((bit, alarm.level))
-        pairs.add((pair, alarm.level))
+        if mapped.bit is not None:
+            bits.add((mapped.bit, alarm.level))
+        pairs.add((mapped.pair, alarm.level))
     if not snapshot.valid:
         bits.add((_INVALID[0], Level.PROTECTION))
         pairs.add((_INVALID[1], Level.PROTECTION))
