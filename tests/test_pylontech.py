@@ -59,6 +59,7 @@ from gateway.outputs.pylontech import (
     InverterPublisher,
     Schedule,
     frames,
+    update_docs,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -755,6 +756,11 @@ def test_the_docs_alarm_table_is_the_code() -> None:
     assert {c: m for c, m in documented.items() if m != (None, None)} == {
         c: m for c, m in PYLONTECH.items() if not isinstance(m, NotSent)
     }
+
+
+def test_the_docs_alarm_table_is_generated_from_the_code() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    assert update_docs(text) == text, "run: python -m gateway.outputs.pylontech docs/inverter.md"
 
 
 def test_the_docs_bit_positions_are_the_dbc() -> None:
