@@ -24,9 +24,8 @@ from gateway.can.commands import CommandSchedule
 from gateway.can.ingest import ModuleStore, Urgency
 from gateway.config import Config, LimitsSection
 from gateway.logs import BurstLog, get
-from gateway.master.alarms import INTERNAL_ERROR
 from gateway.master.master import Master
-from gateway.master.model import Alarm, BankSnapshot, Level, MasterCommand, empty_snapshot
+from gateway.master.model import Alarm, AlarmCode, BankSnapshot, Level, MasterCommand, empty_snapshot
 from gateway.outputs import pylontech
 
 log = get("gateway.core")
@@ -163,13 +162,15 @@ class Core:
             self._failing_since = now
         self._burst(type(err).__name__, error=str(err), exc_info=err)
         detail = f"master step failed: {type(err).__name__}: {err}"
-        alarm = Alarm(code=INTERNAL_ERROR, level=Level.PROTECTION, modules=(), since=self._failing_since, detail=detail)
+        alarm = Alarm(
+            code=AlarmCode.INTERNAL_ERROR, level=Level.PROTECTION, modules=(), since=self._failing_since, detail=detail
+        )
         last = self.latest
         snapshot = replace(
             last.failsafe(f"internal error: {type(err).__name__}"),
             seq=last.seq + 1,
             t=now,
-            alarms=(*(a for a in last.alarms if a.code != INTERNAL_ERROR), alarm),
+            alarms=(*(a for a in last.alarms if a.code != AlarmCode.INTERNAL_ERROR), alarm),
         )
         commands = tuple(replace(c, charge_allowed=False, discharge_allowed=False) for c in self._last_commands)
         return snapshot, commands

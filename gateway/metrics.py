@@ -16,8 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.hub import SnapshotHub
-from gateway.master.alarms import CODES
-from gateway.master.model import Level, Lifecycle
+from gateway.master.model import AlarmCode, Level, Lifecycle
 
 TICK_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 LEVELS = {None: 0, Level.WARNING: 1, Level.PROTECTION: 2}
@@ -91,7 +90,7 @@ class _Collector(Collector):
         alarms = GaugeMetricFamily(
             "bms_alarm", "Alarm level per code: 0 none, 1 warning, 2 protection", labels=["code"]
         )
-        for code in CODES:
+        for code in AlarmCode:
             alarms.add_metric([code], active.get(code, 0))
         yield alarms
         yield _gauge("bms_alarm_level", "Worst active alarm: 0 none, 1 warning, 2 protection", LEVELS[s.worst_level()])

@@ -16,8 +16,7 @@ import pytest
 from factories import bank, master, reading, run
 
 from gateway import config
-from gateway.master.alarms import CODES
-from gateway.master.model import empty_snapshot
+from gateway.master.model import AlarmCode, empty_snapshot
 from gateway.outputs import discovery
 from gateway.outputs.discovery import Topics
 from gateway.outputs.fields import BANK_FIELDS, BANK_FLAGS, MODULE_FIELDS
@@ -127,7 +126,7 @@ def test_bank_and_module_configs_satisfy_home_assistant() -> None:
     components = Counter(TOPIC.match(t)["component"] for t in configs)  # type: ignore[index]
     assert components == {
         "sensor": len(BANK_FIELDS) + 3 * len(MODULE_FIELDS),
-        "binary_sensor": len(BANK_FLAGS) + len(CODES),
+        "binary_sensor": len(BANK_FLAGS) + len(AlarmCode),
     }
 
 

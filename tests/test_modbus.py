@@ -24,9 +24,9 @@ from gateway import config
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.hub import SnapshotHub
-from gateway.master.alarms import CODES
-from gateway.master.model import BankSnapshot, empty_snapshot
+from gateway.master.model import AlarmCode, BankSnapshot, empty_snapshot
 from gateway.outputs import modbus, sunspec
+from gateway.outputs.alarm_table import MODBUS_BIT
 from gateway.outputs.fields import BANK_FIELDS, MODULE_FIELDS
 from gateway.outputs.modbus import (
     BANK_REGISTERS,
@@ -183,7 +183,10 @@ async def test_every_plain_map_value_reads_back_as_the_payload(snapshot: BankSna
         "flags": 0b10011,  # charge enabled, discharge enabled, data valid
         "seq": snapshot.seq,
         "age": 12,  # 1.25 s, in 0.1 s
-        "alarms": sum(1 << CODES.index(c) for c in ("cell_over_voltage", "module_mismatch", "module_comm_lost")),
+        "alarms": sum(
+            1 << MODBUS_BIT[c]
+            for c in (AlarmCode.CELL_OVER_VOLTAGE, AlarmCode.MODULE_MISMATCH, AlarmCode.MODULE_COMM_LOST)
+        ),
         "protections": 0,
         "modules_online": 3,
         "modules_pending": 0,

@@ -48,8 +48,8 @@ from gateway import config, status
 from gateway.can.bus import open_bus
 from gateway.cli import _serve, main
 from gateway.errors import ConfigError
-from gateway.master.alarms import CODES
-from gateway.master.model import Lifecycle
+from gateway.master.model import AlarmCode, Lifecycle
+from gateway.outputs.alarm_table import MODBUS_BIT
 from gateway.outputs.modbus import BANK_REGISTERS
 from gateway.service import Gateway
 from gateway.sim import Simulator, parse_fault
@@ -338,7 +338,7 @@ async def test_ready_only_once_buses_are_open_and_modbus_listens_then_status_and
         async with running(gateway):
             # While the Modbus port is taken the gateway runs and pings the watchdog, but is not READY.
             await until(lambda: gateway.restarts["modbus"] >= 2, within=10.0, what="two Modbus restarts")
-            assert notify.count("WATCHDOG") >= 3
+            await until(lambda: notify.count("WATCHDOG") >= 3, within=5.0, what="watchdog pings while not ready")
             assert notify.count("READY") == 0
             assert all(m == {"WATCHDOG": "1"} or set(m) == {"STATUS"} for m in notify.messages), notify.messages
             blocker.close()
@@ -668,7 +668,7 @@ async def test_a_failing_master_step_stops_the_inverter_says_why_everywhere_and_
     gateway = Gateway(cfg)
     master = breakable(gateway.core)
     protections = next(r for r in BANK_REGISTERS if r.field.key == "protections")
-    internal = 1 << CODES.index("internal_error")
+    internal = 1 << MODBUS_BIT[AlarmCode.INTERNAL_ERROR]
 
     def charging(m: can.Message) -> bool:
         return m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0

@@ -18,9 +18,9 @@ from test_modbus import serving as modbus_serving
 from gateway import __version__, config
 from gateway.config import Config
 from gateway.hub import SnapshotHub
-from gateway.master.alarms import CODES
-from gateway.master.model import Alarm, BankSnapshot, Level, empty_snapshot
+from gateway.master.model import Alarm, AlarmCode, BankSnapshot, Level, empty_snapshot
 from gateway.outputs import sunspec
+from gateway.outputs.alarm_table import MODBUS_BIT
 from gateway.outputs.modbus import ModbusServer
 from gateway.outputs.sunspec_models import MODELS, Group, ModelDef, Point
 
@@ -162,8 +162,8 @@ def test_unimplemented_points_read_sunspec_not_implemented_values() -> None:
     assert registers[module + _offset(MODELS[805], "V")] == 0xFFFF
 
 
-@pytest.mark.parametrize("code", CODES)
-def test_every_alarm_code_sets_an_event_bit(code: str) -> None:
+@pytest.mark.parametrize("code", list(AlarmCode))
+def test_every_alarm_code_sets_an_event_bit(code: AlarmCode) -> None:
     lay = sunspec.layout(config_for(**STRINGS))
     s = run(master(bank=STRINGS), 0.0, 6.0, towers).snapshot
     registers = sunspec.image(lay, dataclasses.replace(s, alarms=(Alarm(code, Level.WARNING, (3,), 0.0),)))
@@ -171,7 +171,7 @@ def test_every_alarm_code_sets_an_event_bit(code: str) -> None:
     evt1 = _offset(MODELS[802], "Evt1")
     vendor = _offset(MODELS[802], "EvtVnd1")
     assert registers[battery + evt1] << 16 | registers[battery + evt1 + 1] != 0
-    assert registers[battery + vendor] << 16 | registers[battery + vendor + 1] == 1 << CODES.index(code)
+    assert registers[battery + vendor] << 16 | registers[battery + vendor + 1] == 1 << MODBUS_BIT[code]
     first, second = (b.address - sunspec.BASE + _offset(MODELS[804], "Evt1") for b in lay.blocks if b.model == 804)
     assert registers[first] << 16 | registers[first + 1] == 0  # module 3 is in the second string
     string_events = registers[second] << 16 | registers[second + 1]

@@ -7,6 +7,7 @@ decoded with one dict lookup and one cantools call; nothing is looked up by name
 
 from __future__ import annotations
 
+import enum
 import re
 import sys
 from collections.abc import Mapping
@@ -65,6 +66,19 @@ NO_VALUE_CHOICES = frozenset({"NoSensor", "NotAvailable", "SNA", "Invalid"})
 """Value-table names that mean "no reading" for a raw value (e.g. raw 255 of a TempNN sensor)."""
 
 
+class TargetKind(enum.Enum):
+    """What a target writes: a scalar field, an element of a per-cell array, or a bit of an alarm word.
+
+    An enum, not strings, so the ingest hot path compares by identity and a misspelt kind cannot exist."""
+
+    FIELD = "field"
+    CELL_VOLTAGES = "cell_voltages"
+    CELL_BALANCING = "cell_balancing"
+    CELL_TEMPERATURES = "cell_temperatures"
+    WARNINGS = "warnings"
+    PROTECTIONS = "protections"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where one decoded signal goes (a scalar field, an element of a per-cell array, or an alarm bit), the
@@ -72,8 +86,7 @@ class Target:
 
     signal: str
     group: str
-    kind: str
-    """"field", "cell_voltages", "cell_balancing", "cell_temperatures", "warnings" or "protections"."""
+    kind: TargetKind
     key: str | int
     low: float = -_FINITE
     high: float = _FINITE
@@ -104,18 +117,18 @@ def canonical_target(name: str) -> Target | None:
     """Where our signal `name` goes, or None if it is not one of the protocol's module -> master signals."""
     if name in SCALARS:
         group, key = SCALARS[name]
-        return Target(name, group, "field", key)
+        return Target(name, group, TargetKind.FIELD, key)
     match = _INDEXED.match(name)
     if not match:
         return None
     cell, what, sensor, alarm_kind, alarm_name = match.groups()
     if cell and 1 <= int(cell) <= MAX_CELLS:
-        kind = "cell_voltages" if what == "Voltage" else "cell_balancing"
+        kind = TargetKind.CELL_VOLTAGES if what == "Voltage" else TargetKind.CELL_BALANCING
         return Target(name, "cell_voltages", kind, int(cell) - 1)
     if sensor and 1 <= int(sensor) <= MAX_SENSORS:
-        return Target(name, "cell_temperatures", "cell_temperatures", int(sensor) - 1)
+        return Target(name, "cell_temperatures", TargetKind.CELL_TEMPERATURES, int(sensor) - 1)
     if alarm_kind and alarm_name in ALARM_BITS:
-        kind = "warnings" if alarm_kind == "Warn" else "protections"
+        kind = TargetKind.WARNINGS if alarm_kind == "Warn" else TargetKind.PROTECTIONS
         return Target(name, "alarms", kind, ALARM_BITS.index(alarm_name))
     return None
 

@@ -11,65 +11,42 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gateway.config import BankSection, LimitsSection
-from gateway.master.model import ALARM_BITS, Alarm, Level, ModuleReading, ModuleState
-
-CODES = (
-    "cell_over_voltage",
-    "cell_under_voltage",
-    "pack_over_voltage",
-    "pack_under_voltage",
-    "charge_over_temperature",
-    "discharge_over_temperature",
-    "charge_under_temperature",
-    "discharge_under_temperature",
-    "charge_over_current",
-    "discharge_over_current",
-    "cell_imbalance",
-    "module_mismatch",
-    "module_comm_lost",
-    "inverter_comm_lost",
-    "heat_accumulation",
-    "stack_limit",
-    "sensor_mismatch",
-    "module_fault",
-    "internal_error",
-)
-"""Every alarm code, in a fixed order (the bit order of the Modbus alarm bitfield)."""
-INTERNAL_ERROR = "internal_error"
-"""Raised by the core (not the master) while master steps fail: the inverter gets the fail-safe set."""
+from gateway.master.model import ALARM_BITS, Alarm, AlarmCode, Level, ModuleReading, ModuleState
 
 BIT_CODES = (
-    "cell_over_voltage",
-    "cell_under_voltage",
-    "pack_over_voltage",
-    "pack_under_voltage",
-    "charge_over_temperature",
-    "discharge_over_temperature",
-    "charge_under_temperature",
-    "discharge_under_temperature",
-    "charge_over_current",
-    "discharge_over_current",
-    "cell_imbalance",
-    "module_fault",
-    "module_fault",
-    "module_fault",
-    "module_fault",
-    "module_fault",
+    AlarmCode.CELL_OVER_VOLTAGE,
+    AlarmCode.CELL_UNDER_VOLTAGE,
+    AlarmCode.PACK_OVER_VOLTAGE,
+    AlarmCode.PACK_UNDER_VOLTAGE,
+    AlarmCode.CHARGE_OVER_TEMPERATURE,
+    AlarmCode.DISCHARGE_OVER_TEMPERATURE,
+    AlarmCode.CHARGE_UNDER_TEMPERATURE,
+    AlarmCode.DISCHARGE_UNDER_TEMPERATURE,
+    AlarmCode.CHARGE_OVER_CURRENT,
+    AlarmCode.DISCHARGE_OVER_CURRENT,
+    AlarmCode.CELL_IMBALANCE,
+    AlarmCode.MODULE_FAULT,
+    AlarmCode.MODULE_FAULT,
+    AlarmCode.MODULE_FAULT,
+    AlarmCode.MODULE_FAULT,
+    AlarmCode.MODULE_FAULT,
 )
 """The alarm code of each module alarm bit (protocol order: InternalCommunication..Other are module faults)."""
+_ORDER = {code: n for n, code in enumerate(AlarmCode)}
+"""Alarms are listed in code order, so payloads do not reorder when alarms come and go."""
 
 
 @dataclass(frozen=True, slots=True)
 class Condition:
     """One alarm condition present now, for one module (None for the bank)."""
 
-    code: str
+    code: AlarmCode
     level: Level
     module: int | None
     detail: str
 
 
-Previous = Mapping[tuple[str, int | None], Level]
+Previous = Mapping[tuple[AlarmCode, int | None], Level]
 """Last tick's raw level per (code, module): raised conditions hold until back by the hysteresis band."""
 
 
@@ -137,12 +114,12 @@ def module_conditions(
     )
     current = reading.current or 0.0
     checks = (
-        ("cell_over_voltage", _high, reading.cell_voltage_max, limits.cell_over_voltage, v_band, "V"),
-        ("cell_under_voltage", _low, reading.cell_voltage_min, limits.cell_under_voltage, v_band, "V"),
-        ("pack_over_voltage", _high, per_cell, limits.pack_over_voltage, v_band, "V/cell"),
-        ("pack_under_voltage", _low, per_cell, limits.pack_under_voltage, v_band, "V/cell"),
+        (AlarmCode.CELL_OVER_VOLTAGE, _high, reading.cell_voltage_max, limits.cell_over_voltage, v_band, "V"),
+        (AlarmCode.CELL_UNDER_VOLTAGE, _low, reading.cell_voltage_min, limits.cell_under_voltage, v_band, "V"),
+        (AlarmCode.PACK_OVER_VOLTAGE, _high, per_cell, limits.pack_over_voltage, v_band, "V/cell"),
+        (AlarmCode.PACK_UNDER_VOLTAGE, _low, per_cell, limits.pack_under_voltage, v_band, "V/cell"),
         (
-            "charge_over_temperature",
+            AlarmCode.CHARGE_OVER_TEMPERATURE,
             _high,
             reading.temperature_max,
             limits.charge_over_temperature,
@@ -150,7 +127,7 @@ def module_conditions(
             "degC",
         ),
         (
-            "discharge_over_temperature",
+            AlarmCode.DISCHARGE_OVER_TEMPERATURE,
             _high,
             reading.temperature_max,
             limits.discharge_over_temperature,
@@ -158,7 +135,7 @@ def module_conditions(
             "degC",
         ),
         (
-            "charge_under_temperature",
+            AlarmCode.CHARGE_UNDER_TEMPERATURE,
             _low,
             reading.temperature_min,
             limits.charge_under_temperature,
@@ -166,7 +143,7 @@ def module_conditions(
             "degC",
         ),
         (
-            "discharge_under_temperature",
+            AlarmCode.DISCHARGE_UNDER_TEMPERATURE,
             _low,
             reading.temperature_min,
             limits.discharge_under_temperature,
@@ -174,7 +151,7 @@ def module_conditions(
             "degC",
         ),
         (
-            "charge_over_current",
+            AlarmCode.CHARGE_OVER_CURRENT,
             _high,
             max(current, 0.0),
             _percent_of(limits.over_current, bank.rated_charge_current),
@@ -182,7 +159,7 @@ def module_conditions(
             "A",
         ),
         (
-            "discharge_over_current",
+            AlarmCode.DISCHARGE_OVER_CURRENT,
             _high,
             max(-current, 0.0),
             _percent_of(limits.over_current, bank.rated_discharge_current),
@@ -195,13 +172,13 @@ def module_conditions(
         if level is not None:
             yield Condition(code, level, a, f"{value:.3f} {unit}")
     if spread is not None:
-        level = _high(spread, limits.cell_imbalance, 0.01, previous.get(("cell_imbalance", a)))
+        level = _high(spread, limits.cell_imbalance, 0.01, previous.get((AlarmCode.CELL_IMBALANCE, a)))
         if level is Level.PROTECTION and abs(current) >= limits.rest_current:
             level = Level.WARNING
         if level is not None:
-            yield Condition("cell_imbalance", level, a, f"{spread * 1000:.0f} mV")
+            yield Condition(AlarmCode.CELL_IMBALANCE, level, a, f"{spread * 1000:.0f} mV")
     if reading.module_state == ModuleState.FAULT or reading.fault_code:
-        yield Condition("module_fault", Level.PROTECTION, a, f"module fault, code {reading.fault_code}")
+        yield Condition(AlarmCode.MODULE_FAULT, Level.PROTECTION, a, f"module fault, code {reading.fault_code}")
     yield from _bit_conditions(reading.warnings, Level.WARNING, "Warn", a)
     yield from _bit_conditions(reading.protections, Level.PROTECTION, "Prot", a)
 
@@ -232,14 +209,14 @@ class _Active:
 class AlarmTracker:
     """Active alarms by code: raised at once, cleared `hold` seconds after their last condition."""
 
-    active: dict[str, _Active] = field(default_factory=dict)
-    previous: dict[tuple[str, int | None], Level] = field(default_factory=dict)
+    active: dict[AlarmCode, _Active] = field(default_factory=dict)
+    previous: dict[tuple[AlarmCode, int | None], Level] = field(default_factory=dict)
     flagged: frozenset[int | None] = frozenset()
     """Modules with any condition on the last update."""
 
     def update(self, conditions: Iterable[Condition], now: float, hold: float) -> tuple[Alarm, ...]:
-        by_code: dict[str, list[Condition]] = {}
-        previous: dict[tuple[str, int | None], Level] = {}
+        by_code: dict[AlarmCode, list[Condition]] = {}
+        previous: dict[tuple[AlarmCode, int | None], Level] = {}
         for c in conditions:
             by_code.setdefault(c.code, []).append(c)
             key = (c.code, c.module)
@@ -269,5 +246,5 @@ class AlarmTracker:
                 since=e.since,
                 detail=e.detail,
             )
-            for code, e in sorted(self.active.items(), key=lambda item: CODES.index(item[0]))
+            for code, e in sorted(self.active.items(), key=lambda item: _ORDER[item[0]])
         )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from gateway.master.admission import Membership
 from gateway.master.alarms import Condition
 from gateway.master.inputs import TickInput
-from gateway.master.model import IsolateReason, Level, Lifecycle, ModuleReading
+from gateway.master.model import AlarmCode, IsolateReason, Level, Lifecycle, ModuleReading
 
 
 def bank_conditions(tick: TickInput, membership: Membership, inverter_timeout: float) -> Iterator[Condition]:
@@ -23,20 +23,22 @@ def bank_conditions(tick: TickInput, membership: Membership, inverter_timeout: f
         online = len(membership.online)
         fatal = online == 0 or online < bank.min_online or any(set(s) & set(lost) for s in membership.broken)
         level = Level.PROTECTION if fatal else Level.WARNING
-        yield from (Condition("module_comm_lost", level, a, f"module {a}: {health[a].reason}") for a in lost)
+        yield from (Condition(AlarmCode.MODULE_COMM_LOST, level, a, f"module {a}: {health[a].reason}") for a in lost)
     for a, h in health.items():
         if h.isolate_reason is IsolateReason.STACK_LIMIT:
-            yield Condition("stack_limit", Level.WARNING, a, f"max_modules is {bank.max_modules}")
+            yield Condition(AlarmCode.STACK_LIMIT, Level.WARNING, a, f"max_modules is {bank.max_modules}")
     for string in membership.strings:
         currents = [readings[a].current for a in string if a in readings and readings[a].current is not None]
         if len(string) > 1 and len(currents) == len(string):
             spread = max(currents) - min(currents)  # type: ignore[type-var]
             if spread > tick.limits.sensor_mismatch / 100.0 * bank.rated_charge_current:
                 detail = f"current spread {spread:.1f} A in one string"
-                yield from (Condition("sensor_mismatch", Level.WARNING, a, detail) for a in string)
+                yield from (Condition(AlarmCode.SENSOR_MISMATCH, Level.WARNING, a, detail) for a in string)
     inverter = tick.inverter
     if inverter is not None and inverter_timeout > 0 and now - inverter.last_seen > inverter_timeout:
-        yield Condition("inverter_comm_lost", Level.WARNING, None, f"no frame for {now - inverter.last_seen:.0f} s")
+        yield Condition(
+            AlarmCode.INVERTER_COMM_LOST, Level.WARNING, None, f"no frame for {now - inverter.last_seen:.0f} s"
+        )
 
 
 def mismatch(tick: TickInput, fresh: Sequence[ModuleReading], membership: Membership) -> dict[int, list[str]]:
@@ -81,7 +83,7 @@ def mismatch(tick: TickInput, fresh: Sequence[ModuleReading], membership: Member
 
 def mismatch_conditions(notes: dict[int, list[str]]) -> Iterator[Condition]:
     for a, texts in notes.items():
-        yield from (Condition("module_mismatch", Level.WARNING, a, f"module {a}: {text}") for text in texts)
+        yield from (Condition(AlarmCode.MODULE_MISMATCH, Level.WARNING, a, f"module {a}: {text}") for text in texts)
 
 
 def _version(firmware: tuple[int, int, int]) -> str:

@@ -74,6 +74,36 @@ class Level(enum.StrEnum):
     PROTECTION = "protection"
 
 
+class AlarmCode(enum.StrEnum):
+    """Every alarm code. A StrEnum, so payloads, logs and comparisons with plain strings stay as they were.
+
+    The order is a wire contract: the Modbus `alarms`/`protections` bit order (SunSpec EvtVnd1/EvtVnd2), checked
+    by tests/test_alarm_table.py. Add new codes at the end. What each protocol sends for a code is one table,
+    `gateway.outputs.alarm_table`.
+    """
+
+    CELL_OVER_VOLTAGE = "cell_over_voltage"
+    CELL_UNDER_VOLTAGE = "cell_under_voltage"
+    PACK_OVER_VOLTAGE = "pack_over_voltage"
+    PACK_UNDER_VOLTAGE = "pack_under_voltage"
+    CHARGE_OVER_TEMPERATURE = "charge_over_temperature"
+    DISCHARGE_OVER_TEMPERATURE = "discharge_over_temperature"
+    CHARGE_UNDER_TEMPERATURE = "charge_under_temperature"
+    DISCHARGE_UNDER_TEMPERATURE = "discharge_under_temperature"
+    CHARGE_OVER_CURRENT = "charge_over_current"
+    DISCHARGE_OVER_CURRENT = "discharge_over_current"
+    CELL_IMBALANCE = "cell_imbalance"
+    MODULE_MISMATCH = "module_mismatch"
+    MODULE_COMM_LOST = "module_comm_lost"
+    INVERTER_COMM_LOST = "inverter_comm_lost"
+    HEAT_ACCUMULATION = "heat_accumulation"
+    STACK_LIMIT = "stack_limit"
+    SENSOR_MISMATCH = "sensor_mismatch"
+    MODULE_FAULT = "module_fault"
+    INTERNAL_ERROR = "internal_error"
+    """Raised by the core (not the master) while master steps fail: the inverter gets the fail-safe set."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModuleReading:
     """The latest decoded values of one module, with when each group of values last arrived.
@@ -175,7 +205,7 @@ class Flags:
 
 @dataclass(frozen=True, slots=True)
 class Alarm:
-    code: str
+    code: AlarmCode
     level: Level
     modules: tuple[int, ...]
     since: float

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 
 from gateway.config import Table
 from gateway.master.alarms import Condition
-from gateway.master.model import Level
+from gateway.master.model import AlarmCode, Level
 from gateway.master.tables import interpolate
 
 
@@ -58,5 +58,8 @@ def conditions(temperatures: Mapping[int, float], layers: Mapping[int, list[int]
     """`heat_accumulation` warnings for the middle modules running hot."""
     for address, excess in heat_accumulation(temperatures, layers, delta):
         yield Condition(
-            "heat_accumulation", Level.WARNING, address, f"module {address} {excess:.1f} degC above the outer ones"
+            AlarmCode.HEAT_ACCUMULATION,
+            Level.WARNING,
+            address,
+            f"module {address} {excess:.1f} degC above the outer ones",
         )

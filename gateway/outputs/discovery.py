@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.config import Config
-from gateway.master.alarms import CODES
+from gateway.master.model import AlarmCode
 from gateway.outputs.fields import BANK_FIELDS, BANK_FLAGS, MODULE_FIELDS, Field
 
 ONLINE = b"online"
@@ -139,7 +139,7 @@ def _binary(config: Config, f: Field, node: str, state_topic: str, device: dict[
     return payload
 
 
-def _alarm(config: Config, code: str, node: str, device: dict[str, Any]) -> dict[str, Any]:
+def _alarm(config: Config, code: AlarmCode, node: str, device: dict[str, Any]) -> dict[str, Any]:
     """A problem sensor for one alarm code; its attributes are that alarm's entry (level, modules, detail)."""
     topic = Topics.of(config).alarms
     name = code.replace("_", " ").capitalize() + " alarm"
@@ -184,7 +184,7 @@ def bank_configs(config: Config) -> dict[str, dict[str, Any]]:
     }
     for f in BANK_FLAGS:
         out[_config_topic(config, "binary_sensor", node, f.key)] = _binary(config, f, node, topics.bank, device)
-    for code in CODES:
+    for code in AlarmCode:
         out[_config_topic(config, "binary_sensor", node, f"alarm_{code}")] = _alarm(config, code, node, device)
     return out
 

@@ -35,9 +35,9 @@ from gateway.config import MAX_MODULES, Config
 from gateway.errors import GatewayError
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
-from gateway.master.alarms import CODES
 from gateway.master.model import ALARM_BITS, BankSnapshot, Level, Lifecycle, ModuleView
-from gateway.outputs import sunspec
+from gateway.outputs import generated, sunspec
+from gateway.outputs.alarm_table import MODBUS_BIT, SUNSPEC_EVT1, SUNSPEC_STRING_EVT1, Evt1
 from gateway.outputs.fields import BANK_FIELDS, BANK_FLAGS, MODULE_FIELDS, Field, RegisterType
 from gateway.payload import bank_dict, lookup, module_dict
 
@@ -231,8 +231,8 @@ class Image:
 
 # -- docs ----------------------------------------------------------------------------------------------------
 
-_BEGIN = "<!-- BEGIN GENERATED: python -m gateway.outputs.modbus docs/modbus.md -->"
-_END = "<!-- END GENERATED -->"
+DOCS_COMMAND = "python -m gateway.outputs.modbus docs/modbus.md"
+"""The generated part of docs/modbus.md and README.md (the same part in both)."""
 
 
 def _rows(registers: tuple[Register, ...], offset: str) -> list[str]:
@@ -240,6 +240,27 @@ def _rows(registers: tuple[Register, ...], offset: str) -> list[str]:
     for r in registers:
         f = r.field
         rows.append(f"| {offset}{r.address} | `{f.key}` | {f.name} | {f.register} | {f.scale:g} | {f.unit or ''} |")
+    return rows
+
+
+def _evt1(bit: Evt1) -> str:
+    return f"{int(bit)} `{bit.name}`"
+
+
+def _alarm_rows() -> list[str]:
+    """Each code's bit, and the SunSpec Evt1 bit it sets at each level (where 803/804 differ from 802, both)."""
+    rows = [
+        "Bit n of `alarms` is set while alarm code n is active, of `protections` while it is at protection level.",
+        "SunSpec `Evt1` (802; 803 `StrEvt1` and 804 `Evt1` per string) sets the bit of each active alarm's level.",
+        "",
+        "| bit | code | Evt1 at protection | Evt1 at warning |",
+        "|---:|---|---|---|",
+    ]
+    for code, bit in sorted(MODBUS_BIT.items(), key=lambda item: item[1]):
+        cells = []
+        for bank, string in zip(SUNSPEC_EVT1[code], SUNSPEC_STRING_EVT1[code], strict=True):
+            cells.append(_evt1(bank) if bank is string else f"{_evt1(bank)} (803/804: {_evt1(string)})")
+        rows.append(f"| {bit} | `{code}` | {cells[0]} | {cells[1]} |")
     return rows
 
 
@@ -258,7 +279,7 @@ def markdown() -> str:
         "",
         "### Alarm bits (`alarms`, `protections`; SunSpec EvtVnd1, EvtVnd2)",
         "",
-        *(f"- bit {i}: `{code}`" for i, code in enumerate(CODES)),
+        *_alarm_rows(),
         "",
         "### Module warning and protection bits",
         "",
@@ -273,11 +294,7 @@ def markdown() -> str:
 
 def update_docs(text: str) -> str:
     """`text` (docs/modbus.md) with its generated part replaced by the current one."""
-    head, begin, rest = text.partition(_BEGIN)
-    _, end, tail = rest.partition(_END)
-    if not begin or not end:
-        raise ValueError(f"docs need the markers {_BEGIN!r} and {_END!r}")
-    return f"{head}{_BEGIN}\n{markdown()}\n{_END}{tail}"
+    return generated.splice(text, DOCS_COMMAND, markdown())
 
 
 # -- the protocol: pure ---------------------------------------------------------------------------------------
@@ -609,8 +626,7 @@ class ModbusServer:
 
 def main(argv: list[str]) -> None:
     """Rewrite the generated part of the docs file given as the only argument."""
-    path = Path(argv[0])
-    path.write_text(update_docs(path.read_text(encoding="utf-8")), encoding="utf-8")
+    generated.rewrite(Path(argv[0]), DOCS_COMMAND, markdown())
 
 
 if __name__ == "__main__":

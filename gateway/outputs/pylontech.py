@@ -20,9 +20,11 @@ import asyncio
 import functools
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from pathlib import Path
 from types import MappingProxyType
 
 import can
@@ -35,6 +37,8 @@ from gateway.config import BankSection, InverterBusSection, InverterProtocol
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
 from gateway.master.model import BankSnapshot, Flags, InverterInfo, Level, Lifecycle
+from gateway.outputs import generated
+from gateway.outputs.alarm_table import PYLONTECH, NotSent
 
 log = get("gateway.inverter")
 
@@ -83,31 +87,6 @@ PROFILES: Mapping[InverterProtocol, Profile] = MappingProxyType(
     }
 )
 """What each `can.inverter.protocol` sends, in this order, and how often (docs/inverter.md has the same table)."""
-
-ALARM_MAP: Mapping[str, tuple[str | None, str]] = MappingProxyType(
-    {
-        "cell_over_voltage": ("OverVoltage", "HighVoltage"),
-        "pack_over_voltage": ("OverVoltage", "HighVoltage"),
-        "cell_under_voltage": ("UnderVoltage", "LowVoltage"),
-        "pack_under_voltage": ("UnderVoltage", "LowVoltage"),
-        "charge_over_temperature": ("OverTemperature", "HighTemperatureCharge"),
-        "discharge_over_temperature": ("OverTemperature", "HighTemperature"),
-        "charge_under_temperature": ("UnderTemperature", "LowTemperatureCharge"),
-        "discharge_under_temperature": ("UnderTemperature", "LowTemperature"),
-        "charge_over_current": ("ChargeOverCurrent", "HighChargeCurrent"),
-        "discharge_over_current": ("DischargeOverCurrent", "HighDischargeCurrent"),
-        "cell_imbalance": (None, "CellImbalance"),
-        "module_fault": ("InternalError", "BmsInternal"),
-        "module_comm_lost": ("InternalError", "BmsInternal"),
-        "sensor_mismatch": ("InternalError", "BmsInternal"),
-        "internal_error": ("InternalError", "BmsInternal"),
-    }
-)
-"""Alarm code -> (0x359 bit, 0x35A pair); the alarm's level picks the protection/alarm or the warning half.
-
-Codes not here (module_mismatch, stack_limit, heat_accumulation, inverter_comm_lost) are about the installation,
-not a threshold the battery crossed: they show on MQTT and Modbus, not as inverter alarms.
-"""
 
 _PYLON_BITS = (
     "OverVoltage",
@@ -344,13 +323,12 @@ def _input(snapshot: BankSnapshot, modules_count: int | None) -> _Input:
     bits: set[tuple[str, Level]] = set()
     pairs: set[tuple[str, Level]] = set()
     for alarm in snapshot.alarms:
-        mapped = ALARM_MAP.get(alarm.code)
-        if mapped is None:
+        mapped = PYLONTECH[alarm.code]
+        if isinstance(mapped, NotSent):
             continue
-        bit, pair = mapped
-        if bit is not None:
-            bits.add((bit, alarm.level))
-        pairs.add((pair, alarm.level))
+        if mapped.bit is not None:
+            bits.add((mapped.bit, alarm.level))
+        pairs.add((mapped.pair, alarm.level))
     if not snapshot.valid:
         bits.add((_INVALID[0], Level.PROTECTION))
         pairs.add((_INVALID[1], Level.PROTECTION))
@@ -372,6 +350,30 @@ def frames(snapshot: BankSnapshot, profile: Profile, *, modules_count: int | Non
     i = _input(_shown(snapshot), modules_count)
     codec = _codec()
     return [(frame_id, codec.encode(frame_id, _BUILDERS[frame_id](i))) for frame_id in profile.frame_ids]
+
+
+# -- docs ------------------------------------------------------------------------------------------------------
+
+DOCS_COMMAND = "python -m gateway.outputs.pylontech docs/inverter.md"
+"""The generated part of docs/inverter.md: its alarm table."""
+
+
+def alarm_markdown() -> str:
+    """The alarm table of docs/inverter.md: `PYLONTECH` in its order, then what an invalid snapshot raises."""
+    rows = ["| alarm code | 0x359 bit | 0x35A pair |", "|---|---|---|"]
+    for code, mapped in PYLONTECH.items():
+        if isinstance(mapped, NotSent):
+            rows.append(f"| `{code}` | none | none |")
+        else:
+            bit = "none (0x359 has no such bit)" if mapped.bit is None else f"`{mapped.bit}`"
+            rows.append(f"| `{code}` | {bit} | `{mapped.pair}` |")
+    rows.append(f"| (snapshot not valid) | `{_INVALID[0]}`, protection | `{_INVALID[1]}`, alarm |")
+    return "\n".join(rows)
+
+
+def update_docs(text: str) -> str:
+    """`text` (docs/inverter.md) with its generated part replaced by the current one."""
+    return generated.splice(text, DOCS_COMMAND, alarm_markdown())
 
 
 # -- when to send (pure) ----------------------------------------------------------------------------------------
@@ -643,3 +645,12 @@ class InverterLink:
             renames = {"renames": self._renames} if self._renames > 1 else {}
             log.info("inverter seen", name=name or None, can_id=hex(can_id), **renames)
             self._logged, self._logged_at, self._renames = name, t, 0
+
+
+def main(argv: list[str]) -> None:
+    """Rewrite the generated part of the docs file given as the only argument."""
+    generated.rewrite(Path(argv[0]), DOCS_COMMAND, alarm_markdown())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

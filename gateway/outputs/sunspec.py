@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 from gateway import __version__
 from gateway.config import Config
 from gateway.master import aggregate
-from gateway.master.alarms import CODES
-from gateway.master.model import Alarm, BankSnapshot, Extreme, Level, Lifecycle, ModuleReading, ModuleView
+from gateway.master.model import Alarm, AlarmCode, BankSnapshot, Extreme, Level, Lifecycle, ModuleReading, ModuleView
+from gateway.outputs.alarm_table import MODBUS_BIT, SUNSPEC_EVT1, SUNSPEC_STRING_EVT1, Evt
 from gateway.outputs.sunspec_models import MODELS, ModelDef, Point
 
 BASE = 40000
@@ -48,33 +48,6 @@ _RANGE = {(1, False): (0, 0xFFFE), (1, True): (-0x7FFF, 0x7FFF), (2, False): (0,
 _RANGE[2, True] = (-0x7FFFFFFF, 0x7FFFFFFF)
 _MISSING = {(1, False): (0xFFFF,), (1, True): (0x8000,), (2, False): (0xFFFF, 0xFFFF), (2, True): (0x8000, 0)}
 
-# Bits of the SunSpec Evt1 bitfields (802 symbols; 803/804 leave bit 24 reserved).
-_COMMUNICATION_ERROR = 0
-_CURRENT_IMBALANCE_WARNING = 24
-_OTHER_WARNING = 26
-_EVENTS: dict[str, tuple[int, int]] = {
-    "cell_over_voltage": (9, 10),
-    "cell_under_voltage": (11, 12),
-    "pack_over_voltage": (9, 10),
-    "pack_under_voltage": (11, 12),
-    "charge_over_temperature": (1, 2),
-    "discharge_over_temperature": (1, 2),
-    "charge_under_temperature": (3, 4),
-    "discharge_under_temperature": (3, 4),
-    "charge_over_current": (5, 6),
-    "discharge_over_current": (7, 8),
-    "cell_imbalance": (25, 17),
-    "module_mismatch": (28, 29),
-    "module_comm_lost": (_COMMUNICATION_ERROR, _COMMUNICATION_ERROR),
-    "inverter_comm_lost": (_COMMUNICATION_ERROR, _COMMUNICATION_ERROR),
-    "heat_accumulation": (18, 19),
-    "stack_limit": (28, 29),
-    "sensor_mismatch": (25, _CURRENT_IMBALANCE_WARNING),
-    "module_fault": (25, 26),
-    "internal_error": (25, 26),
-}
-"""Alarm code -> (bit at protection level, bit at warning level) of Evt1."""
-
 # Enumerations of model 802.
 _LOCAL = 1
 _LITHIUM_ION = 4
@@ -99,17 +72,15 @@ def encode(value: float | None, size: int, signed: bool) -> tuple[int, ...]:
 
 
 def alarm_bits(alarms: Iterable[Alarm], level: Level | None = None) -> int:
-    """One bit per alarm code (bit n = `CODES[n]`), for the alarms at `level` (any level if None)."""
-    return sum({1 << CODES.index(a.code) for a in alarms if level is None or a.level is level})
+    """The plain map's alarm bitfield (`MODBUS_BIT`), for the alarms at `level` (any level if None)."""
+    return sum({1 << MODBUS_BIT[a.code] for a in alarms if level is None or a.level is level})
 
 
-def _events(alarms: Iterable[Alarm], *, string: bool) -> int:
+def _events(alarms: Iterable[Alarm], column: Mapping[AlarmCode, Evt]) -> int:
+    """Evt1 from `column` (model 802's, or 803/804's), each alarm at its level."""
     bits = 0
     for a in alarms:
-        bit = _EVENTS[a.code][a.level is not Level.PROTECTION]
-        if string and bit == _CURRENT_IMBALANCE_WARNING:
-            bit = _OTHER_WARNING
-        bits |= 1 << bit
+        bits |= 1 << column[a.code].at(a.level)
     return bits
 
 
@@ -395,7 +366,7 @@ def _string(
         "ModTmpMin": _value(tmin),
         "ModTmpMinMod": _where(tmin, own)[1],
         "ModTmpAvg": _avg_temperature(readings),
-        "Evt1": _events(alarms, string=True),
+        "Evt1": _events(alarms, SUNSPEC_STRING_EVT1),
         "Evt2": 0,
         "EvtVnd1": alarm_bits(alarms),
         "EvtVnd2": alarm_bits(alarms, Level.PROTECTION),
@@ -432,7 +403,7 @@ def _battery(
         "AlmRst": 0,
         "Typ": _LITHIUM_ION,
         "State": state,
-        "Evt1": _events(s.alarms, string=False),
+        "Evt1": _events(s.alarms, SUNSPEC_EVT1),
         "Evt2": 0,
         "EvtVnd1": alarm_bits(s.alarms),
         "EvtVnd2": alarm_bits(s.alarms, Level.PROTECTION),
