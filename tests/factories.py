@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway import config
+from gateway.master.inputs import TickInput
 from gateway.master.master import Master, Tick
-from gateway.master.model import ModuleReading
+from gateway.master.model import InverterInfo, ModuleReading
 
 GROUPS = ("status", "limits", "cells", "temperatures", "alarms", "info", "capacity")
 
@@ -50,8 +51,26 @@ def reading(address: int, t: float, **values: Any) -> ModuleReading:
     return ModuleReading(**base)
 
 
+def configured(**sections: Mapping[str, Any]) -> config.Config:
+    """A validated config from TOML-like sections, e.g. `configured(bank={"strings": [[1, 2]]})`."""
+    return config.parse(dict(sections))
+
+
 def master(**sections: Mapping[str, Any]) -> Master:
-    return Master(config.parse(dict(sections)))
+    return Master(configured(**sections))
+
+
+def tick_input(
+    cfg: config.Config,
+    now: float,
+    readings: Mapping[int, ModuleReading],
+    *,
+    dt: float = 0.1,
+    inverter: InverterInfo | None = None,
+    starting: bool = False,
+) -> TickInput:
+    """What one tick of the master hands its rules, for driving a rule module directly."""
+    return TickInput(now, dt, readings, inverter, cfg.bank, cfg.limits, starting)
 
 
 def run(
