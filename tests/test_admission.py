@@ -364,11 +364,6 @@ def test_a_broken_string_makes_the_bank_invalid_even_when_another_string_is_fine
     assert m.reason(tick) == "series string 1-2 broken: module 2 offline"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a series string whose modules are all out is not counted as broken: losing module 1 as well as "
-    "module 2 makes the bank valid again (the other string's limits), so losing more data raises the limits",
-)
 def test_a_series_string_with_every_module_offline_is_broken_too() -> None:
     cfg = configured(bank={"strings": [[1, 2], [3, 4]]})
     rule = Admission(ALL_GROUPS)
@@ -499,11 +494,6 @@ def test_a_bank_of_one_string_never_isolates_its_only_string() -> None:
     assert m.admitted == ((1, 2),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="isolating the module first at the cutoff breaks its series string, and a broken string stops the "
-    "whole bank (zero limits) for the 300 s hold-off; only a bank of one string is spared",
-)
 def test_isolating_the_weak_module_of_a_series_string_does_not_stop_the_bank() -> None:
     """Two strings of two: module 2 is the weak one, first at the top of charge three times. Isolation is there so
     that the bank runs on without the weak module, not so that it stops."""

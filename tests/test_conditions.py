@@ -127,11 +127,6 @@ def test_parallel_strings_may_carry_different_currents() -> None:
     assert conditions(m, series(20.0, 60.0)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sensor_mismatch compares the last current of an offline module (stale for 10 s) with the fresh one: "
-    "losing a module's messages is reported as a current-sensor fault",
-)
 def test_an_offline_modules_old_current_is_no_sensor_mismatch() -> None:
     lost = Health(Lifecycle.OFFLINE, "no ModuleStatus for 10.0 s", IsolateReason.COMMUNICATION_LOST)
     m = membership([(1, 2), (3, 4)], {1: ONLINE, 2: lost, 3: ONLINE, 4: ONLINE}, broken=[(1, 2)])

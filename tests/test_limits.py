@@ -519,12 +519,16 @@ def test_a_cell_over_the_target_pulls_cvl_below_the_present_voltage_by_its_exces
     assert pair(limits.charge_voltage) == (105.98, "balancing module 2 cell 7")
 
 
-def test_the_balancing_pull_stops_at_dvl() -> None:
-    # 48.0 V - (3.50 - 3.45) V = 47.95 V, under DVL 48 V
+def test_the_balancing_pull_stops_at_a_voltage_the_string_can_have() -> None:
+    # 48.0 V - (3.50 - 3.45) V = 47.95 V: plausible, kept (under DVL 48 V, but charging at the top is what counts)
     low = reading(1, 100.0, voltage=48.0, cell_voltage_max=3.50)
     limits = bank_limits(Limiter(), 100.0, {1: low}, ONE, [1.0], dt=WARM)
-    assert limits.charge_voltage == Limit(48.0, "balancing module 1 cell 2")
+    assert limits.charge_voltage == Limit(47.95, "balancing module 1 cell 2")
     assert limits.charge_current.value == pytest.approx(10.0)  # 10 % at 3.50 V: still charging
+    # 40.0 V - 0.05 V = 39.95 V is under 16 cells x 2.50 V (the cell protection): no string has it, CVL 40 V
+    implausible = reading(1, 100.0, voltage=40.0, cell_voltage_max=3.50)
+    limits = bank_limits(Limiter(), 100.0, {1: implausible}, ONE, [1.0], dt=WARM)
+    assert limits.charge_voltage == Limit(40.0, "balancing module 1 cell 2")
 
 
 def test_when_charging_is_not_allowed_cvl_is_at_most_the_present_voltage() -> None:
@@ -538,10 +542,11 @@ def test_when_charging_is_not_allowed_cvl_is_at_most_the_present_voltage() -> No
     assert limits.charge_voltage.bound_by == "charge_voltage_per_cell"
 
 
-def test_cvl_never_goes_below_dvl() -> None:
-    """The charge stop at 47.0 V would put CVL under DVL (48 V): it stays at DVL."""
+def test_a_charge_stop_holds_cvl_at_the_voltage_however_low() -> None:
+    """47.0 V, under DVL (48 V), charging not allowed: CVL 47.0 V. Above it, an inverter that ignores CCL = 0
+    would charge the cold module."""
     limits = bank_limits(Limiter(), 100.0, modules(100.0, 1, temperature_min=0.0, voltage=47.0), ONE, [1.0], dt=WARM)
-    assert limits.charge_voltage == Limit(48.0, "charge_stop (temperature module 1)")
+    assert limits.charge_voltage == Limit(47.0, "charge_stop (temperature module 1)")
 
 
 def test_a_module_reporting_cvl_0_volts_stops_charge_and_cvl_stays_at_dvl() -> None:
@@ -553,18 +558,18 @@ def test_a_module_reporting_cvl_0_volts_stops_charge_and_cvl_stays_at_dvl() -> N
 
 
 def test_a_module_reporting_0_volts_with_a_high_cell_never_makes_cvl_0() -> None:
-    # 0 V - (3.50 - 3.45) V would be negative: CVL stays at DVL
+    # 0 V - (3.50 - 3.45) V would be negative: CVL at 16 cells x 2.50 V, the lowest voltage the string can have
     limits = bank_limits(Limiter(), 100.0, modules(100.0, 1, voltage=0.0, cell_voltage_max=3.50), ONE, [1.0], dt=WARM)
-    assert limits.charge_voltage.value == pytest.approx(48.0)
+    assert limits.charge_voltage.value == pytest.approx(40.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CVL's floor is the lowest string DVL, not the bank's DVL (the highest): with strings whose DVLs differ "
-    "the inverter gets CVL 49.5 V under DVL 50 V, though the README says CVL never goes below a string's DVL",
-)
-def test_cvl_never_goes_below_any_strings_dvl() -> None:
-    """A cold morning at 49.5 V: module 1 may not charge (0 degC), module 2 reports DVL 50 V."""
+def test_a_charge_stop_holds_cvl_at_the_voltage_even_under_another_strings_dvl() -> None:
+    """A cold morning at 49.5 V: module 1 may not charge (0 degC), module 2 reports DVL 50 V.
+
+    CVL stays at the present 49.5 V, under the bank's DVL of 50 V: above the present voltage, an inverter that
+    ignores CCL = 0 would charge the cold module. The floor is the lowest string's DVL (48 V), which only keeps CVL
+    from reading as "charge to 0 V"; the bank below its DVL and CVL at its voltage: neither charge nor discharge.
+    """
     readings = {
         1: reading(1, 100.0, voltage=49.5, temperature_min=0.0),
         2: reading(2, 100.0, voltage=49.5, discharge_voltage_limit=50.0),
@@ -572,7 +577,8 @@ def test_cvl_never_goes_below_any_strings_dvl() -> None:
     limits = bank_limits(Limiter(), 100.0, readings, TWO, [0.5, 0.5], dt=WARM)
     assert limits.charge_current.value == 0.0
     assert limits.discharge_voltage == Limit(50.0, "reported module 2")
-    assert limits.charge_voltage.value >= 50.0
+    assert limits.charge_voltage.value == pytest.approx(49.5)
+    assert limits.charge_voltage.bound_by.startswith("charge_stop")
 
 
 # -- a bank the master cannot vouch for ---------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class Membership:
     admitted: tuple[tuple[int, ...], ...]
     """The strings in the bank."""
     broken: tuple[tuple[int, ...], ...]
-    """Series strings with a module that is not healthy: they cannot carry current safely."""
+    """Series strings, once seen, with a silent module: they may carry current that nobody watches."""
     online: frozenset[int]
 
     def reason(self, tick: TickInput) -> str:
@@ -119,7 +119,11 @@ class Admission:
                 continue
             for a in string:
                 self._memory.setdefault(a, _Memory()).admitted = False
-            if len(string) > 1 and any(h is CANDIDATE for h in states):
+            # A series string with a silent module (once seen) may still be connected and carry current that nobody
+            # watches: the bank cannot run. One whose modules were isolated or rejected has been told to open its
+            # contactors: it is out, and the bank runs on without it, as without a parallel string that left.
+            silent = [a for a, h in zip(string, states, strict=True) if h.lifecycle is Lifecycle.OFFLINE]
+            if len(string) > 1 and silent and any(a in tick.readings for a in string):
                 broken.append(string)
         if not tick.starting:
             admitted += self._admit(tick, candidates, admitted, health)

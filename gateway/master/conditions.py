@@ -28,9 +28,14 @@ def bank_conditions(tick: TickInput, membership: Membership, inverter_timeout: f
         if h.isolate_reason is IsolateReason.STACK_LIMIT:
             yield Condition(AlarmCode.STACK_LIMIT, Level.WARNING, a, f"max_modules is {bank.max_modules}")
     for string in membership.strings:
-        currents = [readings[a].current for a in string if a in readings and readings[a].current is not None]
+        # Only modules that are talking: a silent one's last current is old news, not a second sensor.
+        currents = [
+            current
+            for a in string
+            if health[a].lifecycle is not Lifecycle.OFFLINE and (current := _current(readings.get(a))) is not None
+        ]
         if len(string) > 1 and len(currents) == len(string):
-            spread = max(currents) - min(currents)  # type: ignore[type-var]
+            spread = max(currents) - min(currents)
             if spread > tick.limits.sensor_mismatch / 100.0 * bank.rated_charge_current:
                 detail = f"current spread {spread:.1f} A in one string"
                 yield from (Condition(AlarmCode.SENSOR_MISMATCH, Level.WARNING, a, detail) for a in string)
@@ -84,6 +89,10 @@ def mismatch(tick: TickInput, fresh: Sequence[ModuleReading], membership: Member
 def mismatch_conditions(notes: dict[int, list[str]]) -> Iterator[Condition]:
     for a, texts in notes.items():
         yield from (Condition(AlarmCode.MODULE_MISMATCH, Level.WARNING, a, f"module {a}: {text}") for text in texts)
+
+
+def _current(reading: ModuleReading | None) -> float | None:
+    return None if reading is None else reading.current
 
 
 def _version(firmware: tuple[int, int, int]) -> str:

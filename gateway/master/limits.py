@@ -260,9 +260,10 @@ class Limiter:
         discharge, self._last_discharge = _slewed(discharge, self._last_discharge, slew * bank.rated_discharge_current)
         if charge.value == 0.0 and total.voltage < cvl.value:
             cvl = Limit(total.voltage, f"charge_stop ({charge.bound_by})")
-        floor = min(s.discharge_voltage.value for s in per_string)
+        floor = min(_lowest(tick, s) for s in admitted)
         if cvl.value < floor:
-            # Never below a string's DVL, so never 0 V: a module reporting 0 V must not read as "charge to 0 V".
+            # Never 0 V or below a voltage the string can have: a module reporting 0 V must not read as "charge to
+            # 0 V". Any plausible voltage is kept, so a charge stop holds CVL at the bank's voltage however low.
             cvl = Limit(floor, cvl.bound_by)
         self.remember(total)
         return Limits(charge, discharge, cvl, dvl)
@@ -283,16 +284,22 @@ class Limiter:
 
 def _string_cvl(tick: TickInput, string: tuple[int, ...], limits: Limits, electrical: Electrical) -> Limit:
     """The string's charge voltage, pulled down by what its highest cell is over the per-cell target, so no cell
-    is pushed past it while the others catch up (balancing-aware CVL); never below the string's DVL."""
+    is pushed past it while the others catch up (balancing-aware CVL); never below a voltage it can have."""
     cvl = limits.charge_voltage
     target = tick.limits.charge_voltage_per_cell
     for a in string:
         r = tick.readings[a]
         if r.cell_voltage_max is not None and r.cell_voltage_max > target:
-            value = max(electrical.voltage - (r.cell_voltage_max - target), limits.discharge_voltage.value)
+            value = max(electrical.voltage - (r.cell_voltage_max - target), _lowest(tick, string))
             if value < cvl.value:
                 cvl = Limit(value, f"balancing module {a} cell {r.cell_voltage_max_index or 0}")
     return cvl
+
+
+def _lowest(tick: TickInput, string: tuple[int, ...]) -> float:
+    """The lowest voltage the string can really have: every cell at the cell under-voltage protection (2.50 V);
+    below it a reading is implausible (a module reporting 0 V), not a voltage to hold CVL at."""
+    return len(string) * tick.bank.cells_in_series * tick.limits.cell_under_voltage[1]
 
 
 def _slewed(target: Limit, last: float, step: float) -> tuple[Limit, float]:
