@@ -361,7 +361,7 @@ def _decode(args: argparse.Namespace) -> int:
             unknown += 1
             continue
         try:
-            decoded = message.decode(bytes(msg.data), decode_choices=False)
+            decoded = dbc.decode(message, bytes(msg.data))
             signals = {k: round(v, 6) if isinstance(v, float) else v for k, v in decoded.items()}
         except Exception as err:
             raise DecodeError(f"{args.log}: frame {msg.arbitration_id:#x} at {msg.timestamp}: {err}") from err

@@ -403,7 +403,7 @@ def load(path: str | Path) -> Config:
 def parse(raw: Mapping[str, Any], *, base: Path | None = None, source: Path | None = None) -> Config:
     """Validate a TOML document (already parsed) into a Config; relative paths resolve against `base`."""
     problems: list[str] = []
-    config = _build(Config, raw, "", _Context(base or Path.cwd(), problems), skip=NOT_KEYS)
+    config: Config = _build(Config, raw, "", _Context(base or Path.cwd(), problems), skip=NOT_KEYS)
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(config, source=source, keys=frozenset(_dotted(raw)))
@@ -524,7 +524,7 @@ def _numbers(value: Any) -> Iterator[tuple[str, str, float]]:
 def _convert(hint: Any, value: Any, key: str, ctx: _Context) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, key, ctx)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]

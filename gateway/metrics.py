@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.hub import SnapshotHub
-from gateway.master.model import AlarmCode, Level, Lifecycle
+from gateway.master.model import AlarmCode, Extreme, Level, Lifecycle
 
 TICK_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 LEVELS = {None: 0, Level.WARNING: 1, Level.PROTECTION: 2}
@@ -60,10 +60,10 @@ class _Collector(Collector):
             ("bms_bank_current_amperes", s.current, "Bank current, positive = charging"),
             ("bms_bank_soc_percent", s.soc, "State of charge"),
             ("bms_bank_soh_percent", s.soh, "State of health"),
-            ("bms_cell_voltage_max_volts", s.cell_voltage_max and s.cell_voltage_max.value, "Highest cell"),
-            ("bms_cell_voltage_min_volts", s.cell_voltage_min and s.cell_voltage_min.value, "Lowest cell"),
-            ("bms_temperature_max_celsius", s.temperature_max and s.temperature_max.value, "Highest temperature"),
-            ("bms_temperature_min_celsius", s.temperature_min and s.temperature_min.value, "Lowest temperature"),
+            ("bms_cell_voltage_max_volts", _value(s.cell_voltage_max), "Highest cell"),
+            ("bms_cell_voltage_min_volts", _value(s.cell_voltage_min), "Lowest cell"),
+            ("bms_temperature_max_celsius", _value(s.temperature_max), "Highest temperature"),
+            ("bms_temperature_min_celsius", _value(s.temperature_min), "Lowest temperature"),
             ("bms_fan_duty_percent", s.fan_duty, "Fan duty"),
         ):
             if value is not None:
@@ -94,6 +94,10 @@ class _Collector(Collector):
             alarms.add_metric([code], active.get(code, 0))
         yield alarms
         yield _gauge("bms_alarm_level", "Worst active alarm: 0 none, 1 warning, 2 protection", LEVELS[s.worst_level()])
+
+
+def _value(extreme: Extreme | None) -> float | None:
+    return None if extreme is None else extreme.value
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

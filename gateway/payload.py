@@ -33,6 +33,8 @@ def _limit(limit: Limit | None) -> dict[str, Any] | None:
 
 
 def _state_name(value: int | None) -> str | None:
+    if value is None:
+        return None
     try:
         return ModuleState(value).name.lower()
     except ValueError:

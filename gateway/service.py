@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from typing import Any
 
 import can
 
@@ -112,11 +113,11 @@ class Gateway:
 
     # -- wiring -------------------------------------------------------------------------------------------
 
-    async def run(self, extra: dict[str, Callable[[], Awaitable[None]]] | None = None) -> None:
+    async def run(self, extra: dict[str, Callable[[], Coroutine[Any, Any, None]]] | None = None) -> None:
         """Run every edge until cancelled; `extra` adds named tasks (the demo's simulator)."""
         self._loop = asyncio.get_running_loop()
         cfg = self.config
-        edges: dict[str, Callable[[], Awaitable[None]]] = {"module-bus": self._module_bus_edge}
+        edges: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {"module-bus": self._module_bus_edge}
         if cfg.can.inverter.enabled:
             edges["inverter-bus"] = self._inverter_bus_edge
         if self.modbus is not None:
@@ -134,7 +135,7 @@ class Gateway:
                 tg.create_task(task(), name=name)
             tg.create_task(self._announce_ready(), name="ready")
 
-    async def _supervise(self, name: str, edge: Callable[[], Awaitable[None]]) -> None:
+    async def _supervise(self, name: str, edge: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run an edge forever: restart it with capped, jittered exponential backoff when it fails (an edge that
         ran for a while before failing starts the backoff again)."""
         assert self._loop is not None
@@ -274,7 +275,14 @@ class Gateway:
 
     async def _module_bus_edge(self) -> None:
         m = self.config.can.modules
-        await self._run_bus("module-bus", m.interface, m.channel, m.bitrate, self.core.feed, self._attach_modules)
+        await self._run_bus(
+            "module-bus",
+            interface=m.interface,
+            channel=m.channel,
+            bitrate=m.bitrate,
+            sink=self.core.feed,
+            attach=self._attach_modules,
+        )
 
     def _attach_modules(self, bus: can.BusABC | None) -> None:
         self._module_bus = bus
@@ -295,17 +303,26 @@ class Gateway:
                     await publisher.send_failsafe(3)
                 raise
 
-        await self._run_bus("inverter-bus", inv.interface, inv.channel, inv.bitrate, self.core.hear, None, publish)
+        await self._run_bus(
+            "inverter-bus",
+            interface=inv.interface,
+            channel=inv.channel,
+            bitrate=inv.bitrate,
+            sink=self.core.hear,
+            attach=None,
+            work=publish,
+        )
 
     async def _run_bus(
         self,
         name: str,
+        *,
         interface: str,
         channel: str,
         bitrate: int,
         sink: Callable[[can.Message, float], None],
         attach: Callable[[can.BusABC | None], None] | None,
-        work: Callable[[can.BusABC], Awaitable[None]] | None = None,
+        work: Callable[[can.BusABC], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Open a bus, decode what arrives in python-can's receive thread, run `work`, until the bus fails."""
         assert self._loop is not None
@@ -315,10 +332,14 @@ class Gateway:
             bus = await asyncio.shield(opening)
         except asyncio.CancelledError:
             # Stopped while the bus was still opening in its thread: close it once it is open.
-            opening.add_done_callback(lambda done: done.exception() or done.result().shutdown())
+            opening.add_done_callback(_shut_down_once_open)
             raise
         failed = asyncio.Event()
-        listener = DecodingListener(sink, self.clock, on_failure=lambda _: loop.call_soon_threadsafe(failed.set))
+
+        def fail(_: BaseException) -> None:  # python-can's thread: hand the news to the loop
+            loop.call_soon_threadsafe(failed.set)
+
+        listener = DecodingListener(sink, self.clock, on_failure=fail)
         notifier = can.Notifier(bus, [listener], timeout=0.5)
         if attach is not None:
             attach(bus)
@@ -347,3 +368,9 @@ class Gateway:
         assert self.metrics is not None
         m = self.config.metrics
         await self.metrics.serve(m.host, m.port, started=self._ready["metrics"])
+
+
+def _shut_down_once_open(opening: asyncio.Future[can.BusABC]) -> None:
+    """A bus that finished opening after its edge was stopped: close it (one that failed to open is no bus)."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().shutdown()

@@ -79,7 +79,8 @@ def parse(text: str) -> Status:
 
 def fetch(url: str, timeout: float = 3.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read().decode()
+        body: bytes = response.read()
+    return body.decode()
 
 
 def run(url: str) -> tuple[int, list[str]]:

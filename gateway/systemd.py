@@ -15,8 +15,8 @@ class Notifier:
 
     def __init__(self, address: str | None = None) -> None:
         address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
-        self._address = None
-        self._socket = None
+        self._address = ""
+        self._socket: socket.socket | None = None
         if address:
             self._address = "\0" + address[1:] if address.startswith("@") else address
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)

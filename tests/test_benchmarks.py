@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parents[1]
 BENCHMARKS = ("ingest", "replay", "latency", "master", "modbus", "mqtt", "memory", "startup")
 

@@ -361,7 +361,14 @@ def bank_limits(
     tick = tick_input(cfg, t, readings, dt=dt)
     per_module = {a: limiter.module(tick, readings[a]) for s in admitted for a in s}
     strings = [aggregate.series([readings[a] for a in s], cfg.bank.capacity_ah) for s in admitted]
-    return limiter.bank(tick, admitted, per_module, shares, strings, aggregate.parallel(strings))
+    return limiter.bank(
+        tick,
+        admitted=admitted,
+        per_module=per_module,
+        shares=shares,
+        strings=strings,
+        total=aggregate.parallel(strings),
+    )
 
 
 def modules(t: float, *addresses: int, **values: Any) -> dict[int, ModuleReading]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.resources
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import cantools
-from cantools.database.can import Database
+from cantools.database.can import Database, Message
 
 from gateway.errors import ConfigError
 
@@ -31,3 +33,9 @@ def load(path: Path | None, default: str, key: str) -> Database:
     if duplicates:
         raise ConfigError([f"{key}: {path} defines frame IDs more than once: {', '.join(duplicates)}"])
     return db
+
+
+def decode(message: Message, data: bytes | bytearray) -> Mapping[str, float]:
+    """The message's signals as numbers (raw value tables not applied): cantools' own decode, typed for what it
+    returns with `decode_choices=False` on a single frame. Raises what cantools raises for a bad payload."""
+    return cast("Mapping[str, float]", message.decode(data, decode_choices=False))  # type: ignore[arg-type]

@@ -14,10 +14,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import can
 
+from gateway.can import dbc
 from gateway.can.codec import DecodeFailure, ModuleCodec, Target, TargetKind
 from gateway.logs import BurstLog, get
 from gateway.master.model import MAX_CELLS, MAX_SENSORS, ModuleReading
@@ -199,7 +200,7 @@ class ModuleStore:
             self._reject("bad_length", can_id, dlc=len(data))
             return
         try:
-            values = plan.message.decode(data, decode_choices=False)  # type: ignore[arg-type]  # bytearray works
+            values = dbc.decode(plan.message, data)
         except DecodeFailure as err:
             kind = "bad_multiplexer" if plan.message.is_multiplexed() else "decode_error"
             self._reject(kind, can_id, error=str(err))
@@ -265,7 +266,7 @@ class ModuleStore:
 
     def _apply(self, slot: _Slot, targets: tuple[Target, ...], values: Mapping[str, float]) -> bool:
         """Write decoded values into a slot; True when the change may call for protection."""
-        fields = slot.fields
+        fields = cast("dict[str | int, Any]", slot.fields)  # a FIELD target's key is a field name
         urgency = self.urgency
         urgent = False
         for target in targets:

@@ -219,6 +219,7 @@ class Limiter:
     def bank(
         self,
         tick: TickInput,
+        *,
         admitted: Sequence[tuple[int, ...]],
         per_module: Mapping[int, Limits],
         shares: Sequence[float],

@@ -98,7 +98,12 @@ class Master:
         else:
             assert electrical.total is not None  # a valid bank has admitted strings
             limits = self._limiter.bank(
-                tick, membership.admitted, per_module, shares, electrical.strings, electrical.total
+                tick,
+                admitted=membership.admitted,
+                per_module=per_module,
+                shares=shares,
+                strings=electrical.strings,
+                total=electrical.total,
             )
             self._admission.track_cutoffs(tick, membership, per_module)
         flags = self._requests.update(tick, not reason, limits, electrical.total, electrical.extremes[1])

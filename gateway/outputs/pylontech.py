@@ -635,9 +635,8 @@ class InverterLink:
             keepalive_seen = t
         else:
             message = _codec().messages[can_id]
-            decoded = message.decode(data[: message.length].ljust(message.length, b"\0"), decode_choices=False)
-            if isinstance(text := decoded["InverterName"], int):
-                name = _text(text, 4)
+            decoded = dbc.decode(message, data[: message.length].ljust(message.length, b"\0"))
+            name = _text(int(decoded["InverterName"]), 4)
         self._info = InverterInfo(name=name, last_seen=t, keepalive_seen=keepalive_seen)
         if before is not None and before.name != name:
             self._renames += 1

@@ -486,8 +486,7 @@ def image(lay: Layout, s: BankSnapshot) -> tuple[int, ...]:
     ]
     for string, position, a in modules:
         view = s.modules.get(a) if a is not None else None
-        values = {"StrIdx": string, "ModIdx": position, **_module(view)}
-        contents.append((values, _cell_groups(view, lay.cells)))
+        contents.append(({"StrIdx": string, "ModIdx": position, **_module(view)}, _cell_groups(view, lay.cells)))
     out = [0x5375, 0x6E53]  # "SunS"
     for block, (values, groups) in zip(lay.blocks, contents, strict=True):
         fixed, group = lay.ops[block.model]

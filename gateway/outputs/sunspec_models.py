@@ -6,10 +6,11 @@ against the installed pysunspec2 definitions. Do not edit by hand.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 
-class Point(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Point:
     name: str
     type: str
     size: int
@@ -18,14 +19,16 @@ class Point(NamedTuple):
     """The scale-factor point that scales this one."""
 
 
-class Group(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Group:
     name: str
     count: str | int
     """The point holding the number of repetitions, or 0: as many as the model length holds."""
     points: tuple[Point, ...]
 
 
-class ModelDef(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ModelDef:
     id: int
     name: str
     points: tuple[Point, ...]

@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, TypeGuard, get_args
 
 from gateway.config import SHIPPED_ADDRESS_MASK, module_addresses
 from gateway.master.model import ALARM_BITS
@@ -92,10 +92,10 @@ def parse_fault(spec: str) -> Fault:
 def version(text: str) -> tuple[int, int, int]:
     """`"1.4.2"` -> (1, 4, 2); ValueError unless three numbers 0..255."""
     match = _VERSION.match(text)
-    numbers = tuple(int(n) for n in match.groups()) if match else ()
-    if len(numbers) != 3 or max(numbers) > 255:
+    if match is None or max(int(n) for n in match.groups()) > 255:
         raise ValueError(f"firmware {text!r} is not X.Y.Z with numbers 0..255")
-    return numbers  # type: ignore[return-value]
+    major, minor, patch = (int(n) for n in match.groups())
+    return major, minor, patch
 
 
 def effects(faults: Sequence[Fault], t: float) -> Effects:
@@ -165,5 +165,5 @@ def _problem(fault: Fault) -> str | None:
     return None if ok else "fault code must be an integer within 1..65535"
 
 
-def _number(value: object, low: float, high: float) -> bool:
+def _number(value: object, low: float, high: float) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high

@@ -19,7 +19,7 @@ import can
 from cantools.database.can import Database, Message
 
 from gateway.can.codec import DecodeFailure
-from gateway.can.dbc import load
+from gateway.can.dbc import decode, load
 from gateway.config import SHIPPED_ADDRESS_MASK, module_addresses
 from gateway.master.model import ALARM_BITS, MAX_CELLS, MAX_SENSORS, ModuleState
 from gateway.sim import physics
@@ -68,8 +68,8 @@ class _Encoder:
         self.frame_id: int = message.frame_id
         self._message = message
         self._names = tuple(names)
-        self._lows = tuple(float(s.minimum) for s in signals)
-        self._highs = tuple(float(s.maximum) for s in signals)
+        self._lows = tuple(-math.inf if s.minimum is None else float(s.minimum) for s in signals)
+        self._highs = tuple(math.inf if s.maximum is None else float(s.maximum) for s in signals)
         self._fixed = dict(fixed)
 
     def __call__(self, values: Values) -> bytes:
@@ -282,7 +282,16 @@ class Simulator:
         start: float = 0.0,
     ) -> None:
         faults = tuple(faults)
-        layout = _check(modules, soc, strings, faults, cells, sensors, capacity_ah, ambient)
+        layout = _check(
+            modules,
+            soc=soc,
+            strings=strings,
+            faults=faults,
+            cells=cells,
+            sensors=sensors,
+            capacity_ah=capacity_ah,
+            ambient=ambient,
+        )
         rng = random.Random(seed)
         self._command = _db().get_message_by_name("MasterCommand")
         self._ambient = ambient
@@ -290,7 +299,17 @@ class Simulator:
         self._time = start
         self._next_step = 1
         self._modules = {
-            address: _module(address, modules, rng, soc, faults, cells, sensors, capacity_ah, ambient)
+            address: _module(
+                address,
+                count=modules,
+                rng=rng,
+                soc=soc,
+                faults=faults,
+                cells=cells,
+                sensors=sensors,
+                capacity_ah=capacity_ah,
+                ambient=ambient,
+            )
             for address in range(1, modules + 1)
         }
         self._strings = tuple(tuple(self._modules[a] for a in string) for string in layout)
@@ -353,7 +372,7 @@ class Simulator:
             return False
         address = can_id & ADDRESS_MASK
         try:
-            permit = bool(command.decode(bytes(data), decode_choices=False)["ConnectPermit"])
+            permit = bool(decode(command, bytes(data))["ConnectPermit"])
         except DecodeFailure:
             return False
         targets = list(self._modules.values()) if address == 0 else [m for m in [self._modules.get(address)] if m]
@@ -371,7 +390,7 @@ class Simulator:
         yield _Slot(m, 0.1, phase, _encoder("ModuleStatus", STATUS), m.status)
         yield _Slot(m, 0.2, phase + 0.05, _encoder("CellSummary", SUMMARY), m.summary)
         yield _Slot(m, 10.0, phase + 0.02, _encoder("ModuleInfo", INFO), m.info)
-        each_second = [
+        each_second: list[tuple[_Encoder, Callable[[Effects], Values]]] = [
             (_encoder("ModuleLimits", LIMITS), m.limits),
             (_encoder("Temperatures", TEMPERATURES), m.temperatures),
             *((_cell_voltages(g, cells), functools.partial(m.cell_voltages, g)) for g in range(math.ceil(cells / 3))),
@@ -410,6 +429,7 @@ class Simulator:
 
 def _module(
     address: int,
+    *,
     count: int,
     rng: random.Random,
     soc: float,
@@ -421,7 +441,7 @@ def _module(
 ) -> _Module:
     """A module with its own spread of resistance, capacity, cell SOCs and sensors, drawn from `rng`."""
     mine = [f for f in faults if f.module == address]
-    start_soc = soc + sum(float(f.value) for f in mine if f.kind == "soc_offset")  # type: ignore[arg-type]
+    start_soc = soc + sum(f.value for f in mine if f.kind == "soc_offset" and isinstance(f.value, float | int))
     capacity = capacity_ah * rng.uniform(0.95, 1.02)
     model = physics.ModuleModel(
         socs=[start_soc + rng.uniform(-1.0, 1.0) for _ in range(cells)],
@@ -443,6 +463,7 @@ def _module(
 
 def _check(
     modules: int,
+    *,
     soc: float,
     strings: Iterable[Iterable[int]] | None,
     faults: tuple[Fault, ...],
