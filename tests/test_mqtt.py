@@ -18,16 +18,9 @@ from typing import Any
 import aiomqtt
 import pytest
 import structlog
-from factories import reading
-from mosquitto import (  # noqa: F401 (the fixtures)
-    USERS,
-    Broker,
-    mosquitto_auth_fixture,
-    mosquitto_fixture,
-    mosquitto_tls_fixture,
-    subscriber,
-)
-from test_discovery import fleet_problems
+from helpers.factories import reading
+from helpers.home_assistant import fleet_problems
+from helpers.mosquitto import USERS, Broker, subscriber
 
 from gateway import backoff, config
 from gateway.clock import LiveClock
