@@ -1,4 +1,5 @@
-"""Shared fixtures: unique virtual CAN channels, a check that no test leaks an open bus, and logging put back."""
+"""Shared fixtures: unique virtual CAN channels, a check that no test leaks an open bus, and logging put back; the
+fixtures of helpers/ (a mosquitto broker, a systemd notify socket) registered as plugins."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from collections.abc import Iterator
 import can.interfaces.virtual
 import pytest
 import structlog
+
+pytest.register_assert_rewrite("helpers")  # their asserts report values, as in the test modules
+
+pytest_plugins = ["helpers.mosquitto", "helpers.service"]
+"""`mosquitto`, `mosquitto_auth`, `mosquitto_tls`; `notify`."""
 
 _counter = itertools.count()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from factories import configured, reading, tick_input
+from helpers.factories import configured, reading, tick_input
 
 from gateway.config import Config
 from gateway.master.admission import GROUP_NAMES, Admission, Health, Membership

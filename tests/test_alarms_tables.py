@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from factories import reading
+from helpers.factories import reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from factories import bank, master, reading, run
+from helpers.factories import bank, master, reading, run
 
 from gateway.changes import Change, changes
 from gateway.master.model import IsolateReason, Level, Lifecycle, ModuleReading, empty_snapshot

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from test_service import without_master_command
+from helpers.service import without_master_command
 
 from gateway.cli import main
 

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from factories import configured, reading
+from helpers.factories import configured, reading
 
 from gateway.config import LimitsSection
 from gateway.master.commands import commands

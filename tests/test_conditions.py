@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from factories import configured, reading, tick_input
+from helpers.factories import configured, reading, tick_input
 
 from gateway.config import Config
 from gateway.master.admission import Health, Membership

@@ -7,37 +7,20 @@ fixed and kept as a hypothesis @example); everything else is real: the codec, th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import can
 import pytest
 import structlog
-from factories import GROUPS
+from helpers.breakable import breakable
+from helpers.factories import GROUPS
 
 from gateway import config
 from gateway.core import Core
-from gateway.master.master import Master, Tick
-from gateway.master.model import InverterInfo, Level, ModuleReading
+from gateway.master.model import Level
 from gateway.sim import Simulator
 
 CFG = config.parse({"bank": {"module_timeout": 1.0}, "limits": {"slew_rate": 1000.0}})
-
-
-class Breakable(Master):
-    """The real master, whose step raises a ZeroDivisionError while `broken`."""
-
-    broken = False
-
-    def step(self, now: float, readings: Mapping[int, ModuleReading], inverter: InverterInfo | None = None) -> Tick:
-        if self.broken:
-            raise ZeroDivisionError("float division by zero")
-        return super().step(now, readings, inverter)
-
-
-def breakable(core: Core) -> Breakable:
-    core.master = master = Breakable(core.config, required_groups=core.master.required_groups)
-    return master
 
 
 def run(core: Core, sim: Simulator, until: float) -> Any:

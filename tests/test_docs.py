@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from factories import bank, master, run
+from helpers.factories import bank, master, run
 
 from gateway import config, payload
 from gateway.master.model import AlarmCode

@@ -3,7 +3,7 @@ under 2.90 V, and the full charge for balancing every `full_charge_interval` day
 
 from __future__ import annotations
 
-from factories import configured, tick_input
+from helpers.factories import configured, tick_input
 
 from gateway.config import Config
 from gateway.master.flags import Requests

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from factories import configured, reading, tick_input
+from helpers.factories import configured, reading, tick_input
 
 from gateway.config import Config
 from gateway.master import aggregate

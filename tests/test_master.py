@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from factories import bank, master, reading, run
+from helpers.factories import bank, master, reading, run
 
 from gateway.master.model import InverterInfo, IsolateReason, Level, Lifecycle
 

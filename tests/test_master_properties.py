@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import replace
 
-from factories import reading
+from helpers.factories import reading
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 

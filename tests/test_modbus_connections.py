@@ -7,8 +7,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from factories import master, run
-from test_modbus import Clock, client, readings, request, serving
+from helpers.factories import master, run
+from helpers.modbus import Clock, client, readings, request, serving
 
 from gateway import config
 from gateway.hub import SnapshotHub

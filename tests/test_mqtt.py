@@ -18,16 +18,9 @@ from typing import Any
 import aiomqtt
 import pytest
 import structlog
-from factories import reading
-from mosquitto import (  # noqa: F401 (the fixtures)
-    USERS,
-    Broker,
-    mosquitto_auth_fixture,
-    mosquitto_fixture,
-    mosquitto_tls_fixture,
-    subscriber,
-)
-from test_discovery import fleet_problems
+from helpers.factories import reading
+from helpers.home_assistant import fleet_problems
+from helpers.mosquitto import USERS, Broker, subscriber
 
 from gateway import backoff, config
 from gateway.clock import LiveClock
@@ -44,7 +37,6 @@ from gateway.outputs.mqtt import (
     read_record,
     urgent_key,
 )
-from gateway.payload import bank_dict, cells_dict, module_dict
 
 ROOT = "bms/t1"
 ENTITIES = len(discovery.bank_configs(config.parse({}))) + 2 * len(discovery.module_configs(config.parse({}), 1))
@@ -121,11 +113,6 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
 
 def loads(message: aiomqtt.Message) -> Any:
     return json.loads(message.payload)
-
-
-def normal(value: Any) -> Any:
-    """A payload dict as it reads back from JSON."""
-    return json.loads(json.dumps(value))
 
 
 # -- pure parts -------------------------------------------------------------------------------------------
@@ -207,18 +194,234 @@ def test_missing_password_file_is_a_config_error(tmp_path: Path) -> None:
 # -- against the broker -----------------------------------------------------------------------------------
 
 
+MODULE_1_CELLS = (3.320,) * 3 + (3.310,) + (3.320,) * 4 + (3.340,) + (3.320,) * 7
+MODULE_2_CELLS = (3.315,) * 6 + (3.300,) + (3.315,) * 4 + (3.330,) + (3.315,) * 4
+
+
+def charging(t: float) -> dict[int, ModuleReading]:
+    """Two one-module strings charging with 20 A, every value different between the two, so that neither module's
+    value can pass for the other's or for the bank's. Otherwise the factory's healthy module (100 Ah, 100 A limits,
+    CVL 56.0 V, DVL 46.0 V, 100 cycles, firmware 1.4.2; remaining capacity = 100 Ah x SOC)."""
+    return {
+        1: reading(
+            1,
+            t,
+            voltage=53.2,
+            current=12.0,
+            soc=62.0,
+            module_state=2,
+            cell_voltages=MODULE_1_CELLS,
+            cell_voltage_max=3.340,
+            cell_voltage_max_index=9,
+            cell_voltage_min=3.310,
+            cell_voltage_min_index=4,
+            cell_balancing=(False,) * 8 + (True,) + (False,) * 7,
+            balancing_cells=1,
+            temperature_max=27.0,
+            temperature_max_index=1,
+            temperature_min=23.0,
+            temperature_min_index=4,
+            cell_temperatures=(27.0, 25.5, 24.0, 23.0),
+            power_stage_temperature=31.5,
+        ),
+        2: reading(
+            2,
+            t,
+            voltage=53.0,
+            current=8.0,
+            soc=58.0,
+            soh=96.0,
+            module_state=2,
+            cycle_count=180,
+            cell_voltages=MODULE_2_CELLS,
+            cell_voltage_max=3.330,
+            cell_voltage_max_index=12,
+            cell_voltage_min=3.300,
+            cell_voltage_min_index=7,
+            cell_balancing=(False,) * 16,
+            balancing_cells=0,
+            temperature_max=25.0,
+            temperature_max_index=1,
+            temperature_min=10.0,
+            temperature_min_index=3,
+            cell_temperatures=(25.0, None, 10.0, 18.5),
+            internal_resistance=1.8,
+        ),
+    }
+
+
+# What `charging` must publish after 14 s, worked out by hand from the readings and the default config (16 cells in
+# series, 100 A ratings, the default derating tables). Not from gateway.payload: a test that compares the payload
+# with what that code computes agrees with any mistake in it.
+#
+# Module limits: the rating of 100 A (the reported 100 A is not lower), times the lowest derating factor.
+#   Module 1: nothing derates, 100 A "rating module 1" both ways: its cells (3.310..3.340 V) are below the charge
+#   table's first point (3.40 V) and above the discharge table's last (3.10 V), 23..27 degC is within the full
+#   ranges (charge 15..40 degC, discharge -10..50 degC), SOC 62 % is below 95 % (charge) and above 10 % (discharge).
+#   Module 2: its coldest sensor, 10 degC, on the charge temperature table (5 degC, 20 %)..(15 degC, 100 %):
+#   20 + (10 - 5) / (15 - 5) x 80 = 60 % -> charge 60 A "temperature module 2"; discharge 100 A "rating module 2".
+#   Voltages: CVL 16 x 3.45 = 55.2 V, DVL 16 x 3.00 = 48.0 V; the reported 56.0 V and 46.0 V are not tighter, and
+#   no cell is over 3.45 V to pull the CVL down.
+# Shares: 20 A is over the measuring threshold of 5 % x 100 A x 2 strings = 10 A, so measured: 12 / 20 = 0.6 and
+#   8 / 20 = 0.4, the latter raised to its capacity share 100 / 200 Ah = 0.5.
+# Bank current limits: min(sum of the strings' limits, each string's limit / its share):
+#   charge    min(100 + 60 = 160, 100 / 0.6 = 166.7, 60 / 0.5 = 120) = 120 A, bound by module 2's temperature;
+#   discharge min(100 + 100 = 200, 100 / 0.6 = 166.667, 100 / 0.5 = 200) = 166.667 A: module 1's string, not derated,
+#   binds by its share -> "current_share module 1".
+# Time: the limits rise from 0 A once the 3 s start-up (module_timeout) is over, at the slew of 10 %/s x 100 A x
+#   2 strings = 20 A/s: 120 A is reached at 9 s, 166.667 A at 11.3 s, both before 14 s.
+BANK_AT_14S = {
+    "seq": 140,  # one tick per 0.1 s for 14 s
+    "t": 14.0,
+    "valid": True,
+    "reason": "",
+    "voltage": 53.1,  # median of the parallel strings: (53.2 + 53.0) / 2
+    "current": 20.0,  # 12 + 8
+    "power": 1062.0,  # 53.1 V x 20 A
+    "soc": 60.0,  # capacity-weighted: (100 x 62 + 100 x 58) / 200
+    "soh": 97.0,  # (100 x 98 + 100 x 96) / 200
+    "remaining_ah": 120.0,  # 62 + 58
+    "full_ah": 200.0,  # 100 + 100
+    "cell_voltage_max": {"value": 3.34, "module": 1, "cell": 9},
+    "cell_voltage_min": {"value": 3.3, "module": 2, "cell": 7},
+    "cell_voltage_delta": 0.04,  # 3.340 - 3.300
+    "temperature_max": {"value": 27.0, "module": 1, "cell": 1},
+    "temperature_min": {"value": 10.0, "module": 2, "cell": 3},
+    "temperature_gradient": -2.0,  # top (position 2, 25 degC) minus bottom (position 1, 27 degC)
+    "limits": {
+        "charge_current": {"value": 120.0, "bound_by": "temperature module 2"},
+        "discharge_current": {"value": 166.667, "bound_by": "current_share module 1"},  # 100 / 0.6
+        "charge_voltage": {"value": 55.2, "bound_by": "charge_voltage_per_cell"},
+        "discharge_voltage": {"value": 48.0, "bound_by": "discharge_voltage_per_cell"},
+    },
+    "flags": {
+        "charge_enable": True,  # 120 A > 0
+        "discharge_enable": True,  # 166.667 A > 0
+        "force_charge": False,  # SOC 60 % is not under 5 %, the lowest cell 3.30 V not under 2.90 V
+        "full_charge": False,  # the 30-day interval counts from the start, 14 s ago
+    },
+    "fan_duty": 0,  # (30 degC, 0 %)..(45 degC, 100 %) at the hottest 27 degC
+    "modules_online": [1, 2],
+    "modules_pending": [],
+    "modules_isolated": [],
+    "modules_offline": [],
+    "modules_rejected": [],
+    "strings": [[1], [2]],
+    "alarms": [],
+    "inverter": None,
+}
+REPORTED = {"charge_current": 100.0, "discharge_current": 100.0, "charge_voltage": 56.0, "discharge_voltage": 46.0}
+MODULES_AT_14S = {
+    1: {
+        "address": 1,
+        "position": 1,  # no positions configured: the address
+        "string": 0,
+        "state": "online",
+        "reason": "",
+        "isolate_reason": "none",
+        "age": 0.0,  # its status arrived at this tick
+        "voltage": 53.2,
+        "current": 12.0,
+        "power": 638.4,  # 53.2 V x 12 A
+        "soc": 62.0,
+        "soh": 98.0,
+        "module_state": "charging",  # 2
+        "cell_voltage_max": 3.34,
+        "cell_voltage_min": 3.31,
+        "cell_voltage_max_index": 9,
+        "cell_voltage_min_index": 4,
+        "cell_voltage_delta": 0.03,  # 3.340 - 3.310
+        "balancing_cells": 1,
+        "temperature_max": 27.0,
+        "temperature_min": 23.0,
+        "power_stage_temperature": 31.5,
+        "remaining_ah": 62.0,  # 100 Ah x 62 %
+        "full_ah": 100.0,
+        "internal_resistance": None,
+        "cycle_count": 100,
+        "firmware": "1.4.2",
+        "reported_limits": REPORTED,
+        "limits": {
+            "charge_current": {"value": 100.0, "bound_by": "rating module 1"},
+            "discharge_current": {"value": 100.0, "bound_by": "rating module 1"},
+            "charge_voltage": {"value": 55.2, "bound_by": "charge_voltage_per_cell"},
+            "discharge_voltage": {"value": 48.0, "bound_by": "discharge_voltage_per_cell"},
+        },
+        "share": 0.6,  # 12 / 20, measured
+        "warnings": [],
+        "protections": [],
+        "fault_code": 0,
+        "mismatch": [],
+    },
+    2: {
+        "address": 2,
+        "position": 2,
+        "string": 1,
+        "state": "online",
+        "reason": "",
+        "isolate_reason": "none",
+        "age": 0.0,
+        "voltage": 53.0,
+        "current": 8.0,
+        "power": 424.0,  # 53.0 V x 8 A
+        "soc": 58.0,
+        "soh": 96.0,
+        "module_state": "charging",
+        "cell_voltage_max": 3.33,
+        "cell_voltage_min": 3.3,
+        "cell_voltage_max_index": 12,
+        "cell_voltage_min_index": 7,
+        "cell_voltage_delta": 0.03,  # 3.330 - 3.300
+        "balancing_cells": 0,
+        "temperature_max": 25.0,
+        "temperature_min": 10.0,
+        "power_stage_temperature": None,
+        "remaining_ah": 58.0,  # 100 Ah x 58 %
+        "full_ah": 100.0,
+        "internal_resistance": 1.8,
+        "cycle_count": 180,
+        "firmware": "1.4.2",
+        "reported_limits": REPORTED,
+        "limits": {
+            "charge_current": {"value": 60.0, "bound_by": "temperature module 2"},  # 100 A x 60 % at 10 degC
+            "discharge_current": {"value": 100.0, "bound_by": "rating module 2"},
+            "charge_voltage": {"value": 55.2, "bound_by": "charge_voltage_per_cell"},
+            "discharge_voltage": {"value": 48.0, "bound_by": "discharge_voltage_per_cell"},
+        },
+        "share": 0.5,  # measured 8 / 20 = 0.4, raised to its capacity share 100 / 200
+        "warnings": [],
+        "protections": [],
+        "fault_code": 0,
+        "mismatch": [],
+    },
+}
+CELLS_AT_14S = {
+    1: {
+        "address": 1,
+        "voltages": [3.32] * 3 + [3.31] + [3.32] * 4 + [3.34] + [3.32] * 7,  # lowest cell 4, highest cell 9
+        "balancing": [False] * 8 + [True] + [False] * 7,  # cell 9, its highest
+        "temperatures": [27.0, 25.5, 24.0, 23.0],
+    },
+    2: {
+        "address": 2,
+        "voltages": [3.315] * 6 + [3.3] + [3.315] * 4 + [3.33] + [3.315] * 4,  # lowest cell 7, highest cell 12
+        "balancing": [False] * 16,
+        "temperatures": [25.0, None, 10.0, 18.5],  # sensor 2 absent: null
+    },
+}
+
+
 async def test_status_and_state_payloads(mosquitto: Broker) -> None:
     cfg = make_config(mosquitto.port)
-    stack = Stack(cfg)
-    snapshot = stack.hub.latest
+    stack = Stack(cfg)  # 4 s of the factory's healthy readings: both modules admitted
+    snapshot = stack.advance(10.0, charging)
     assert snapshot.valid
     async with running(publisher(stack, cfg)) as pub, subscriber(mosquitto, f"{ROOT}/#") as (_, seen):
         bank = await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank" and loads(m)["seq"] == snapshot.seq)
-        assert loads(bank) == normal(bank_dict(snapshot))
+        assert loads(bank) == BANK_AT_14S
         for address in (1, 2):
-            view = snapshot.modules[address]
-            assert loads(await seen.on(f"{ROOT}/module/{address}")) == normal(module_dict(view, snapshot.t))
-            assert loads(await seen.on(f"{ROOT}/cells/{address}")) == normal(cells_dict(view))
+            assert loads(await seen.on(f"{ROOT}/module/{address}")) == MODULES_AT_14S[address]
+            assert loads(await seen.on(f"{ROOT}/cells/{address}")) == CELLS_AT_14S[address]
         assert loads(await seen.on(f"{ROOT}/alarms")) == []
         assert pub.connected
         assert pub.published > 0

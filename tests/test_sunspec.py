@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import sunspec2
 import sunspec2.modbus.client as sunspec_client
-from factories import master, reading, run
-from test_modbus import serving as modbus_serving
+from helpers.factories import master, reading, run
+from helpers.modbus import serving as modbus_serving
 
 from gateway import __version__, config
 from gateway.config import Config

@@ -5,7 +5,7 @@ accumulation in the middle (more than 5 degC above the mean of the outer modules
 from __future__ import annotations
 
 import pytest
-from factories import configured
+from helpers.factories import configured
 
 from gateway.master import thermal
 from gateway.master.alarms import Condition

@@ -22,16 +22,11 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from helpers.ports import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 USERS = {"gateway": "s3cret pass", "viewer": "viewer"}
 """Users of the `mosquitto_auth` broker (name -> password)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _certificates(directory: Path) -> None:
@@ -56,7 +51,7 @@ class Broker:
     users: dict[str, str] = field(default_factory=dict)
     tls: bool = False
     host: str = "127.0.0.1"
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     _process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -1,0 +1,15 @@
+"""What several test modules share; test modules import from here, never from each other.
+
+`from helpers.<module> import ...` resolves as `from factories import ...` did before: tests/ has no __init__.py,
+so pytest (importmode "prepend") puts tests/ on sys.path when it imports tests/conftest.py and the test modules.
+Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules only request them by name.
+
+- factories: module readings, configs, masters and their runs on explicit time, tick inputs for one rule
+- mosquitto: a real broker (fixtures `mosquitto`, `mosquitto_auth`, `mosquitto_tls`) and a recording subscriber
+- ports: a free TCP port, a port held busy, whether a port listens
+- buses: the gateway on python-can virtual buses, taps that record frames, the simulator, Pylontech decoding
+- modbus: the Modbus server on an ephemeral port with an injected clock, a client, requests packed by hand
+- service: `_serve` in a task, a NOTIFY_SOCKET (fixture `notify`), config files, signals, metrics and status
+- breakable: a master whose step raises on demand
+- home_assistant: a checker of Home Assistant's MQTT discovery rules
+"""
