@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers.factories import configured, reading, tick_input
 
 from gateway.config import Config
 from gateway.master.admission import GROUP_NAMES, Admission, Health, Membership
 from gateway.master.inputs import TickInput
 from gateway.master.limits import module_limits
 from gateway.master.model import IsolateReason, Lifecycle, ModuleReading
+
+from helpers.factories import configured, reading, tick_input
 
 ALL_GROUPS = frozenset(GROUP_NAMES)
 ONLINE = Health(Lifecycle.ONLINE, "", IsolateReason.NONE)

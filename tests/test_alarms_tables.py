@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 
-from helpers.factories import reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import config
 from gateway.master.alarms import module_conditions, quiet
 from gateway.master.tables import interpolate
+
+from helpers.factories import reading
 
 CFG = config.parse({})
 

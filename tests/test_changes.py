@@ -7,10 +7,10 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from helpers.factories import bank, master, reading, run
-
 from gateway.changes import Change, changes
 from gateway.master.model import IsolateReason, Level, Lifecycle, ModuleReading, empty_snapshot
+
+from helpers.factories import bank, master, reading, run
 
 Readings = Callable[[float], Mapping[int, ModuleReading]]
 Line = tuple[float, str, str, dict[str, Any]]

@@ -9,9 +9,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from helpers.service import without_master_command
 
 from gateway.cli import main
+
+from helpers.service import without_master_command
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,6 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from helpers.factories import configured, reading
 
 from gateway.config import LimitsSection
 from gateway.master.commands import commands
@@ -26,6 +25,8 @@ from gateway.master.model import (
     ModuleView,
     empty_snapshot,
 )
+
+from helpers.factories import configured, reading
 
 LIMITS = configured().limits
 BOTH = Flags(charge_enable=True, discharge_enable=True)

@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from helpers.factories import configured, reading, tick_input
 
 from gateway.config import Config
 from gateway.master.admission import Health, Membership
 from gateway.master.alarms import Condition
 from gateway.master.conditions import bank_conditions, mismatch, mismatch_conditions
 from gateway.master.model import InverterInfo, IsolateReason, Level, Lifecycle, ModuleReading
+
+from helpers.factories import configured, reading, tick_input
 
 CFG = configured()
 ONLINE = Health(Lifecycle.ONLINE, "", IsolateReason.NONE)

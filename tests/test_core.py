@@ -12,13 +12,14 @@ from typing import Any
 import can
 import pytest
 import structlog
-from helpers.breakable import breakable
-from helpers.factories import GROUPS
 
 from gateway import config
 from gateway.core import Core
 from gateway.master.model import Level
 from gateway.sim import Simulator
+
+from helpers.breakable import breakable
+from helpers.factories import GROUPS
 
 CFG = config.parse({"bank": {"module_timeout": 1.0}, "limits": {"slew_rate": 1000.0}})
 

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers.factories import bank, master, reading, run
-from helpers.home_assistant import TOPIC, fleet_problems, ha_problems
 
 from gateway import config
 from gateway.master.model import AlarmCode, empty_snapshot
@@ -21,6 +19,9 @@ from gateway.outputs import discovery
 from gateway.outputs.discovery import Topics
 from gateway.outputs.fields import BANK_FIELDS, BANK_FLAGS, MODULE_FIELDS
 from gateway.payload import alarm_dict, bank_dict, module_dict
+
+from helpers.factories import bank, master, reading, run
+from helpers.home_assistant import TOPIC, fleet_problems, ha_problems
 
 
 def all_configs(cfg: config.Config, addresses: tuple[int, ...]) -> dict[str, dict[str, Any]]:

@@ -7,10 +7,11 @@ import typing
 from pathlib import Path
 
 import pytest
-from helpers.factories import bank, master, run
 
 from gateway import config, payload
 from gateway.master.model import AlarmCode
+
+from helpers.factories import bank, master, run
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()

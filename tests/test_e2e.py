@@ -26,6 +26,12 @@ import can
 import cantools
 import pytest
 from cantools.database.can import Database
+
+from gateway.can.bus import open_bus
+from gateway.master.model import Lifecycle, ModuleState
+from gateway.service import Gateway
+from gateway.sim import Simulator, parse_fault
+
 from helpers.buses import (
     MODULE_TIMEOUT,
     PERIOD,
@@ -42,11 +48,6 @@ from helpers.buses import (
     tapped,
     until,
 )
-
-from gateway.can.bus import open_bus
-from gateway.master.model import Lifecycle, ModuleState
-from gateway.service import Gateway
-from gateway.sim import Simulator, parse_fault
 
 MODULE: Database = cantools.database.load_file(ROOT / "dbc" / "module.dbc", strict=True)  # type: ignore[assignment]
 TICK = 0.5

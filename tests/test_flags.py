@@ -3,11 +3,11 @@ under 2.90 V, and the full charge for balancing every `full_charge_interval` day
 
 from __future__ import annotations
 
-from helpers.factories import configured, tick_input
-
 from gateway.config import Config
 from gateway.master.flags import Requests
 from gateway.master.model import Electrical, Extreme, Flags, Limit, Limits
+
+from helpers.factories import configured, tick_input
 
 CFG = configured()
 DAY = 86_400.0

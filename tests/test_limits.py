@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from helpers.factories import configured, reading, tick_input
 
 from gateway.config import Config
 from gateway.master import aggregate
 from gateway.master.limits import Limiter, Shares, module_limits, parallel_current, string_limits
 from gateway.master.model import Electrical, Limit, Limits, ModuleReading
+
+from helpers.factories import configured, reading, tick_input
 
 CFG = configured()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers.factories import bank, master, reading, run
 
 from gateway.master.model import InverterInfo, IsolateReason, Level, Lifecycle
+
+from helpers.factories import bank, master, reading, run
 
 
 def alarm(snapshot, code):  # type: ignore[no-untyped-def]

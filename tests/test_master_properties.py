@@ -11,7 +11,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import replace
 
-from helpers.factories import reading
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,8 @@ from gateway.can import dbc
 from gateway.can.codec import SCALARS
 from gateway.master.master import Master
 from gateway.master.model import BankSnapshot, InverterInfo, Lifecycle, ModuleReading
+
+from helpers.factories import reading
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

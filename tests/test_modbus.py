@@ -11,8 +11,6 @@ from typing import Any
 
 import pymodbus
 import pytest
-from helpers.factories import master, run
-from helpers.modbus import Clock, client, readings, request, serving
 from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
@@ -40,6 +38,9 @@ from gateway.outputs.modbus import (
     parse,
 )
 from gateway.payload import bank_dict, lookup, module_dict
+
+from helpers.factories import master, run
+from helpers.modbus import Clock, client, readings, request, serving
 
 DOCS = Path(__file__).parent.parent / "docs" / "modbus.md"
 

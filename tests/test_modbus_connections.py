@@ -7,13 +7,14 @@ import struct
 from pathlib import Path
 
 import pytest
-from helpers.factories import master, run
-from helpers.modbus import Clock, client, readings, request, serving
 
 from gateway import config
 from gateway.hub import SnapshotHub
 from gateway.master.model import BankSnapshot
 from gateway.outputs.modbus import MAX_READ, PLAIN_SIZE, plain_image
+
+from helpers.factories import master, run
+from helpers.modbus import Clock, client, readings, request, serving
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 

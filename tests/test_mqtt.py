@@ -18,9 +18,6 @@ from typing import Any
 import aiomqtt
 import pytest
 import structlog
-from helpers.factories import reading
-from helpers.home_assistant import fleet_problems
-from helpers.mosquitto import USERS, Broker, subscriber
 
 from gateway import backoff, config
 from gateway.clock import LiveClock
@@ -37,6 +34,10 @@ from gateway.outputs.mqtt import (
     read_record,
     urgent_key,
 )
+
+from helpers.factories import reading
+from helpers.home_assistant import fleet_problems
+from helpers.mosquitto import USERS, Broker, subscriber
 
 ROOT = "bms/t1"
 ENTITIES = len(discovery.bank_configs(config.parse({}))) + 2 * len(discovery.module_configs(config.parse({}), 1))

@@ -22,6 +22,17 @@ from typing import Any
 import can
 import pytest
 import structlog
+from pymodbus.client import AsyncModbusTcpClient
+
+from gateway import config, status
+from gateway.cli import main
+from gateway.errors import ConfigError
+from gateway.master.model import AlarmCode, Lifecycle
+from gateway.outputs.alarm_table import MODBUS_BIT
+from gateway.outputs.modbus import BANK_REGISTERS
+from gateway.service import Gateway
+from gateway.sim import Simulator, parse_fault
+
 from helpers.breakable import breakable
 from helpers.buses import (
     PROFILE,
@@ -48,16 +59,6 @@ from helpers.service import (
     without_master_command,
     write_config,
 )
-from pymodbus.client import AsyncModbusTcpClient
-
-from gateway import config, status
-from gateway.cli import main
-from gateway.errors import ConfigError
-from gateway.master.model import AlarmCode, Lifecycle
-from gateway.outputs.alarm_table import MODBUS_BIT
-from gateway.outputs.modbus import BANK_REGISTERS
-from gateway.service import Gateway
-from gateway.sim import Simulator, parse_fault
 
 # -- supervision ----------------------------------------------------------------------------------------------
 

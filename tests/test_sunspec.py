@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 import sunspec2
 import sunspec2.modbus.client as sunspec_client
-from helpers.factories import master, reading, run
-from helpers.modbus import serving as modbus_serving
 
 from gateway import __version__, config
 from gateway.config import Config
@@ -23,6 +21,9 @@ from gateway.outputs import sunspec
 from gateway.outputs.alarm_table import MODBUS_BIT
 from gateway.outputs.modbus import ModbusServer
 from gateway.outputs.sunspec_models import MODELS, Group, ModelDef, Point
+
+from helpers.factories import master, reading, run
+from helpers.modbus import serving as modbus_serving
 
 CELLS = tuple(round(3.290 + 0.002 * i, 3) for i in range(16))
 STRINGS = {"strings": [[1, 2], [3, 4]], "max_modules": 4}

@@ -5,11 +5,12 @@ accumulation in the middle (more than 5 degC above the mean of the outer modules
 from __future__ import annotations
 
 import pytest
-from helpers.factories import configured
 
 from gateway.master import thermal
 from gateway.master.alarms import Condition
 from gateway.master.model import Level
+
+from helpers.factories import configured
 
 FAN = configured().limits.fan_duty
 

@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from helpers.factories import reading
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway import config
 from gateway.config import Config
 from gateway.hub import SnapshotHub
 from gateway.outputs.modbus import ModbusServer
+
+from helpers.factories import reading
 
 CELLS = tuple(round(3.300 + 0.001 * i, 3) for i in range(16))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+
 from helpers.ports import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
