@@ -10,6 +10,11 @@ from collections.abc import Iterator
 import can.interfaces.virtual
 import pytest
 import structlog
+from hypothesis import settings
+
+settings.register_profile("gateway", print_blob=True)
+settings.load_profile("gateway")
+"""A property that fails prints `@reproduce_failure(...)` to replay it exactly; keep what it finds as `@example`."""
 
 pytest.register_assert_rewrite("helpers")  # their asserts report values, as in the test modules
 

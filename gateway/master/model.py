@@ -56,6 +56,7 @@ class IsolateReason(enum.IntEnum):
     FAULT = 3
     STACK_LIMIT = 4
     MANUAL = 5
+    """In the protocol's value table (module-can.md); the master has no manual isolation yet, so never sends it."""
     NOT_ADMITTED = 6
 
 
@@ -136,7 +137,9 @@ class ModuleReading:
     temperature_min_index: int | None = None
     power_stage_temperature: float | None = None
     warnings: int = 0
+    """The module's own warning bits (bit n = ALARM_BITS[n]); what the master finds amiss is `ModuleView.mismatch`."""
     protections: int = 0
+    """The module's own protection bits, in the same order."""
     fault_code: int = 0
     firmware: tuple[int, int, int] | None = None
     cells_in_series: int | None = None
