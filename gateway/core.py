@@ -141,19 +141,26 @@ class Core:
         self.urgent = False
         try:
             step = self.master.step(now, self.store.readings(), self.link.info)
+            due = self._due(now, step.commands)
         except Exception as err:  # the safety net: a bug in a rule must not stop protection
             snapshot, commands = self._failed(now, err)
+            try:
+                due = self._due(now, commands)
+            except Exception:  # already counted and logged: the inverter's fail-safe set is what counts
+                due = ()
         else:
-            snapshot, commands = step.snapshot, step.commands
+            snapshot = step.snapshot
             if snapshot.seq <= self.latest.seq:
                 snapshot = replace(snapshot, seq=self.latest.seq + 1)
             if self._failing_since is not None:
                 log.warning("master steps succeed again", failed=self.failures)
                 self._failing_since = None
-            self._last_commands = commands
+            self._last_commands = step.commands
         self.latest = snapshot
-        due = () if self._commands is None else tuple(self._commands.due(now, commands))
         return Tick(snapshot, due)
+
+    def _due(self, now: float, commands: tuple[MasterCommand, ...]) -> tuple[tuple[int, bytes], ...]:
+        return () if self._commands is None else tuple(self._commands.due(now, commands))
 
     def _failed(self, now: float, err: Exception) -> tuple[BankSnapshot, tuple[MasterCommand, ...]]:
         """The fail-safe snapshot and commands for a step that raised."""
