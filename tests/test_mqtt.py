@@ -37,7 +37,7 @@ from gateway.outputs.mqtt import (
 
 from helpers.factories import reading
 from helpers.home_assistant import fleet_problems
-from helpers.mosquitto import USERS, Broker, subscriber
+from helpers.mosquitto import USERS, Broker, retained, subscriber
 
 ROOT = "bms/t1"
 ENTITIES = len(discovery.bank_configs(config.parse({}))) + 2 * len(discovery.module_configs(config.parse({}), 1))
@@ -447,7 +447,11 @@ async def test_discovery_on_the_broker_satisfies_home_assistant(mosquitto: Broke
         assert {c["availability_topic"] for c in configs.values()} == {f"{ROOT}/status"}
         devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
         assert len(devices) == 3  # the bank and two modules
-        assert loads(await seen.on(f"{ROOT}/modules")) == [1, 2]
+        # The first message on the record topic is the empty probe; the record follows once the probe is back.
+        record = await seen.wait(lambda m: m.topic.value == f"{ROOT}/modules" and m.payload != b"")
+        assert loads(record) == [1, 2]
+        probe = next(m for m in seen.messages if m.topic.value == f"{ROOT}/modules")
+        assert (probe.payload, seen.messages.index(probe) < seen.messages.index(record)) == (b"", True)
 
 
 KILLED = """
@@ -551,7 +555,7 @@ async def test_entities_of_a_removed_module_are_cleared_after_a_restart(mosquitt
     three = make_config(mosquitto.port, strings=((1,), (2,), (3,)))
     module3 = set(discovery.module_configs(three, 3))
     async with running(publisher(Stack(three), three)), subscriber(mosquitto, f"{ROOT}/modules") as (_, seen):
-        await seen.wait(lambda m: loads(m) == [1, 2, 3])
+        await seen.wait(lambda m: m.payload == b"[1,2,3]")
     two = make_config(mosquitto.port)
     watched = ("homeassistant/+/bms_t1_module_3/+/config", "homeassistant/+/bms_t1_module_2/+/config")
     async with subscriber(mosquitto, *watched, f"{ROOT}/modules") as (_, seen):
@@ -561,6 +565,45 @@ async def test_entities_of_a_removed_module_are_cleared_after_a_restart(mosquitt
             await seen.wait(lambda m: m.topic.value == f"{ROOT}/modules" and loads(m) == [1, 2])
         assert all(payload for topic, payload in seen.latest("homeassistant/+/bms_t1_module_2").items())
         assert any(t.startswith("homeassistant/sensor/bms_t1_module_2/") for t in seen.latest())
+
+
+def four(t: float) -> dict[int, ModuleReading]:
+    return {a: reading(a, t) for a in (1, 2, 3, 4)}
+
+
+async def test_a_module_left_out_of_strings_loses_its_entities_after_restarts_in_auto_mode(mosquitto: Broker) -> None:
+    """Issue 17. In auto topology the first discovery pass wrote the record, still `[]`, before any module was seen
+    and over the previous run's; the previous record then arrived and was merged, but never written back. So the
+    record flipped between [1,2,3,4] and [] at every restart, and a module later left out of `strings` kept its
+    entities. Here: three runs in auto mode (each a restart: the master has seen no module when MQTT connects),
+    then a run with `strings` without module 4."""
+    auto = make_config(mosquitto.port, strings=())
+    record = f"{ROOT}/modules"
+    for run in range(3):
+        stack = Stack(auto)
+        assert not stack.hub.latest.modules  # nothing heard yet on the CAN side
+        async with subscriber(mosquitto, record, f"{ROOT}/bank") as (_, seen), running(publisher(stack, auto)):
+            if run > 0:  # the previous record is read back, merged, and written again before any module is seen
+                try:
+                    await seen.wait(lambda m: not m.retain and m.payload == b"[1,2,3,4]")
+                except TimeoutError:
+                    raise AssertionError(f"run {run + 1}: the previous record was not written back") from None
+                assert b"[]" not in [m.payload for m in seen.messages if m.topic.value == record]
+            mark = seen.mark()
+            stack.advance(1.0, four)
+            await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank" and loads(m)["modules_online"], after=mark)
+            if run == 0:
+                await seen.wait(lambda m: m.topic.value == record and m.payload == b"[1,2,3,4]")
+        assert await retained(mosquitto, record) == {record: b"[1,2,3,4]"}, f"after run {run + 1}"
+
+    three = make_config(mosquitto.port, strings=((1,), (2,), (3,)))
+    module4 = "homeassistant/+/bms_t1_module_4/+/config"
+    entities4 = set(discovery.module_configs(auto, 4))
+    assert entities4 <= (await retained(mosquitto, module4)).keys()  # module 4's entities, before
+    async with subscriber(mosquitto, module4, record) as (_, seen), running(publisher(Stack(three), three)):
+        await seen.wait(lambda m: not m.retain and m.payload == b"[1,2,3]")
+        await seen.wait(lambda _: all(seen.latest().get(t) == b"" for t in entities4))
+    assert await retained(mosquitto, module4, record) == {record: b"[1,2,3]"}  # module 4's configs are gone
 
 
 async def test_commands_are_executed_or_rejected(mosquitto: Broker) -> None:
