@@ -35,6 +35,7 @@ from gateway.outputs.mqtt import (
     urgent_key,
 )
 
+from helpers.clocks import FixedClock, unix
 from helpers.factories import reading
 from helpers.home_assistant import fleet_problems
 from helpers.mosquitto import USERS, Broker, retained, subscriber
@@ -88,8 +89,10 @@ class FakeActions:
         self.calls.append(("full_charge",))
 
 
-def publisher(stack: Stack, cfg: config.Config, actions: FakeActions | None = None) -> MqttPublisher:
-    return MqttPublisher(stack.hub, config=cfg, clock=LiveClock(), actions=actions)
+def publisher(
+    stack: Stack, cfg: config.Config, actions: FakeActions | None = None, clock: FixedClock | None = None
+) -> MqttPublisher:
+    return MqttPublisher(stack.hub, config=cfg, clock=clock or LiveClock(), actions=actions)
 
 
 @contextlib.asynccontextmanager
@@ -273,7 +276,7 @@ def charging(t: float) -> dict[int, ModuleReading]:
 #   2 strings = 20 A/s: 120 A is reached at 9 s, 166.667 A at 11.3 s, both before 14 s.
 BANK_AT_14S = {
     "seq": 140,  # one tick per 0.1 s for 14 s
-    "t": 14.0,
+    "t": "2025-11-25T05:53:34.000Z",  # 14 s on a clock whose reading 0 was 2025-11-25T05:53:20Z (WALL)
     "valid": True,
     "reason": "",
     "voltage": 53.1,  # median of the parallel strings: (53.2 + 53.0) / 2
@@ -417,7 +420,8 @@ async def test_status_and_state_payloads(mosquitto: Broker) -> None:
     stack = Stack(cfg)  # 4 s of the factory's healthy readings: both modules admitted
     snapshot = stack.advance(10.0, charging)
     assert snapshot.valid
-    async with running(publisher(stack, cfg)) as pub, subscriber(mosquitto, f"{ROOT}/#") as (_, seen):
+    clock = FixedClock(stack.t)
+    async with running(publisher(stack, cfg, clock=clock)) as pub, subscriber(mosquitto, f"{ROOT}/#") as (_, seen):
         bank = await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank" and loads(m)["seq"] == snapshot.seq)
         assert loads(bank) == BANK_AT_14S
         for address in (1, 2):
@@ -526,6 +530,12 @@ async def test_alarm_and_life_cycle_changes_are_published_at_once(mosquitto: Bro
         assert snapshot.modules[2].lifecycle == "offline"
         alarms = loads(await seen.on(f"{ROOT}/alarms", after=mark))
         assert [a["code"] for a in alarms] == ["module_comm_lost"]
+        # `since` is wall-clock ISO 8601 UTC: the publisher's LiveClock has not been stepped, so the master's
+        # reading (the stack's explicit time here) is read as Unix time.
+        (raised,) = snapshot.alarms
+        assert alarms[0]["since"].endswith("Z")
+        assert unix(alarms[0]["since"]) == pytest.approx(raised.since, abs=0.0005)
+        assert last < unix(alarms[0]["since"]) <= snapshot.t
         assert loads(await seen.on(f"{ROOT}/module/2", after=mark))["state"] == "offline"
         assert loads(await seen.on(f"{ROOT}/bank", after=mark))["modules_offline"] == [2]
 
@@ -610,12 +620,14 @@ async def test_commands_are_executed_or_rejected(mosquitto: Broker) -> None:
     cfg = make_config(mosquitto.port, commands=True)
     actions = FakeActions({3})
     results = f"{ROOT}/command/result"
+    clock = FixedClock(100.25)
     async with subscriber(mosquitto, results) as (client, seen):
         # A retained command left on the broker must not run again on every (re)connect.
         await client.publish(f"{ROOT}/command/readmit", b"3", qos=1, retain=True)
-        async with running(publisher(Stack(cfg), cfg, actions)):
+        async with running(publisher(Stack(cfg), cfg, actions, clock)):
             stale = loads(await seen.on(results))
             assert (stale["command"], stale["ok"]) == ("readmit", False)
+            assert stale["t"] == "2025-11-25T05:55:00.250Z"  # WALL + 100.25 s: wall-clock time, for people
             assert "retained" in stale["detail"]
             await client.publish(f"{ROOT}/command/readmit", b"", qos=1, retain=True)  # clears it; no command
             sent = [
@@ -670,7 +682,7 @@ async def test_poisoned_messages_on_the_broker_are_ignored_and_the_session_goes_
     cfg = make_config(mosquitto.port, commands=True, interval=0.1)
     actions = FakeActions({3})
     record = f"{ROOT}/modules"
-    pub = MqttPublisher(Stack(cfg).hub, config=cfg, clock=lambda: 1000.0, actions=actions)  # one burst: one log
+    pub = MqttPublisher(Stack(cfg).hub, config=cfg, clock=FixedClock(1000.0), actions=actions)  # one burst: one log
     with structlog.testing.capture_logs() as logged:
         async with subscriber(mosquitto, f"{ROOT}/#") as (client, seen):
             await client.publish(record, b"[1e999]", qos=1, retain=True)  # found at connect

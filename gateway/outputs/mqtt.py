@@ -38,7 +38,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from gateway import logs
 from gateway.backoff import Backoff
-from gateway.clock import Clock
+from gateway.clock import Anchor, WallClock
 from gateway.config import Config
 from gateway.errors import ConfigError, DecodeError
 from gateway.hub import SnapshotHub
@@ -89,17 +89,17 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def state_messages(s: BankSnapshot, topics: Topics) -> dict[str, bytes]:
+def state_messages(s: BankSnapshot, topics: Topics, wall: Anchor) -> dict[str, bytes]:
     """Topic -> payload of the regular state: the bank, and per module its values and its cells."""
-    out = {topics.bank: _json(bank_dict(s))}
+    out = {topics.bank: _json(bank_dict(s, wall=wall))}
     for address, view in sorted(s.modules.items()):
         out[topics.module(address)] = _json(module_dict(view, s.t))
         out[topics.cells(address)] = _json(cells_dict(view))
     return out
 
 
-def alarms_payload(s: BankSnapshot) -> bytes:
-    return _json([alarm_dict(a) for a in s.alarms])
+def alarms_payload(s: BankSnapshot, wall: Anchor) -> bytes:
+    return _json([alarm_dict(a, wall=wall) for a in s.alarms])
 
 
 def read_record(payload: bytes, addresses: range) -> frozenset[int]:
@@ -185,7 +185,7 @@ class MqttPublisher:
     `actions` receive the operator commands, and only with `[mqtt] commands = true`.
     """
 
-    def __init__(self, hub: SnapshotHub, *, config: Config, clock: Clock, actions: Actions | None) -> None:
+    def __init__(self, hub: SnapshotHub, *, config: Config, clock: WallClock, actions: Actions | None) -> None:
         mqtt = config.mqtt
         self._hub = hub
         self._config = config
@@ -350,9 +350,10 @@ class MqttPublisher:
         while True:
             self._rejected.flush()
             self._reconcile(outbox, snapshot)
-            for topic, payload in state_messages(snapshot, self._topics).items():
+            wall = self._clock.anchor()
+            for topic, payload in state_messages(snapshot, self._topics, wall).items():
                 outbox.put(topic, payload)
-            if (payload := alarms_payload(snapshot)) != alarms:
+            if (payload := alarms_payload(snapshot, wall)) != alarms:
                 outbox.put(self._topics.alarms, payload, retain=True)
                 alarms = payload
             snapshot = await self._next(snapshot, loop.time() + self._interval)
@@ -455,7 +456,8 @@ class MqttPublisher:
             _log.info("mqtt command", command=name, payload=text, ok=ok, detail=detail)
         else:
             self._rejected("command", command=name, payload=text, reason=detail)
-        result = {"command": name, "payload": text, "ok": ok, "detail": detail, "t": round(self._clock(), 3)}
+        t = self._clock.anchor().iso(self._clock())
+        result = {"command": name, "payload": text, "ok": ok, "detail": detail, "t": t}
         outbox.put(self._topics.command_result, _json(result))
 
 
