@@ -25,7 +25,7 @@ from gateway.errors import ConfigError, DecodeError
 from gateway.hub import SnapshotHub
 from gateway.master.master import Master
 from gateway.master.model import BankSnapshot, ModuleReading, empty_snapshot
-from gateway.outputs import discovery
+from gateway.outputs import discovery, generated
 from gateway.outputs.mqtt import (
     SHUTDOWN_TIMEOUT,
     MqttPublisher,
@@ -38,10 +38,12 @@ from gateway.outputs.mqtt import (
 from helpers.clocks import FixedClock, unix
 from helpers.factories import reading
 from helpers.home_assistant import fleet_problems
-from helpers.mosquitto import USERS, Broker, retained, subscriber
+from helpers.mosquitto import USERS, Broker, Recorder, retained, subscriber
 
 ROOT = "bms/t1"
 ENTITIES = len(discovery.bank_configs(config.parse({}))) + 2 * len(discovery.module_configs(config.parse({}), 1))
+"""Discovery configs of the bank and two modules, commands off (no buttons)."""
+DOCS = Path(__file__).parents[1] / "docs" / "mqtt.md"
 
 
 def make_config(port: int, strings: tuple[tuple[int, ...], ...] = ((1,), (2,)), **mqtt: Any) -> config.Config:
@@ -54,19 +56,20 @@ def make_config(port: int, strings: tuple[tuple[int, ...], ...] = ((1,), (2,)), 
     )
 
 
+Readings = Callable[[float], Mapping[int, ModuleReading]]
+
+
 class Stack:
     """The real master stepped on explicit time, each tick published into a hub, as the service does."""
 
-    def __init__(self, cfg: config.Config) -> None:
+    def __init__(self, cfg: config.Config, readings: Readings | None = None) -> None:
         self.master = Master(cfg)
         self.hub = SnapshotHub(empty_snapshot(0.0))
         self.t = 0.0
         self.addresses = tuple(a for s in cfg.bank.strings for a in s)
-        self.advance(cfg.bank.module_timeout + 1.0)
+        self.advance(cfg.bank.module_timeout + 1.0, readings)
 
-    def advance(
-        self, seconds: float, readings: Callable[[float], Mapping[int, ModuleReading]] | None = None
-    ) -> BankSnapshot:
+    def advance(self, seconds: float, readings: Readings | None = None) -> BankSnapshot:
         """Step past `seconds` of healthy readings (or `readings(t)`); returns the latest snapshot."""
         for _ in range(round(seconds / 0.1)):
             self.t = round(self.t + 0.1, 3)
@@ -117,6 +120,12 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
 
 def loads(message: aiomqtt.Message) -> Any:
     return json.loads(message.payload)
+
+
+def configs(seen: Recorder) -> dict[str, Any]:
+    """The discovery configs received last per topic, without the empty ones (an entity removed, or a button
+    cleared while commands are off)."""
+    return {topic: json.loads(p) for topic, p in seen.latest("homeassistant/").items() if p}
 
 
 # -- pure parts -------------------------------------------------------------------------------------------
@@ -445,11 +454,11 @@ async def test_discovery_on_the_broker_satisfies_home_assistant(mosquitto: Broke
             seen,
         ),
     ):
-        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
-        configs = {topic: json.loads(payload) for topic, payload in seen.latest("homeassistant/").items()}
-        assert fleet_problems(configs) == []
-        assert {c["availability_topic"] for c in configs.values()} == {f"{ROOT}/status"}
-        devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
+        await seen.wait(lambda _: len(configs(seen)) == ENTITIES)
+        received = configs(seen)
+        assert fleet_problems(received) == []
+        assert {c["availability_topic"] for c in received.values()} == {f"{ROOT}/status"}
+        devices = {json.dumps(c["device"], sort_keys=True) for c in received.values()}
         assert len(devices) == 3  # the bank and two modules
         # The first message on the record topic is the empty probe; the record follows once the probe is back.
         record = await seen.wait(lambda m: m.topic.value == f"{ROOT}/modules" and m.payload != b"")
@@ -512,7 +521,7 @@ async def test_everything_is_republished_after_the_broker_restarts(mosquitto: Br
         await until(lambda: pub.reconnects == 1 and pub.connected, within=10.0)
         async with subscriber(mosquitto, f"{ROOT}/#", "homeassistant/#") as (_, seen):
             await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank")
-            await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+            await seen.wait(lambda _: len(configs(seen)) == ENTITIES)
             assert seen.latest(f"{ROOT}/status") == {f"{ROOT}/status": b"online"}
             assert loads(await seen.on(f"{ROOT}/alarms")) == []
         assert pub.errors >= 1
@@ -551,12 +560,12 @@ async def test_reconfigure_sets_the_interval(mosquitto: Broker) -> None:
 async def test_home_assistant_birth_republishes_discovery(mosquitto: Broker) -> None:
     cfg = make_config(mosquitto.port)
     async with running(publisher(Stack(cfg), cfg)), subscriber(mosquitto, "homeassistant/#") as (client, seen):
-        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+        await seen.wait(lambda _: len(configs(seen)) == ENTITIES)
         mark = seen.mark()
         await client.publish("homeassistant/status", b"online")
 
         def republished() -> int:
-            return len({m.topic.value for m in seen.messages[mark:] if m.topic.value.endswith("/config")})
+            return len({m.topic.value for m in seen.messages[mark:] if m.topic.value.endswith("/config") and m.payload})
 
         await seen.wait(lambda _: republished() == ENTITIES)
 
@@ -614,6 +623,70 @@ async def test_a_module_left_out_of_strings_loses_its_entities_after_restarts_in
         await seen.wait(lambda m: not m.retain and m.payload == b"[1,2,3]")
         await seen.wait(lambda _: all(seen.latest().get(t) == b"" for t in entities4))
     assert await retained(mosquitto, module4, record) == {record: b"[1,2,3]"}  # module 4's configs are gone
+
+
+async def test_module_info_completes_the_module_device(mosquitto: Broker) -> None:
+    """A module appears before its ModuleInfo (sent every 10 s): its device first has the placeholder model and no
+    software version; when the frame arrives its configs are published once more, with both."""
+    cfg = make_config(mosquitto.port, interval=0.1)
+
+    def anonymous(t: float) -> dict[int, ModuleReading]:
+        return {a: reading(a, t, firmware=None, cells_in_series=None, nominal_capacity=None) for a in (1, 2)}
+
+    stack = Stack(cfg, anonymous)
+    voltage = "homeassistant/sensor/bms_t1_module_1/voltage/config"
+    async with subscriber(mosquitto, voltage, f"{ROOT}/bank") as (_, seen), running(publisher(stack, cfg)):
+        first = loads(await seen.on(voltage))["device"]
+        assert (first["model"], first["manufacturer"], "sw_version" in first) == ("Battery module", "Unknown", False)
+        stack.advance(0.5, lambda t: {a: reading(a, t, firmware=(2, 1, 0)) for a in (1, 2)})
+        mark = seen.mark()
+        second = loads(await seen.on(voltage, after=mark))["device"]
+        assert (second["model"], second["sw_version"]) == ("Battery module 16S 100 Ah", "2.1.0")
+        for _ in range(3):  # more publication cycles: the same identity is not announced again
+            mark = seen.mark()
+            await seen.on(f"{ROOT}/bank", after=mark)
+        assert [m.topic.value for m in seen.messages].count(voltage) == 2
+
+
+def docs_rows() -> list[str]:
+    """The rows of the entity table in docs/mqtt.md."""
+    text = DOCS.read_text(encoding="utf-8")
+    part = text.split(generated.begin(discovery.DOCS_COMMAND))[1].split(generated.END)[0]
+    return [line for line in part.splitlines() if line.startswith("| `")]
+
+
+async def test_buttons_send_the_commands_and_the_docs_list_what_is_published(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port, commands=True)
+    actions = FakeActions({1})
+    async with (
+        running(publisher(Stack(cfg), cfg, actions)),
+        subscriber(mosquitto, "homeassistant/#", f"{ROOT}/command/result") as (client, seen),
+    ):
+        await seen.wait(lambda _: len(configs(seen)) == ENTITIES + 3)  # a button on the bank and on each module
+        received = configs(seen)
+        assert fleet_problems(received) == []
+        shown = {t: p for t, p in received.items() if "bms_t1_module_2" not in t}  # the docs show module 1
+        assert sorted(discovery.entity_rows(shown)) == sorted(docs_rows())
+        buttons = {t.split("/")[-3]: p for t, p in received.items() if t.startswith("homeassistant/button/")}
+        assert set(buttons) == {"bms_t1", "bms_t1_module_1", "bms_t1_module_2"}
+        for node, ok in (("bms_t1", True), ("bms_t1_module_1", True), ("bms_t1_module_2", False)):
+            button = buttons[node]  # pressed, as Home Assistant does it
+            mark = seen.mark()
+            await client.publish(button["command_topic"], button["payload_press"], qos=button["qos"], retain=False)
+            result = loads(await seen.on(f"{ROOT}/command/result", after=mark))
+            assert (result["payload"], result["ok"]) == (button["payload_press"], ok)
+    assert actions.calls == [("full_charge",), ("readmit", 1), ("readmit", 2)]  # module 2 was not isolated
+
+
+async def test_switching_commands_off_removes_the_buttons(mosquitto: Broker) -> None:
+    on, off = make_config(mosquitto.port, commands=True), make_config(mosquitto.port)
+    buttons = "homeassistant/button/#"
+    async with subscriber(mosquitto, buttons) as (_, seen), running(publisher(Stack(on), on)):
+        await seen.wait(lambda _: len(seen.latest()) == 3)
+    assert len(await retained(mosquitto, buttons)) == 3
+    async with subscriber(mosquitto, buttons) as (_, seen), running(publisher(Stack(off), off)):
+        await seen.wait(lambda _: len(seen.latest()) == 3 and not any(seen.latest().values()))
+    assert await retained(mosquitto, buttons) == {}
 
 
 async def test_commands_are_executed_or_rejected(mosquitto: Broker) -> None:
@@ -728,7 +801,7 @@ async def test_commands_are_off_by_default(mosquitto: Broker) -> None:
         running(publisher(Stack(cfg), cfg, actions)),
         subscriber(mosquitto, "homeassistant/#", f"{ROOT}/command/#") as (client, seen),
     ):
-        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+        await seen.wait(lambda _: len(configs(seen)) == ENTITIES)
         mark = seen.mark()
         await client.publish(f"{ROOT}/command/readmit", b"3", qos=1)
         # HA's birth message, sent after the command, is answered only after the command would have been.

@@ -19,7 +19,7 @@ of one topic's messages), so its return means the previous record, if there is o
 is rewritten whenever what is announced changes, a merge included. With `[bank] strings` configured the
 announced modules are exactly the configured ones; in auto mode every module seen is announced and never removed
 automatically (a module switched off during a restart would otherwise lose its HA history and customisations).
-A module's entities are announced once per connection.
+A module's entities are announced once per connection and again when its ModuleInfo (model, firmware) changes.
 """
 
 from __future__ import annotations
@@ -199,8 +199,10 @@ class MqttPublisher:
         self._configured = frozenset(a for string in config.bank.strings for a in string)
         self._announced: frozenset[int] = frozenset()
         """The modules that have HA entities, as far as this process knows (its own and the record's)."""
-        self._sent: set[int] = set()
-        """This connection: the modules whose configs went out."""
+        self._identities: dict[int, discovery.ModuleIdentity] = {}
+        """Each module's latest known ModuleInfo (kept when the module leaves the snapshot)."""
+        self._sent: dict[int, discovery.ModuleIdentity | None] = {}
+        """This connection: the modules whose configs went out, with the identity they carried."""
         self._record_read = False
         """This connection: the previous record (or its absence) has been read, so ours may be written."""
         self._written: frozenset[int] | None = None
@@ -314,7 +316,7 @@ class MqttPublisher:
 
     async def _serve(self, client: aiomqtt.Client, baseline: int) -> None:
         mqtt = self._config.mqtt
-        self._sent, self._record_read, self._written = set(), False, None
+        self._sent, self._record_read, self._written = {}, False, None
         if mqtt.discovery:
             await client.subscribe(self._topics.modules, qos=mqtt.qos)
             await client.subscribe(discovery.birth_topic(self._config), qos=mqtt.qos)
@@ -375,26 +377,38 @@ class MqttPublisher:
     def _reconcile(
         self, outbox: Outbox, snapshot: BankSnapshot, *, everything: bool = False, record: bool = False
     ) -> None:
-        """Announce the modules not yet announced on this connection, clear removed ones and keep the record;
-        `everything` re-sends all configs, `record` rewrites the record."""
+        """Announce the modules not yet announced on this connection or whose ModuleInfo changed, clear removed
+        ones and keep the record; `everything` re-sends all configs, `record` rewrites the record."""
         if not self._config.mqtt.discovery:
             return
+        for address, view in snapshot.modules.items():
+            if (identity := discovery.ModuleIdentity.of(view.reading)) is not None:
+                self._identities[address] = identity
         wanted = self._configured or (self._announced | set(snapshot.modules))
         if everything:
             self._sent.clear()
-            for topic, payload in discovery.bank_configs(self._config).items():
-                outbox.put(topic, _json(payload), retain=True)
-        for address in sorted(wanted - self._sent):
-            for topic, payload in discovery.module_configs(self._config, address).items():
-                outbox.put(topic, _json(payload), retain=True)
-            self._sent.add(address)
+            self._put_configs(outbox, discovery.bank_configs(self._config), discovery.withdrawn(self._config))
+        for address in sorted(wanted):
+            identity = self._identities.get(address)
+            if address not in self._sent or self._sent[address] != identity:
+                configs = discovery.module_configs(self._config, address, identity)
+                self._put_configs(outbox, configs, discovery.withdrawn(self._config, address))
+                self._sent[address] = identity
         for address in sorted(self._announced - wanted):
             _log.info("mqtt: removing the Home Assistant entities of a module no longer configured", module=address)
-            for topic in discovery.module_configs(self._config, address):
+            for topic in discovery.module_topics(self._config, address):
                 outbox.put(topic, b"", retain=True)
-            self._sent.discard(address)
+            self._sent.pop(address, None)
         self._announced = frozenset(wanted)
         self._write_record(outbox, rewrite=record)
+
+    @staticmethod
+    def _put_configs(outbox: Outbox, configs: dict[str, dict[str, Any]], withdrawn: list[str]) -> None:
+        """Discovery configs, and an empty config (HA: remove) for each entity this config no longer offers."""
+        for topic, payload in configs.items():
+            outbox.put(topic, _json(payload), retain=True)
+        for topic in withdrawn:
+            outbox.put(topic, b"", retain=True)
 
     def _write_record(self, outbox: Outbox, *, rewrite: bool) -> None:
         """Write the record if it changed, once the previous one has been read; until then send the probe."""
