@@ -76,9 +76,9 @@ async def gateway_window(
             share = meter.share()
             conn.send("stop")
             delivered = conn.recv()
-            snapshot = gateway.hub.latest
-    messages = state_messages(snapshot, Topics.of(cfg))
-    messages[Topics.of(cfg).alarms] = alarms_payload(snapshot)
+            snapshot, wall = gateway.hub.latest, gateway.clock.anchor()
+    messages = state_messages(snapshot, Topics.of(cfg), wall)
+    messages[Topics.of(cfg).alarms] = alarms_payload(snapshot, wall)
     return share, delivered, messages
 
 

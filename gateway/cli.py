@@ -236,7 +236,8 @@ async def _live_view(gateway: Any) -> None:
 
     def render() -> Any:
         s = gateway.hub.latest
-        return view(payload.bank_dict(s), {a: payload.module_dict(v, s.t) for a, v in s.modules.items()})
+        bank = payload.bank_dict(s, wall=gateway.clock.anchor())
+        return view(bank, {a: payload.module_dict(v, s.t) for a, v in s.modules.items()})
 
     with Live(render(), refresh_per_second=2) as live:
         while True:

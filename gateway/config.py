@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 
@@ -335,14 +336,24 @@ class MqttSection:
     interval: float = within(5.0, 0.1, 3600.0, "s")
     qos: int = within(0, 0, 2)
     commands: bool = False
+    configuration_url: str | None = None
+    """The gateway's web dashboard, linked from the bank's Home Assistant device; unset: no link."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
         if self.password_file is not None and self.username is None:
             yield "password_file", "needs mqtt.username"
+        if self.configuration_url is not None and not _is_configuration_url(self.configuration_url):
+            yield "configuration_url", "must be an http://, https:// or homeassistant:// URL with a host"
         for key in ("base_topic", "discovery_prefix"):
             topic = getattr(self, key)
             if not topic or any(c in topic for c in "#+") or topic.startswith("/") or topic.endswith("/"):
                 yield key, "must be a topic without wildcards or leading/trailing '/'"
+
+
+def _is_configuration_url(url: str) -> bool:
+    """What Home Assistant accepts as a device's configuration_url (else it refuses the whole discovery config)."""
+    parts = urlsplit(url)
+    return parts.scheme in {"http", "https", "homeassistant"} and bool(parts.netloc) and url.isprintable()
 
 
 @dataclass(frozen=True, slots=True)

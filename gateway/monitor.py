@@ -1,7 +1,8 @@
 """The live terminal view of the stack, as installers picture it: modules by stack position, top first.
 
 `view` renders from the JSON payloads (`payload.bank_dict` / `module_dict`), so the same picture comes from a
-gateway in this process (demo) or from a running one over MQTT.
+gateway in this process (demo) or from a running one over MQTT. Times arrive as ISO 8601 UTC and are shown in
+the terminal's local time.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -42,6 +44,23 @@ def _limit(limits: Mapping[str, Any] | None, key: str, unit: str) -> str:
     if not limit:
         return "-"
     return f"{limit['value']:.1f} {unit} ({limit['bound_by']})"
+
+
+def _local(iso: Any) -> datetime | None:
+    """An ISO 8601 time from a payload in the local time zone; None when absent or not a time."""
+    try:
+        return datetime.fromisoformat(iso).astimezone()
+    except (TypeError, ValueError):
+        return None
+
+
+def _since(iso: Any, now: datetime | None) -> str:
+    """ "since 14:03:22" (local time), with the date when it is not the snapshot's day; empty when unknown."""
+    moment = _local(iso)
+    if moment is None:
+        return ""
+    same_day = now is not None and moment.date() == now.date()
+    return f"since {moment:%H:%M:%S}" if same_day else f"since {moment:%Y-%m-%d %H:%M:%S}"
 
 
 def view(bank: Mapping[str, Any], modules: Mapping[int, Mapping[str, Any]]) -> RenderableType:
@@ -88,9 +107,11 @@ def view(bank: Mapping[str, Any], modules: Mapping[int, Mapping[str, Any]]) -> R
             f"{_num(charge, '.0f')}/{_num(discharge, '.0f')}",
         )
     alarms = bank.get("alarms") or []
+    now = _local(bank.get("t"))
     alarm_lines = [
         Text(
-            f"{a['level'].upper():10} {a['code']}  modules {a['modules']}  {a.get('detail', '')}",
+            f"{a['level'].upper():10} {a['code']}  modules {a['modules']}  {_since(a.get('since'), now)}  "
+            f"{a.get('detail', '')}",
             style="bold red" if a["level"] == "protection" else "yellow",
         )
         for a in alarms

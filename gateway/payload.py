@@ -2,12 +2,17 @@
 
 Keys are stable: installers script against them. Floats are rounded to 3 decimals (mV, 0.001 A), which keeps
 payloads small and every value exact to its sensor's resolution.
+
+Points in time (`t`, an alarm's `since`, the inverter's `last_seen`) are ISO 8601 UTC strings: the master's
+monotonic times converted at this edge by a `gateway.clock.Anchor` (`wall`). Durations (a module's `age`) stay
+seconds.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway.clock import UNIX, Anchor
 from gateway.master.model import (
     ALARM_BITS,
     Alarm,
@@ -41,25 +46,25 @@ def _state_name(value: int | None) -> str | None:
         return None
 
 
-def alarm_dict(alarm: Alarm) -> dict[str, Any]:
+def alarm_dict(alarm: Alarm, *, wall: Anchor = UNIX) -> dict[str, Any]:
     return {
         "code": alarm.code,
         "level": str(alarm.level),
         "modules": list(alarm.modules),
-        "since": _r(alarm.since),
+        "since": wall.iso(alarm.since),
         "detail": alarm.detail,
     }
 
 
-def bank_dict(s: BankSnapshot) -> dict[str, Any]:
-    """The bank part of a snapshot (everything but the per-module details)."""
+def bank_dict(s: BankSnapshot, *, wall: Anchor = UNIX) -> dict[str, Any]:
+    """The bank part of a snapshot (everything but the per-module details); `wall` converts its times."""
     lim = s.limits
     delta = None
     if s.cell_voltage_max is not None and s.cell_voltage_min is not None:
         delta = s.cell_voltage_max.value - s.cell_voltage_min.value
     return {
         "seq": s.seq,
-        "t": _r(s.t),
+        "t": wall.iso(s.t),
         "valid": s.valid,
         "reason": s.reason,
         "voltage": _r(s.voltage),
@@ -94,8 +99,10 @@ def bank_dict(s: BankSnapshot) -> dict[str, Any]:
         "modules_offline": list(s.addresses(Lifecycle.OFFLINE)),
         "modules_rejected": list(s.addresses(Lifecycle.REJECTED)),
         "strings": [list(string) for string in s.strings],
-        "alarms": [alarm_dict(a) for a in s.alarms],
-        "inverter": None if s.inverter is None else {"name": s.inverter.name, "last_seen": _r(s.inverter.last_seen)},
+        "alarms": [alarm_dict(a, wall=wall) for a in s.alarms],
+        "inverter": None
+        if s.inverter is None
+        else {"name": s.inverter.name, "last_seen": wall.iso(s.inverter.last_seen)},
     }
 
 
@@ -167,9 +174,9 @@ def cells_dict(view: ModuleView) -> dict[str, Any]:
     }
 
 
-def snapshot_dict(s: BankSnapshot) -> dict[str, Any]:
+def snapshot_dict(s: BankSnapshot, *, wall: Anchor = UNIX) -> dict[str, Any]:
     """The whole snapshot: the bank, and per module its values and cells (replay's JSON lines)."""
-    out = bank_dict(s)
+    out = bank_dict(s, wall=wall)
     out["modules"] = {str(a): {**module_dict(v, s.t), "cells": cells_dict(v)} for a, v in s.modules.items()}
     return out
 

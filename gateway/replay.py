@@ -19,6 +19,7 @@ import can
 
 from gateway import payload
 from gateway.can.logfile import LogFile
+from gateway.clock import UNIX
 from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import LogError
@@ -88,7 +89,9 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
             result.ticks += 1
             result.last = step.snapshot
             if lines is not None:
-                lines.write(json.dumps(payload.snapshot_dict(step.snapshot), separators=(",", ":")) + "\n")
+                # The log's clock is the wall clock: candump logs carry Unix time (relative stamps read as 1970).
+                line = payload.snapshot_dict(step.snapshot, wall=UNIX)
+                lines.write(json.dumps(line, separators=(",", ":")) + "\n")
             send(step.commands, t, "modules")
             if core.inverter is not None:
                 send(core.inverter.due(t, step.snapshot), t, "inverter")

@@ -20,7 +20,7 @@ import can
 from gateway import backoff
 from gateway.can.bus import DecodingListener, open_bus
 from gateway.changes import changes
-from gateway.clock import Clock, LiveClock
+from gateway.clock import LiveClock, WallClock
 from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import ConfigError, GatewayError, unwrap
@@ -57,7 +57,7 @@ class Gateway:
         self,
         config: Config,
         *,
-        clock: Clock | None = None,
+        clock: WallClock | None = None,
         notifier: Notifier | None = None,
     ) -> None:
         self.config = config

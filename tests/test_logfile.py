@@ -11,6 +11,8 @@ import pytest
 
 from gateway.cli import main
 
+from helpers.clocks import unix
+
 GARBAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 COMMANDS = ("replay", "decode")
 DONE = {"replay": "replayed", "decode": "decoded"}
@@ -113,7 +115,8 @@ def test_a_timestamp_that_is_not_finite_stops_the_log_at_its_line(
     assert err.startswith(f"bms-gateway: {log}: line 10: timestamp {bad} is not finite; ")
     if command == "replay":
         last = float(lines[8][1:].split(")")[0])
-        ticks = [json.loads(line)["t"] for line in (tmp_path / "snapshots.jsonl").read_text().splitlines()]
+        snapshots = (tmp_path / "snapshots.jsonl").read_text().splitlines()
+        ticks = [unix(json.loads(line)["t"]) for line in snapshots]  # the log's time, as ISO 8601
         assert ticks and max(ticks) <= last  # the master's clock never saw the bad timestamp
 
 

@@ -25,7 +25,7 @@ from gateway.errors import ConfigError, DecodeError
 from gateway.hub import SnapshotHub
 from gateway.master.master import Master
 from gateway.master.model import BankSnapshot, ModuleReading, empty_snapshot
-from gateway.outputs import discovery
+from gateway.outputs import discovery, generated
 from gateway.outputs.mqtt import (
     SHUTDOWN_TIMEOUT,
     MqttPublisher,
@@ -35,12 +35,15 @@ from gateway.outputs.mqtt import (
     urgent_key,
 )
 
+from helpers.clocks import FixedClock, unix
 from helpers.factories import reading
 from helpers.home_assistant import fleet_problems
-from helpers.mosquitto import USERS, Broker, subscriber
+from helpers.mosquitto import USERS, Broker, Recorder, retained, subscriber
 
 ROOT = "bms/t1"
 ENTITIES = len(discovery.bank_configs(config.parse({}))) + 2 * len(discovery.module_configs(config.parse({}), 1))
+"""Discovery configs of the bank and two modules, commands off (no buttons)."""
+DOCS = Path(__file__).parents[1] / "docs" / "mqtt.md"
 
 
 def make_config(port: int, strings: tuple[tuple[int, ...], ...] = ((1,), (2,)), **mqtt: Any) -> config.Config:
@@ -53,19 +56,20 @@ def make_config(port: int, strings: tuple[tuple[int, ...], ...] = ((1,), (2,)), 
     )
 
 
+Readings = Callable[[float], Mapping[int, ModuleReading]]
+
+
 class Stack:
     """The real master stepped on explicit time, each tick published into a hub, as the service does."""
 
-    def __init__(self, cfg: config.Config) -> None:
+    def __init__(self, cfg: config.Config, readings: Readings | None = None) -> None:
         self.master = Master(cfg)
         self.hub = SnapshotHub(empty_snapshot(0.0))
         self.t = 0.0
         self.addresses = tuple(a for s in cfg.bank.strings for a in s)
-        self.advance(cfg.bank.module_timeout + 1.0)
+        self.advance(cfg.bank.module_timeout + 1.0, readings)
 
-    def advance(
-        self, seconds: float, readings: Callable[[float], Mapping[int, ModuleReading]] | None = None
-    ) -> BankSnapshot:
+    def advance(self, seconds: float, readings: Readings | None = None) -> BankSnapshot:
         """Step past `seconds` of healthy readings (or `readings(t)`); returns the latest snapshot."""
         for _ in range(round(seconds / 0.1)):
             self.t = round(self.t + 0.1, 3)
@@ -88,8 +92,10 @@ class FakeActions:
         self.calls.append(("full_charge",))
 
 
-def publisher(stack: Stack, cfg: config.Config, actions: FakeActions | None = None) -> MqttPublisher:
-    return MqttPublisher(stack.hub, config=cfg, clock=LiveClock(), actions=actions)
+def publisher(
+    stack: Stack, cfg: config.Config, actions: FakeActions | None = None, clock: FixedClock | None = None
+) -> MqttPublisher:
+    return MqttPublisher(stack.hub, config=cfg, clock=clock or LiveClock(), actions=actions)
 
 
 @contextlib.asynccontextmanager
@@ -114,6 +120,12 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
 
 def loads(message: aiomqtt.Message) -> Any:
     return json.loads(message.payload)
+
+
+def configs(seen: Recorder) -> dict[str, Any]:
+    """The discovery configs received last per topic, without the empty ones (an entity removed, or a button
+    cleared while commands are off)."""
+    return {topic: json.loads(p) for topic, p in seen.latest("homeassistant/").items() if p}
 
 
 # -- pure parts -------------------------------------------------------------------------------------------
@@ -273,7 +285,7 @@ def charging(t: float) -> dict[int, ModuleReading]:
 #   2 strings = 20 A/s: 120 A is reached at 9 s, 166.667 A at 11.3 s, both before 14 s.
 BANK_AT_14S = {
     "seq": 140,  # one tick per 0.1 s for 14 s
-    "t": 14.0,
+    "t": "2025-11-25T05:53:34.000Z",  # 14 s on a clock whose reading 0 was 2025-11-25T05:53:20Z (WALL)
     "valid": True,
     "reason": "",
     "voltage": 53.1,  # median of the parallel strings: (53.2 + 53.0) / 2
@@ -417,7 +429,8 @@ async def test_status_and_state_payloads(mosquitto: Broker) -> None:
     stack = Stack(cfg)  # 4 s of the factory's healthy readings: both modules admitted
     snapshot = stack.advance(10.0, charging)
     assert snapshot.valid
-    async with running(publisher(stack, cfg)) as pub, subscriber(mosquitto, f"{ROOT}/#") as (_, seen):
+    clock = FixedClock(stack.t)
+    async with running(publisher(stack, cfg, clock=clock)) as pub, subscriber(mosquitto, f"{ROOT}/#") as (_, seen):
         bank = await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank" and loads(m)["seq"] == snapshot.seq)
         assert loads(bank) == BANK_AT_14S
         for address in (1, 2):
@@ -441,13 +454,17 @@ async def test_discovery_on_the_broker_satisfies_home_assistant(mosquitto: Broke
             seen,
         ),
     ):
-        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
-        configs = {topic: json.loads(payload) for topic, payload in seen.latest("homeassistant/").items()}
-        assert fleet_problems(configs) == []
-        assert {c["availability_topic"] for c in configs.values()} == {f"{ROOT}/status"}
-        devices = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
+        await seen.wait(lambda _: len(configs(seen)) == ENTITIES)
+        received = configs(seen)
+        assert fleet_problems(received) == []
+        assert {c["availability_topic"] for c in received.values()} == {f"{ROOT}/status"}
+        devices = {json.dumps(c["device"], sort_keys=True) for c in received.values()}
         assert len(devices) == 3  # the bank and two modules
-        assert loads(await seen.on(f"{ROOT}/modules")) == [1, 2]
+        # The first message on the record topic is the empty probe; the record follows once the probe is back.
+        record = await seen.wait(lambda m: m.topic.value == f"{ROOT}/modules" and m.payload != b"")
+        assert loads(record) == [1, 2]
+        probe = next(m for m in seen.messages if m.topic.value == f"{ROOT}/modules")
+        assert (probe.payload, seen.messages.index(probe) < seen.messages.index(record)) == (b"", True)
 
 
 KILLED = """
@@ -504,7 +521,7 @@ async def test_everything_is_republished_after_the_broker_restarts(mosquitto: Br
         await until(lambda: pub.reconnects == 1 and pub.connected, within=10.0)
         async with subscriber(mosquitto, f"{ROOT}/#", "homeassistant/#") as (_, seen):
             await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank")
-            await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+            await seen.wait(lambda _: len(configs(seen)) == ENTITIES)
             assert seen.latest(f"{ROOT}/status") == {f"{ROOT}/status": b"online"}
             assert loads(await seen.on(f"{ROOT}/alarms")) == []
         assert pub.errors >= 1
@@ -522,6 +539,12 @@ async def test_alarm_and_life_cycle_changes_are_published_at_once(mosquitto: Bro
         assert snapshot.modules[2].lifecycle == "offline"
         alarms = loads(await seen.on(f"{ROOT}/alarms", after=mark))
         assert [a["code"] for a in alarms] == ["module_comm_lost"]
+        # `since` is wall-clock ISO 8601 UTC: the publisher's LiveClock has not been stepped, so the master's
+        # reading (the stack's explicit time here) is read as Unix time.
+        (raised,) = snapshot.alarms
+        assert alarms[0]["since"].endswith("Z")
+        assert unix(alarms[0]["since"]) == pytest.approx(raised.since, abs=0.0005)
+        assert last < unix(alarms[0]["since"]) <= snapshot.t
         assert loads(await seen.on(f"{ROOT}/module/2", after=mark))["state"] == "offline"
         assert loads(await seen.on(f"{ROOT}/bank", after=mark))["modules_offline"] == [2]
 
@@ -537,12 +560,12 @@ async def test_reconfigure_sets_the_interval(mosquitto: Broker) -> None:
 async def test_home_assistant_birth_republishes_discovery(mosquitto: Broker) -> None:
     cfg = make_config(mosquitto.port)
     async with running(publisher(Stack(cfg), cfg)), subscriber(mosquitto, "homeassistant/#") as (client, seen):
-        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+        await seen.wait(lambda _: len(configs(seen)) == ENTITIES)
         mark = seen.mark()
         await client.publish("homeassistant/status", b"online")
 
         def republished() -> int:
-            return len({m.topic.value for m in seen.messages[mark:] if m.topic.value.endswith("/config")})
+            return len({m.topic.value for m in seen.messages[mark:] if m.topic.value.endswith("/config") and m.payload})
 
         await seen.wait(lambda _: republished() == ENTITIES)
 
@@ -551,7 +574,7 @@ async def test_entities_of_a_removed_module_are_cleared_after_a_restart(mosquitt
     three = make_config(mosquitto.port, strings=((1,), (2,), (3,)))
     module3 = set(discovery.module_configs(three, 3))
     async with running(publisher(Stack(three), three)), subscriber(mosquitto, f"{ROOT}/modules") as (_, seen):
-        await seen.wait(lambda m: loads(m) == [1, 2, 3])
+        await seen.wait(lambda m: m.payload == b"[1,2,3]")
     two = make_config(mosquitto.port)
     watched = ("homeassistant/+/bms_t1_module_3/+/config", "homeassistant/+/bms_t1_module_2/+/config")
     async with subscriber(mosquitto, *watched, f"{ROOT}/modules") as (_, seen):
@@ -563,16 +586,121 @@ async def test_entities_of_a_removed_module_are_cleared_after_a_restart(mosquitt
         assert any(t.startswith("homeassistant/sensor/bms_t1_module_2/") for t in seen.latest())
 
 
+def four(t: float) -> dict[int, ModuleReading]:
+    return {a: reading(a, t) for a in (1, 2, 3, 4)}
+
+
+async def test_a_module_left_out_of_strings_loses_its_entities_after_restarts_in_auto_mode(mosquitto: Broker) -> None:
+    """Issue 17. In auto topology the first discovery pass wrote the record, still `[]`, before any module was seen
+    and over the previous run's; the previous record then arrived and was merged, but never written back. So the
+    record flipped between [1,2,3,4] and [] at every restart, and a module later left out of `strings` kept its
+    entities. Here: three runs in auto mode (each a restart: the master has seen no module when MQTT connects),
+    then a run with `strings` without module 4."""
+    auto = make_config(mosquitto.port, strings=())
+    record = f"{ROOT}/modules"
+    for run in range(3):
+        stack = Stack(auto)
+        assert not stack.hub.latest.modules  # nothing heard yet on the CAN side
+        async with subscriber(mosquitto, record, f"{ROOT}/bank") as (_, seen), running(publisher(stack, auto)):
+            if run > 0:  # the previous record is read back, merged, and written again before any module is seen
+                try:
+                    await seen.wait(lambda m: not m.retain and m.payload == b"[1,2,3,4]")
+                except TimeoutError:
+                    raise AssertionError(f"run {run + 1}: the previous record was not written back") from None
+                assert b"[]" not in [m.payload for m in seen.messages if m.topic.value == record]
+            mark = seen.mark()
+            stack.advance(1.0, four)
+            await seen.wait(lambda m: m.topic.value == f"{ROOT}/bank" and loads(m)["modules_online"], after=mark)
+            if run == 0:
+                await seen.wait(lambda m: m.topic.value == record and m.payload == b"[1,2,3,4]")
+        assert await retained(mosquitto, record) == {record: b"[1,2,3,4]"}, f"after run {run + 1}"
+
+    three = make_config(mosquitto.port, strings=((1,), (2,), (3,)))
+    module4 = "homeassistant/+/bms_t1_module_4/+/config"
+    entities4 = set(discovery.module_configs(auto, 4))
+    assert entities4 <= (await retained(mosquitto, module4)).keys()  # module 4's entities, before
+    async with subscriber(mosquitto, module4, record) as (_, seen), running(publisher(Stack(three), three)):
+        await seen.wait(lambda m: not m.retain and m.payload == b"[1,2,3]")
+        await seen.wait(lambda _: all(seen.latest().get(t) == b"" for t in entities4))
+    assert await retained(mosquitto, module4, record) == {record: b"[1,2,3]"}  # module 4's configs are gone
+
+
+async def test_module_info_completes_the_module_device(mosquitto: Broker) -> None:
+    """A module appears before its ModuleInfo (sent every 10 s): its device first has the placeholder model and no
+    software version; when the frame arrives its configs are published once more, with both."""
+    cfg = make_config(mosquitto.port, interval=0.1)
+
+    def anonymous(t: float) -> dict[int, ModuleReading]:
+        return {a: reading(a, t, firmware=None, cells_in_series=None, nominal_capacity=None) for a in (1, 2)}
+
+    stack = Stack(cfg, anonymous)
+    voltage = "homeassistant/sensor/bms_t1_module_1/voltage/config"
+    async with subscriber(mosquitto, voltage, f"{ROOT}/bank") as (_, seen), running(publisher(stack, cfg)):
+        first = loads(await seen.on(voltage))["device"]
+        assert (first["model"], first["manufacturer"], "sw_version" in first) == ("Battery module", "Unknown", False)
+        stack.advance(0.5, lambda t: {a: reading(a, t, firmware=(2, 1, 0)) for a in (1, 2)})
+        mark = seen.mark()
+        second = loads(await seen.on(voltage, after=mark))["device"]
+        assert (second["model"], second["sw_version"]) == ("Battery module 16S 100 Ah", "2.1.0")
+        for _ in range(3):  # more publication cycles: the same identity is not announced again
+            mark = seen.mark()
+            await seen.on(f"{ROOT}/bank", after=mark)
+        assert [m.topic.value for m in seen.messages].count(voltage) == 2
+
+
+def docs_rows() -> list[str]:
+    """The rows of the entity table in docs/mqtt.md."""
+    text = DOCS.read_text(encoding="utf-8")
+    part = text.split(generated.begin(discovery.DOCS_COMMAND))[1].split(generated.END)[0]
+    return [line for line in part.splitlines() if line.startswith("| `")]
+
+
+async def test_buttons_send_the_commands_and_the_docs_list_what_is_published(mosquitto: Broker) -> None:
+    cfg = make_config(mosquitto.port, commands=True)
+    actions = FakeActions({1})
+    async with (
+        running(publisher(Stack(cfg), cfg, actions)),
+        subscriber(mosquitto, "homeassistant/#", f"{ROOT}/command/result") as (client, seen),
+    ):
+        await seen.wait(lambda _: len(configs(seen)) == ENTITIES + 3)  # a button on the bank and on each module
+        received = configs(seen)
+        assert fleet_problems(received) == []
+        shown = {t: p for t, p in received.items() if "bms_t1_module_2" not in t}  # the docs show module 1
+        assert sorted(discovery.entity_rows(shown)) == sorted(docs_rows())
+        buttons = {t.split("/")[-3]: p for t, p in received.items() if t.startswith("homeassistant/button/")}
+        assert set(buttons) == {"bms_t1", "bms_t1_module_1", "bms_t1_module_2"}
+        for node, ok in (("bms_t1", True), ("bms_t1_module_1", True), ("bms_t1_module_2", False)):
+            button = buttons[node]  # pressed, as Home Assistant does it
+            mark = seen.mark()
+            await client.publish(button["command_topic"], button["payload_press"], qos=button["qos"], retain=False)
+            result = loads(await seen.on(f"{ROOT}/command/result", after=mark))
+            assert (result["payload"], result["ok"]) == (button["payload_press"], ok)
+    assert actions.calls == [("full_charge",), ("readmit", 1), ("readmit", 2)]  # module 2 was not isolated
+
+
+async def test_switching_commands_off_removes_the_buttons(mosquitto: Broker) -> None:
+    on, off = make_config(mosquitto.port, commands=True), make_config(mosquitto.port)
+    buttons = "homeassistant/button/#"
+    async with subscriber(mosquitto, buttons) as (_, seen), running(publisher(Stack(on), on)):
+        await seen.wait(lambda _: len(seen.latest()) == 3)
+    assert len(await retained(mosquitto, buttons)) == 3
+    async with subscriber(mosquitto, buttons) as (_, seen), running(publisher(Stack(off), off)):
+        await seen.wait(lambda _: len(seen.latest()) == 3 and not any(seen.latest().values()))
+    assert await retained(mosquitto, buttons) == {}
+
+
 async def test_commands_are_executed_or_rejected(mosquitto: Broker) -> None:
     cfg = make_config(mosquitto.port, commands=True)
     actions = FakeActions({3})
     results = f"{ROOT}/command/result"
+    clock = FixedClock(100.25)
     async with subscriber(mosquitto, results) as (client, seen):
         # A retained command left on the broker must not run again on every (re)connect.
         await client.publish(f"{ROOT}/command/readmit", b"3", qos=1, retain=True)
-        async with running(publisher(Stack(cfg), cfg, actions)):
+        async with running(publisher(Stack(cfg), cfg, actions, clock)):
             stale = loads(await seen.on(results))
             assert (stale["command"], stale["ok"]) == ("readmit", False)
+            assert stale["t"] == "2025-11-25T05:55:00.250Z"  # WALL + 100.25 s: wall-clock time, for people
             assert "retained" in stale["detail"]
             await client.publish(f"{ROOT}/command/readmit", b"", qos=1, retain=True)  # clears it; no command
             sent = [
@@ -627,7 +755,7 @@ async def test_poisoned_messages_on_the_broker_are_ignored_and_the_session_goes_
     cfg = make_config(mosquitto.port, commands=True, interval=0.1)
     actions = FakeActions({3})
     record = f"{ROOT}/modules"
-    pub = MqttPublisher(Stack(cfg).hub, config=cfg, clock=lambda: 1000.0, actions=actions)  # one burst: one log
+    pub = MqttPublisher(Stack(cfg).hub, config=cfg, clock=FixedClock(1000.0), actions=actions)  # one burst: one log
     with structlog.testing.capture_logs() as logged:
         async with subscriber(mosquitto, f"{ROOT}/#") as (client, seen):
             await client.publish(record, b"[1e999]", qos=1, retain=True)  # found at connect
@@ -673,7 +801,7 @@ async def test_commands_are_off_by_default(mosquitto: Broker) -> None:
         running(publisher(Stack(cfg), cfg, actions)),
         subscriber(mosquitto, "homeassistant/#", f"{ROOT}/command/#") as (client, seen),
     ):
-        await seen.wait(lambda _: len(seen.latest("homeassistant/")) == ENTITIES)
+        await seen.wait(lambda _: len(configs(seen)) == ENTITIES)
         mark = seen.mark()
         await client.publish(f"{ROOT}/command/readmit", b"3", qos=1)
         # HA's birth message, sent after the command, is answered only after the command would have been.

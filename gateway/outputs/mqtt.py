@@ -11,11 +11,15 @@ behind. The module record, HA's birth message and the commands are validated; wh
 crash and reconnect in a loop.
 
 Which modules have HA entities is kept in a small retained record (`<base>/<id>/modules`, a JSON list). The
-publisher subscribes to it on connect: the retained record arrives before anything the publisher itself
-publishes, so after a restart it still knows what it announced and clears the entities of modules that left
-the config. With `[bank] strings` configured the announced modules are exactly the configured ones; in auto mode
-every module seen is announced and never removed automatically (a module switched off during a restart would
-otherwise lose its HA history and customisations).
+publisher subscribes to it on connect and merges the previous run's record into what it announces, so after a
+restart it still knows what it announced and clears the entities of modules that left the config. It writes the
+record only once the previous one has been read: until then it publishes an empty, non-retained probe on that
+topic, which replaces nothing on the broker and comes back after the retained record (a broker keeps the order
+of one topic's messages), so its return means the previous record, if there is one, is in. After that the record
+is rewritten whenever what is announced changes, a merge included. With `[bank] strings` configured the
+announced modules are exactly the configured ones; in auto mode every module seen is announced and never removed
+automatically (a module switched off during a restart would otherwise lose its HA history and customisations).
+A module's entities are announced once per connection and again when its ModuleInfo (model, firmware) changes.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from gateway import logs
 from gateway.backoff import Backoff
-from gateway.clock import Clock
+from gateway.clock import Anchor, WallClock
 from gateway.config import Config
 from gateway.errors import ConfigError, DecodeError
 from gateway.hub import SnapshotHub
@@ -85,17 +89,17 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def state_messages(s: BankSnapshot, topics: Topics) -> dict[str, bytes]:
+def state_messages(s: BankSnapshot, topics: Topics, wall: Anchor) -> dict[str, bytes]:
     """Topic -> payload of the regular state: the bank, and per module its values and its cells."""
-    out = {topics.bank: _json(bank_dict(s))}
+    out = {topics.bank: _json(bank_dict(s, wall=wall))}
     for address, view in sorted(s.modules.items()):
         out[topics.module(address)] = _json(module_dict(view, s.t))
         out[topics.cells(address)] = _json(cells_dict(view))
     return out
 
 
-def alarms_payload(s: BankSnapshot) -> bytes:
-    return _json([alarm_dict(a) for a in s.alarms])
+def alarms_payload(s: BankSnapshot, wall: Anchor) -> bytes:
+    return _json([alarm_dict(a, wall=wall) for a in s.alarms])
 
 
 def read_record(payload: bytes, addresses: range) -> frozenset[int]:
@@ -181,7 +185,7 @@ class MqttPublisher:
     `actions` receive the operator commands, and only with `[mqtt] commands = true`.
     """
 
-    def __init__(self, hub: SnapshotHub, *, config: Config, clock: Clock, actions: Actions | None) -> None:
+    def __init__(self, hub: SnapshotHub, *, config: Config, clock: WallClock, actions: Actions | None) -> None:
         mqtt = config.mqtt
         self._hub = hub
         self._config = config
@@ -194,6 +198,15 @@ class MqttPublisher:
         self._interval = mqtt.interval
         self._configured = frozenset(a for string in config.bank.strings for a in string)
         self._announced: frozenset[int] = frozenset()
+        """The modules that have HA entities, as far as this process knows (its own and the record's)."""
+        self._identities: dict[int, discovery.ModuleIdentity] = {}
+        """Each module's latest known ModuleInfo (kept when the module leaves the snapshot)."""
+        self._sent: dict[int, discovery.ModuleIdentity | None] = {}
+        """This connection: the modules whose configs went out, with the identity they carried."""
+        self._record_read = False
+        """This connection: the previous record (or its absence) has been read, so ours may be written."""
+        self._written: frozenset[int] | None = None
+        """This connection: the record last written."""
         self._backoff = Backoff()
         self._failure: str | None = None
         self._connected = False
@@ -303,6 +316,7 @@ class MqttPublisher:
 
     async def _serve(self, client: aiomqtt.Client, baseline: int) -> None:
         mqtt = self._config.mqtt
+        self._sent, self._record_read, self._written = {}, False, None
         if mqtt.discovery:
             await client.subscribe(self._topics.modules, qos=mqtt.qos)
             await client.subscribe(discovery.birth_topic(self._config), qos=mqtt.qos)
@@ -338,9 +352,10 @@ class MqttPublisher:
         while True:
             self._rejected.flush()
             self._reconcile(outbox, snapshot)
-            for topic, payload in state_messages(snapshot, self._topics).items():
+            wall = self._clock.anchor()
+            for topic, payload in state_messages(snapshot, self._topics, wall).items():
                 outbox.put(topic, payload)
-            if (payload := alarms_payload(snapshot)) != alarms:
+            if (payload := alarms_payload(snapshot, wall)) != alarms:
                 outbox.put(self._topics.alarms, payload, retain=True)
                 alarms = payload
             snapshot = await self._next(snapshot, loop.time() + self._interval)
@@ -362,38 +377,61 @@ class MqttPublisher:
     def _reconcile(
         self, outbox: Outbox, snapshot: BankSnapshot, *, everything: bool = False, record: bool = False
     ) -> None:
-        """Announce new modules, clear removed ones and update the record; `everything` re-sends all configs,
-        `record` the record."""
+        """Announce the modules not yet announced on this connection or whose ModuleInfo changed, clear removed
+        ones and keep the record; `everything` re-sends all configs, `record` rewrites the record."""
         if not self._config.mqtt.discovery:
             return
+        for address, view in snapshot.modules.items():
+            if (identity := discovery.ModuleIdentity.of(view.reading)) is not None:
+                self._identities[address] = identity
         wanted = self._configured or (self._announced | set(snapshot.modules))
-        new = wanted if everything else wanted - self._announced
         if everything:
-            for topic, payload in discovery.bank_configs(self._config).items():
-                outbox.put(topic, _json(payload), retain=True)
-        for address in sorted(new):
-            for topic, payload in discovery.module_configs(self._config, address).items():
-                outbox.put(topic, _json(payload), retain=True)
+            self._sent.clear()
+            self._put_configs(outbox, discovery.bank_configs(self._config), discovery.withdrawn(self._config))
+        for address in sorted(wanted):
+            identity = self._identities.get(address)
+            if address not in self._sent or self._sent[address] != identity:
+                configs = discovery.module_configs(self._config, address, identity)
+                self._put_configs(outbox, configs, discovery.withdrawn(self._config, address))
+                self._sent[address] = identity
         for address in sorted(self._announced - wanted):
             _log.info("mqtt: removing the Home Assistant entities of a module no longer configured", module=address)
-            for topic in discovery.module_configs(self._config, address):
+            for topic in discovery.module_topics(self._config, address):
                 outbox.put(topic, b"", retain=True)
-        if everything or record or wanted != self._announced:
-            outbox.put(self._topics.modules, _json(sorted(wanted)), retain=True)
+            self._sent.pop(address, None)
         self._announced = frozenset(wanted)
+        self._write_record(outbox, rewrite=record)
+
+    @staticmethod
+    def _put_configs(outbox: Outbox, configs: dict[str, dict[str, Any]], withdrawn: list[str]) -> None:
+        """Discovery configs, and an empty config (HA: remove) for each entity this config no longer offers."""
+        for topic, payload in configs.items():
+            outbox.put(topic, _json(payload), retain=True)
+        for topic in withdrawn:
+            outbox.put(topic, b"", retain=True)
+
+    def _write_record(self, outbox: Outbox, *, rewrite: bool) -> None:
+        """Write the record if it changed, once the previous one has been read; until then send the probe."""
+        if not self._record_read:
+            outbox.put(self._topics.modules, b"")  # not retained: see the module docstring
+        elif rewrite or self._announced != self._written:
+            outbox.put(self._topics.modules, _json(sorted(self._announced)), retain=True)
+            self._written = self._announced
 
     def _record(self, outbox: Outbox, payload: bytes) -> None:
-        """Merge a record read back from the broker (ours, or a previous run's) into what is announced; put ours
-        back in place of one we could not have written."""
+        """A message on the record topic: the previous run's record (retained), our probe or our own record back,
+        or someone else's. Merge its modules into what is announced, which rewrites the record if that changed
+        it; put ours back in place of one we could not have written."""
+        self._record_read = True
         try:
             addresses = read_record(payload, self._config.can.modules.addresses)
         except DecodeError as err:
             self._rejected("module_record", topic=self._topics.modules, payload=preview(payload), reason=str(err))
             self._reconcile(outbox, self._hub.latest, record=True)
             return
-        if not addresses <= self._announced:
-            self._announced |= addresses
-            self._reconcile(outbox, self._hub.latest)
+        self._announced |= addresses
+        # An empty payload once ours is written: our late probe, or someone clearing the record. Write it again.
+        self._reconcile(outbox, self._hub.latest, record=not payload and self._written is not None)
 
     # -- incoming -----------------------------------------------------------------------------------------
 
@@ -432,7 +470,8 @@ class MqttPublisher:
             _log.info("mqtt command", command=name, payload=text, ok=ok, detail=detail)
         else:
             self._rejected("command", command=name, payload=text, reason=detail)
-        result = {"command": name, "payload": text, "ok": ok, "detail": detail, "t": round(self._clock(), 3)}
+        t = self._clock.anchor().iso(self._clock())
+        result = {"command": name, "payload": text, "ok": ok, "detail": detail, "t": t}
         outbox.put(self._topics.command_result, _json(result))
 
 

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,3 +201,17 @@ async def subscriber(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await task
+
+
+async def retained(broker: Broker, *filters: str) -> dict[str, bytes]:
+    """Every retained message under `filters` now: topic -> payload.
+
+    A broker sends a subscription's retained messages before it handles what the client sends next, so a marker
+    published after subscribing, once it comes back, closes the list: a topic missing from it has no retained
+    message (absence is proven, not waited for).
+    """
+    marker = f"test/marker/{uuid.uuid4().hex}"
+    async with subscriber(broker, *filters, marker) as (client, seen):
+        await client.publish(marker, b"end", qos=1)
+        await seen.on(marker)
+        return {m.topic.value: m.payload for m in seen.messages if m.retain and m.topic.value != marker}
