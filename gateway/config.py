@@ -31,6 +31,8 @@ Table = tuple[tuple[float, float], ...]
 LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 InverterProtocol = Literal["pylontech", "pylontech-1.3", "victron", "sma"]
+RtuMap = Literal["byd"]
+"""Register maps served over Modbus RTU (`gateway.outputs.byd`: the BYD Battery-Box map the Fronius GEN24 reads)."""
 
 SHIPPED_ADDRESS_MASK = 0x1F
 """The address field of the shipped module.dbc: the low 5 bits of the frame ID."""
@@ -308,6 +310,26 @@ class ModbusSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ModbusRtuSection:
+    """A register map on a serial line, for an inverter that reads its battery over Modbus RTU (8N1)."""
+
+    enabled: bool = False
+    port: str | None = None
+    """The serial device, e.g. /dev/ttyUSB0 (or a pyserial URL); no default: required when enabled."""
+    baudrate: int = within(9600, 1200, 115_200, "bit/s", why="the RS485 rates of Modbus RTU; the GEN24 uses 9600")
+    unit_id: int = within(21, 1, 247)
+    map: RtuMap = "byd"
+    primo: bool = False
+    """A Fronius Primo GEN24 (single phase): the map's max voltage is capped at 450.0 V."""
+    heartbeat_timeout: float = within(300.0, 120.0, 3600.0, "s", off=0.0, why="the GEN24 writes it every 60 s")
+    """Seconds without a new heartbeat (after one was seen) before `inverter_comm_lost`; 0 disables."""
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.enabled and not self.port:
+            yield "port", "needs the serial device when enabled, e.g. /dev/ttyUSB0"
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSection:
     enabled: bool = False
     ca_file: Path | None = None
@@ -373,6 +395,7 @@ class Config:
     bank: BankSection = field(default_factory=BankSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     modbus: ModbusSection = field(default_factory=ModbusSection)
+    modbus_rtu: ModbusRtuSection = field(default_factory=ModbusRtuSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     source: Path | None = None

@@ -14,6 +14,7 @@ charge or discharge. The next step that succeeds ends it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -25,8 +26,8 @@ from gateway.can.ingest import ModuleStore, Urgency
 from gateway.config import Config, LimitsSection
 from gateway.logs import BurstLog, get
 from gateway.master.master import Master
-from gateway.master.model import Alarm, AlarmCode, BankSnapshot, Level, MasterCommand, empty_snapshot
-from gateway.outputs import pylontech
+from gateway.master.model import Alarm, AlarmCode, BankSnapshot, InverterInfo, Level, MasterCommand, empty_snapshot
+from gateway.outputs import byd, pylontech
 
 log = get("gateway.core")
 
@@ -96,6 +97,8 @@ class Core:
         )
         self.master = Master(config, required_groups=codec.required_groups, inverter_timeout=inverter.inverter_timeout)
         self.link = pylontech.InverterLink()
+        self.heartbeat = byd.Heartbeat(config.modbus_rtu.heartbeat_timeout) if config.modbus_rtu.enabled else None
+        """The GEN24's heartbeat (register 401 of the BYD map), written by the Modbus RTU edge."""
         self.inverter = pylontech.Schedule(inverter, bank=config.bank) if inverter.enabled else None
         """When the inverter gets its set; the live publisher and replay both ask it."""
         self._commands = CommandSchedule(codec, modules.command_period) if modules.commands else None
@@ -140,7 +143,7 @@ class Core:
                 self.next_tick = now + self.config.bank.tick
         self.urgent = False
         try:
-            step = self.master.step(now, self.store.readings(), self.link.info)
+            step = self.master.step(now, self.store.readings(), self.inverter_info())
             due = self._due(now, step.commands)
         except Exception as err:  # the safety net: a bug in a rule must not stop protection
             snapshot, commands = self._failed(now, err)
@@ -161,6 +164,17 @@ class Core:
 
     def _due(self, now: float, commands: tuple[MasterCommand, ...]) -> tuple[tuple[int, bytes], ...]:
         return () if self._commands is None else tuple(self._commands.due(now, commands))
+
+    def inverter_info(self) -> InverterInfo | None:
+        """What the master hears of the inverter: the CAN link's or the GEN24 heartbeat's; with both, the one that
+        runs out first, each by its own timeout (a silent inverter raises `inverter_comm_lost` on either link)."""
+        gen24 = None if self.heartbeat is None else self.heartbeat.info
+        heard = [info for info in (self.link.info, gen24) if info is not None]
+        return min(heard, key=self._deadline, default=None)
+
+    def _deadline(self, info: InverterInfo) -> float:
+        timeout = self.master.inverter_timeout if info.timeout is None else info.timeout
+        return info.last_seen + timeout if timeout > 0 else math.inf
 
     def _failed(self, now: float, err: Exception) -> tuple[BankSnapshot, tuple[MasterCommand, ...]]:
         """The fail-safe snapshot and commands for a step that raised."""

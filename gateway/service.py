@@ -30,6 +30,7 @@ from gateway.master.model import BankSnapshot, Lifecycle
 from gateway.metrics import Metrics
 from gateway.outputs import pylontech
 from gateway.outputs.modbus import ModbusServer
+from gateway.outputs.modbus_rtu import ModbusRtuServer
 from gateway.outputs.mqtt import MqttPublisher
 from gateway.systemd import Notifier
 
@@ -66,6 +67,11 @@ class Gateway:
         self.core = Core(config, now=self.clock(), on_urgent=self._urgent)
         self.hub = SnapshotHub(self.core.latest)
         self.modbus = ModbusServer(self.hub, config=config, clock=self.clock) if config.modbus.enabled else None
+        self.modbus_rtu = (
+            ModbusRtuServer(self.hub, heartbeat=self.core.heartbeat, config=config, clock=self.clock)
+            if config.modbus_rtu.enabled
+            else None
+        )
         self.mqtt = (
             MqttPublisher(self.hub, config=config, clock=self.clock, actions=self.core.master)
             if config.mqtt.enabled
@@ -102,6 +108,13 @@ class Gateway:
                 "errors": self.modbus.errors,
                 "restarts": self.restarts["modbus"],
             }
+        if self.modbus_rtu is not None:
+            out["modbus-rtu"] = {
+                "requests": self.modbus_rtu.requests,
+                "errors": self.modbus_rtu.errors,
+                "ignored": self.modbus_rtu.ignored,
+                "restarts": self.restarts["modbus-rtu"],
+            }
         if self.mqtt is not None:
             out["mqtt"] = {
                 "published": self.mqtt.published,
@@ -122,6 +135,8 @@ class Gateway:
             edges["inverter-bus"] = self._inverter_bus_edge
         if self.modbus is not None:
             edges["modbus"] = self._modbus_edge
+        if self.modbus_rtu is not None:
+            edges["modbus-rtu"] = self._modbus_rtu_edge
         if self.mqtt is not None:
             edges["mqtt"] = self.mqtt.run
         if self.metrics is not None:
@@ -248,7 +263,7 @@ class Gateway:
             raise ConfigError(
                 [f"{new.source or 'the file'}: no longer sets {listed} (cut short?); to go back to a default, restart"]
             )
-        kept = [s for s in ("gateway", "can", "modbus", "metrics") if getattr(new, s) != getattr(old, s)]
+        kept = [s for s in ("gateway", "can", "modbus", "modbus_rtu", "metrics") if getattr(new, s) != getattr(old, s)]
         bank = new.bank
         restart = ("strings", "max_modules", "tick", "cells_in_series", "capacity_ah", *RATINGS)
         if any(getattr(bank, key) != getattr(old.bank, key) for key in restart):
@@ -363,6 +378,13 @@ class Gateway:
             tg.create_task(self.modbus.run())
             await self.modbus.started()
             self._ready["modbus"].set()
+
+    async def _modbus_rtu_edge(self) -> None:
+        assert self.modbus_rtu is not None
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.modbus_rtu.run())
+            await self.modbus_rtu.opened()
+            self._ready["modbus-rtu"].set()
 
     async def _metrics_edge(self) -> None:
         assert self.metrics is not None

@@ -18,8 +18,8 @@ settings.load_profile("gateway")
 
 pytest.register_assert_rewrite("helpers")  # their asserts report values, as in the test modules
 
-pytest_plugins = ["helpers.mosquitto", "helpers.service"]
-"""`mosquitto`, `mosquitto_auth`, `mosquitto_tls`; `notify`."""
+pytest_plugins = ["helpers.mosquitto", "helpers.service", "helpers.socat"]
+"""`mosquitto`, `mosquitto_auth`, `mosquitto_tls`; `notify`; `pty_pair`."""
 
 _counter = itertools.count()
 

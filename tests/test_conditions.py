@@ -157,6 +157,17 @@ def test_a_silent_inverter_raises_inverter_comm_lost_after_the_timeout() -> None
     assert conditions(m, now=1000.0, inverter=None) == []  # no inverter seen yet
 
 
+def test_a_link_with_its_own_timeout_is_judged_by_it_not_by_the_masters() -> None:
+    """The GEN24's heartbeat comes every 60 s: its link says 120 s, whatever the master's 30 s for CAN."""
+    m = membership([(1,)], {1: ONLINE})
+    gen24 = InverterInfo(name="GEN24", last_seen=5.0, timeout=120.0)
+    assert conditions(m, now=125.0, inverter=gen24) == []
+    assert conditions(m, now=126.0, inverter=gen24) == [
+        Condition("inverter_comm_lost", Level.WARNING, None, "no frame for 121 s")
+    ]
+    assert conditions(m, now=1000.0, inverter=InverterInfo("GEN24", 5.0, timeout=0.0)) == []  # its 0 disables
+
+
 # -- mismatch notes -------------------------------------------------------------------------------------------------
 
 

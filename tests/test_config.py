@@ -27,6 +27,10 @@ def test_empty_file_is_a_working_config_for_the_typical_module(tmp_path: Path) -
     assert cfg.bank.rated_charge_current == cfg.bank.rated_discharge_current == 100.0
     assert cfg.limits.charge_cell_voltage == ((3.40, 100.0), (3.45, 50.0), (3.50, 10.0), (3.55, 0.0))
     assert (cfg.modbus.host, cfg.modbus.port, cfg.modbus.unit_id) == ("127.0.0.1", 5020, 1)
+    rtu = cfg.modbus_rtu
+    assert (rtu.enabled, rtu.port, rtu.baudrate, rtu.unit_id, rtu.map, rtu.primo, rtu.heartbeat_timeout) == (
+        False, None, 9600, 21, "byd", False, 300.0,
+    )  # fmt: skip
     assert (cfg.mqtt.base_topic, cfg.mqtt.discovery_prefix) == ("bms", "homeassistant")
     assert cfg.source == path
 
@@ -133,6 +137,9 @@ protocol = "growatt"
         ("[mqtt]\nenabled = 'yes'", "mqtt.enabled: must be true or false, got a string ('yes')"),
         ("[mqtt]\npassword_file = 'p'", "mqtt.password_file: needs mqtt.username"),
         ("[can.modules]\nbitrate = 5e5", "can.modules.bitrate: must be an integer, got a number (500000.0)"),
+        ("[modbus_rtu]\nenabled = true", "modbus_rtu.port: needs the serial device when enabled, e.g. /dev/ttyUSB0"),
+        ("[modbus_rtu]\nmap = 'sunspec'", "modbus_rtu.map: must be one of 'byd', got 'sunspec'"),
+        ("[modbus_rtu]\nheartbeat_timeout = 60", "modbus_rtu.heartbeat_timeout: must be 0 (off) or within 120..3600 s"),
     ],
 )
 def test_single_problems(tmp_path: Path, text: str, expected: str) -> None:
@@ -268,6 +275,9 @@ BOUNDARIES: dict[str, tuple[list[Any], list[Any]]] = {
     "modbus.unit_id": ([1, 247], [0, 248]),
     "modbus.max_clients": ([1, 256], [0, 257]),
     "modbus.idle_timeout": ([1.0, 3600.0], [0.5, 3601.0]),
+    "modbus_rtu.baudrate": ([1200, 115_200], [1199, 115_201]),
+    "modbus_rtu.unit_id": ([1, 247], [0, 248]),
+    "modbus_rtu.heartbeat_timeout": ([0, 120, 3600], [-1, 119.9, 3601]),
     "mqtt.port": ([1, 65535], [0, 65536]),
     "mqtt.interval": ([0.1, 3600], [0.09, 3601]),
     "mqtt.qos": ([0, 2], [-1, 3]),

@@ -40,6 +40,8 @@ def bank_conditions(tick: TickInput, membership: Membership, inverter_timeout: f
                 detail = f"current spread {spread:.1f} A in one string"
                 yield from (Condition(AlarmCode.SENSOR_MISMATCH, Level.WARNING, a, detail) for a in string)
     inverter = tick.inverter
+    if inverter is not None and inverter.timeout is not None:
+        inverter_timeout = inverter.timeout
     if inverter is not None and inverter_timeout > 0 and now - inverter.last_seen > inverter_timeout:
         yield Condition(
             AlarmCode.INVERTER_COMM_LOST, Level.WARNING, None, f"no frame for {now - inverter.last_seen:.0f} s"

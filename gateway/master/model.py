@@ -234,9 +234,14 @@ class ModuleView:
 
 @dataclass(frozen=True, slots=True)
 class InverterInfo:
+    """What a link to the inverter last heard: CAN keep-alive and identification, or the GEN24's Modbus heartbeat."""
+
     name: str
     last_seen: float
     keepalive_seen: float | None = None
+    timeout: float | None = None
+    """The silence this link allows before `inverter_comm_lost` (0: never), when it differs from the master's
+    `inverter_timeout`: each link knows how often its inverter speaks, so the master reads no link's settings."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - ports: a free TCP port, a port held busy, whether a port listens
 - buses: the gateway on python-can virtual buses, taps that record frames, the simulator, Pylontech decoding
 - modbus: the Modbus server on an ephemeral port with an injected clock, a client, requests packed by hand
+- socat: a pseudo-terminal pair (fixture `pty_pair`, skipped without socat), optionally on fixed links
+- modbus_rtu: the Modbus RTU server in a task and a pymodbus serial client playing the Fronius GEN24
 - service: `_serve` in a task, a NOTIFY_SOCKET (fixture `notify`), config files, signals, metrics and status
 - breakable: a master whose step raises on demand
 - home_assistant: a checker of Home Assistant's MQTT discovery rules
