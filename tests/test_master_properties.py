@@ -147,18 +147,28 @@ def _limits(s: BankSnapshot) -> tuple[float, float]:
     return s.limits.charge_current.value, s.limits.discharge_current.value
 
 
+REMOVALS = ("module", "stale", "temperature", "cell_voltage", "soc", "reported_limits", "frozen")
+CIRCULATING = [  # strings charging and discharging each other: module 1's 37 A tips the bank current's sign
+    {**EMPTY, "current": 37.0, "discharge_current_limit": 1.0},
+    {**EMPTY, "current": -61.0, "discharge_current_limit": 1.0},
+    {**EMPTY, "current": 45.0, "cell_voltage_min": 2.875, "cell_voltage_max": 2.875, "discharge_current_limit": 3.0},
+    {**EMPTY, "current": 0.0, "discharge_current_limit": 1.0},
+]
+
+
 @SETTINGS
 @given(
     modules=st.lists(module_values(), min_size=1, max_size=5),
-    data=st.data(),
+    victim_index=st.integers(0, 4),
+    removal=st.sampled_from(REMOVALS),
 )
-def test_removing_a_module_or_data_never_raises_a_limit(modules: list[dict], data: st.DataObject) -> None:
+# Without module 1 the bank current turned from +21 A to -16 A: module 3's share, measured 0 in the new direction,
+# decayed, and DCL rose from 0.082 A (sent as 0) to 0.1 A. Shares no longer decay in a tick the bank changed.
+@example(modules=CIRCULATING, victim_index=0, removal="module")
+def test_removing_a_module_or_data_never_raises_a_limit(modules: list[dict], victim_index: int, removal: str) -> None:
     values = dict(enumerate(modules, start=1))
     cfg = bank_config([[a] for a in values])
-    victim = data.draw(st.sampled_from(sorted(values)))
-    removal = data.draw(
-        st.sampled_from(["module", "stale", "temperature", "cell_voltage", "soc", "reported_limits", "frozen"])
-    )
+    victim = sorted(values)[victim_index % len(values)]
     full, t = history(cfg, values)
     less, _ = history(cfg, values)
     readings: dict[int, ModuleReading] = {a: reading(a, t, **v) for a, v in values.items()}

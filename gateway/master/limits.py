@@ -137,16 +137,22 @@ class Shares:
 
     Measured (I_string / I_bank) whenever the bank current is large enough to measure. A measured share that rises
     applies at once: the limit must fit the share the string takes now. One that falls decays with
-    `share_smoothing`, so the next load step does not find a limit that is too high. Never below the string's
-    capacity share, which is never 0.
+    `share_smoothing`, so the next load step does not find a limit that is too high, and only while the bank's
+    strings stay the same. Never below the string's capacity share, which is never 0.
     """
 
     _smoothed: dict[tuple[int, ...], float] = field(default_factory=dict)
+    _bank: tuple[tuple[int, ...], ...] = ()
+    """The strings of the last tick: a share decays only while they stay the same."""
 
     def update(
         self, tick: TickInput, admitted: Sequence[tuple[int, ...]], strings: Sequence[Electrical]
     ) -> list[float]:
         lim, bank = tick.limits, tick.bank
+        # In a tick where the bank changed (a string left or joined) the bank current is another sum: a share may
+        # rise on it, never decay, so that a string lost from the data cannot lower the others' shares.
+        settled = tuple(admitted) == self._bank
+        self._bank = tuple(admitted)
         self._smoothed = {s: v for s, v in self._smoothed.items() if s in admitted}
         if not admitted:
             return []
@@ -157,7 +163,7 @@ class Shares:
         if abs(total) > lim.share_threshold / 100.0 * rated * len(admitted):
             direction = math.copysign(1.0, total)
             flowing = [max(0.0, direction * e.current) for e in strings]
-            alpha = 1.0 - math.exp(-tick.dt / lim.share_smoothing)
+            alpha = 1.0 - math.exp(-tick.dt / lim.share_smoothing) if settled else 0.0
             for string, f in zip(admitted, flowing, strict=True):
                 measured = f / sum(flowing)
                 old = self._smoothed.get(string, measured)
