@@ -26,7 +26,7 @@ from gateway.config import Config, LimitsSection
 from gateway.logs import BurstLog, get
 from gateway.master.master import Master
 from gateway.master.model import Alarm, AlarmCode, BankSnapshot, Level, MasterCommand, empty_snapshot
-from gateway.outputs import pylontech
+from gateway.outputs import inverter as inverter_side
 
 log = get("gateway.core")
 
@@ -88,15 +88,15 @@ class Core:
         if inverter_on_module_bus is None:
             same = (inverter.interface, inverter.channel) == (modules.interface, modules.channel)
             inverter_on_module_bus = inverter.enabled and same
-        self._inverter_ids = pylontech.INVERTER_IDS if inverter_on_module_bus else frozenset()
+        self._inverter_ids = inverter_side.INVERTER_IDS if inverter_on_module_bus else frozenset()
         self._on_urgent = on_urgent
         codec = ModuleCodec.from_config(modules)
         self.store = ModuleStore(
             codec, urgency=urgency(config.limits), on_urgent=self._mark_urgent, ignore_ids=self._inverter_ids
         )
         self.master = Master(config, required_groups=codec.required_groups, inverter_timeout=inverter.inverter_timeout)
-        self.link = pylontech.InverterLink()
-        self.inverter = pylontech.Schedule(inverter, bank=config.bank) if inverter.enabled else None
+        self.link = inverter_side.InverterLink()
+        self.inverter = inverter_side.Schedule(inverter, bank=config.bank) if inverter.enabled else None
         """When the inverter gets its set; the live publisher and replay both ask it."""
         self._commands = CommandSchedule(codec, modules.command_period) if modules.commands else None
         self.latest = empty_snapshot(now, discharge_voltage=self.master.fallback_dvl())

@@ -28,7 +28,7 @@ from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
 from gateway.master.model import BankSnapshot, Lifecycle
 from gateway.metrics import Metrics
-from gateway.outputs import pylontech
+from gateway.outputs import inverter
 from gateway.outputs.modbus import ModbusServer
 from gateway.outputs.mqtt import MqttPublisher
 from gateway.systemd import Notifier
@@ -76,7 +76,7 @@ class Gateway:
             if config.metrics.enabled
             else None
         )
-        self.publisher: pylontech.InverterPublisher | None = None
+        self.publisher: inverter.InverterPublisher | None = None
         self.restarts: Counter[str] = Counter()
         self.command_errors = 0
         self._module_bus: can.BusABC | None = None
@@ -294,7 +294,7 @@ class Gateway:
         assert schedule is not None
 
         async def publish(bus: can.BusABC) -> None:
-            self.publisher = publisher = pylontech.InverterPublisher(bus, self.hub, schedule=schedule, clock=self.clock)
+            self.publisher = publisher = inverter.InverterPublisher(bus, self.hub, schedule=schedule, clock=self.clock)
             try:
                 await publisher.run()
                 await asyncio.Event().wait()  # stopped: the fail-safe set went out, wait for the cancel

@@ -128,7 +128,7 @@ def test_strings_differ_from_the_bank_only_where_803_and_804_reserve_the_bit() -
 
 
 def test_pylontech_names_are_signals_of_the_dbc() -> None:
-    db = dbc.load(None, "pylontech.dbc", "can.inverter")
+    db = dbc.load(None, "inverters/pylontech.dbc", "can.inverter")
     bits = {s.name for s in db.get_message_by_frame_id(0x359).signals}
     pairs = {s.name for s in db.get_message_by_frame_id(0x35A).signals}
     for code, mapped in PYLONTECH.items():

@@ -2,7 +2,7 @@
 the schedule, the inverter link, and the publisher on python-can virtual buses.
 
 Expected bytes and bit positions are written here from the protocol text, and every payload is also decoded
-with tests/data/pylontech_independent.dbc (written by hand, not from dbc/pylontech.dbc).
+with tests/data/pylontech_independent.dbc (written by hand, not from dbc/inverters/pylontech.dbc).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from gateway.master.model import (
     empty_snapshot,
 )
 from gateway.outputs.alarm_table import PYLONTECH, NotSent
-from gateway.outputs.pylontech import (
+from gateway.outputs.inverter import (
     INVERTER_IDS,
     PROFILES,
     STALE_AFTER,
@@ -154,7 +154,7 @@ def schedule(bank: BankSection = BANK, **values: Any) -> Schedule:
 
 
 def test_the_shipped_dbc_has_every_frame_with_its_length_cycle_comment_and_flag_tables() -> None:
-    db = dbc.load(None, "pylontech.dbc", "can.inverter")
+    db = dbc.load(None, "inverters/pylontech.dbc", "can.inverter")
     lengths = {0x351: 8, 0x355: 4, 0x356: 6, 0x359: 7, 0x35A: 8, 0x35C: 2, 0x35E: 8}
     lengths |= {0x35F: 8, 0x372: 8, 0x373: 8, 0x379: 8, 0x305: 8, 0x307: 8}
     assert {m.frame_id: m.length for m in db.messages} == lengths
@@ -753,11 +753,11 @@ def test_the_docs_alarm_table_is_the_code() -> None:
 
 def test_the_docs_alarm_table_is_generated_from_the_code() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    assert update_docs(text) == text, "run: python -m gateway.outputs.pylontech docs/inverter.md"
+    assert update_docs(text) == text, "run: python -m gateway.outputs.inverter docs/inverter.md"
 
 
 def test_the_docs_bit_positions_are_the_dbc() -> None:
-    db = dbc.load(None, "pylontech.dbc", "can.inverter")
+    db = dbc.load(None, "inverters/pylontech.dbc", "can.inverter")
     alarms, pairs_ = db.get_message_by_frame_id(0x359), db.get_message_by_frame_id(0x35A)
     position = re.compile(r"byte (\d) bits? (\d)")
     checked = 0

@@ -152,7 +152,7 @@ SUNSPEC_STRING_EVT1: Mapping[A, Evt] = MappingProxyType(
 imbalance warning), so what sets it there sets the other-warning bit here."""
 
 
-# -- inverter CAN: the Pylontech family (dbc/pylontech.dbc) --------------------------------------------------------
+# -- inverter CAN: the Pylontech family (dbc/inverters/pylontech.dbc) ----------------------------------------------
 
 
 class PylonBits(NamedTuple):

@@ -27,7 +27,7 @@ from gateway.sim.bus import run_on_bus
 
 ROOT = Path(__file__).parents[2]
 """The repository."""
-PYLONTECH: Database = cantools.database.load_file(ROOT / "dbc" / "pylontech.dbc", strict=True)  # type: ignore[assignment]
+PYLONTECH: Database = cantools.database.load_file(ROOT / "dbc" / "inverters" / "pylontech.dbc", strict=True)  # type: ignore[assignment]
 PROFILE = (0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E)
 """What the `pylontech` profile sends, in this order."""
 PERIOD = 0.5

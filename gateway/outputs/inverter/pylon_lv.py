@@ -1,7 +1,7 @@
 """The inverter side: one well-behaved Pylontech-style battery on CAN, whatever the stack does underneath.
 
 Three layers, so that replay and tests see exactly what the gateway would transmit:
-- `frames(snapshot, profile)` encodes a snapshot with dbc/pylontech.dbc into (frame ID, payload) pairs. Pure.
+- `frames(snapshot, profile)` encodes a snapshot with dbc/inverters/pylontech.dbc into (frame ID, payload) pairs. Pure.
 - `Schedule` decides when: the whole set every period, and at once (at most 10 sets a second) when a change
   protects the battery (a current limit falls materially or to 0, a voltage limit tightens materially, a
   protection is raised, a request flag changes, the set turns fail-safe); a master that stops ticking gets the
@@ -20,7 +20,6 @@ import asyncio
 import functools
 import math
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -181,7 +180,7 @@ class _Field:
 
 
 class _Codec:
-    """dbc/pylontech.dbc, loaded once, with each signal's rounding and raw range worked out ahead."""
+    """dbc/inverters/pylontech.dbc, loaded once, with each signal's rounding and raw range worked out ahead."""
 
     def __init__(self, db: Database) -> None:
         self.messages: dict[int, Message] = {m.frame_id: m for m in db.messages}
@@ -196,7 +195,7 @@ class _Codec:
 
 @functools.cache
 def _codec() -> _Codec:
-    return _Codec(dbc.load(None, "pylontech.dbc", "dbc/pylontech.dbc"))
+    return _Codec(dbc.load(None, "inverters/pylontech.dbc", "dbc/inverters/pylontech.dbc"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +353,7 @@ def frames(snapshot: BankSnapshot, profile: Profile, *, modules_count: int | Non
 
 # -- docs ------------------------------------------------------------------------------------------------------
 
-DOCS_COMMAND = "python -m gateway.outputs.pylontech docs/inverter.md"
+DOCS_COMMAND = "python -m gateway.outputs.inverter docs/inverter.md"
 """The generated part of docs/inverter.md: its alarm table."""
 
 
@@ -649,7 +648,3 @@ class InverterLink:
 def main(argv: list[str]) -> None:
     """Rewrite the generated part of the docs file given as the only argument."""
     generated.rewrite(Path(argv[0]), DOCS_COMMAND, alarm_markdown())
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
