@@ -163,6 +163,33 @@ class PylonBits(NamedTuple):
     pair: str
     """0x35A pair: signals Alarm<pair> and Warning<pair>."""
 
+    def signals(self, level: Level) -> tuple[str, ...]:
+        """The DBC signals this code sets at `level`."""
+        protection = level is Level.PROTECTION
+        bit = () if self.bit is None else (("Protection" if protection else "Warning") + self.bit,)
+        return (*bit, ("Alarm" if protection else "Warning") + self.pair)
+
+
+class Bits(NamedTuple):
+    """The DBC signal a code sets at each level in an inverter protocol whose alarm bits are plain signals (1 =
+    active); None where the protocol has no bit for that level."""
+
+    protection: str | None
+    warning: str | None
+
+    def signals(self, level: Level) -> tuple[str, ...]:
+        name = self.protection if level is Level.PROTECTION else self.warning
+        return () if name is None else (name,)
+
+
+def both(name: str) -> Bits:
+    """The same signal at either level (protocols with one bit per condition)."""
+    return Bits(name, name)
+
+
+Mapped = PylonBits | Bits | NotSent
+"""What an inverter column maps a code to."""
+
 
 PYLONTECH: Mapping[A, PylonBits | NotSent] = MappingProxyType(
     {
@@ -191,12 +218,53 @@ PYLONTECH: Mapping[A, PylonBits | NotSent] = MappingProxyType(
 a module's fault, a module lost, current sensors that disagree. The order is that of docs/inverter.md's table."""
 
 
+# -- inverter CAN: Pylon HV (dbc/inverters/pylon_hv.dbc) -------------------------------------------------------------
+
+
+def _hv(name: str) -> Bits:
+    """0x4250's protection bit Protect<name> and alarm (warning) bit Alarm<name>."""
+    return Bits(f"Protect{name}", f"Alarm{name}")
+
+
+FAULT_AS_WARNING = NotSent(
+    "a warning, and the protocol's only bits for it are fault bits; it shows on MQTT and Modbus, and at"
+    " protection level the limits already stop the inverter"
+)
+
+PYLON_HV: Mapping[A, Bits | NotSent] = MappingProxyType(
+    {
+        A.CELL_OVER_VOLTAGE: _hv("CellHighVoltage"),
+        A.CELL_UNDER_VOLTAGE: _hv("CellLowVoltage"),
+        A.PACK_OVER_VOLTAGE: _hv("PackHighVoltage"),
+        A.PACK_UNDER_VOLTAGE: _hv("PackLowVoltage"),
+        A.CHARGE_OVER_TEMPERATURE: _hv("ChargeHighTemperature"),
+        A.CHARGE_UNDER_TEMPERATURE: _hv("ChargeLowTemperature"),
+        A.DISCHARGE_OVER_TEMPERATURE: _hv("DischargeHighTemperature"),
+        A.DISCHARGE_UNDER_TEMPERATURE: _hv("DischargeLowTemperature"),
+        A.CHARGE_OVER_CURRENT: _hv("ChargeOverCurrent"),
+        A.DISCHARGE_OVER_CURRENT: _hv("DischargeOverCurrent"),
+        A.CELL_IMBALANCE: NotSent("0x4250 has no bit for a cell spread; the master derates for it"),
+        A.MODULE_FAULT: Bits("ErrorOther", None),
+        A.MODULE_COMM_LOST: Bits("ErrorInternalComm", None),
+        A.SENSOR_MISMATCH: FAULT_AS_WARNING,
+        A.INTERNAL_ERROR: Bits("ErrorOther", None),
+        A.MODULE_MISMATCH: INSTALLATION,
+        A.STACK_LIMIT: INSTALLATION,
+        A.HEAT_ACCUMULATION: INSTALLATION,
+        A.INVERTER_COMM_LOST: INSTALLATION,
+    }
+)
+"""Profile pylon-hv: 0x4250's alarm bits at warning level, protection bits at protection level; a module's fault,
+a module lost when the bank cannot run without it and the internal error set an error bit."""
+
+
 COLUMNS: Mapping[str, Mapping[A, object]] = MappingProxyType(
     {
         "modbus": MODBUS_BIT,
         "sunspec 802": SUNSPEC_EVT1,
         "sunspec 803/804": SUNSPEC_STRING_EVT1,
         "pylontech": PYLONTECH,
+        "pylon-hv": PYLON_HV,
     }
 )
 """Every column, by protocol: tests check each names every code."""

@@ -1,7 +1,8 @@
-"""`python -m gateway.outputs.inverter docs/inverter.md`: rewrite the generated part of the docs file."""
+"""`python -m gateway.outputs.inverter README.md docs/inverter.md`: rewrite the generated parts of those files."""
 
 import sys
+from pathlib import Path
 
-from gateway.outputs.inverter.pylon_lv import main
+from gateway.outputs.inverter.docs import rewrite
 
-main(sys.argv[1:])
+rewrite([Path(arg) for arg in sys.argv[1:]])
