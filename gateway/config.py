@@ -36,7 +36,17 @@ InverterProtocol = Literal[
     "sma-lv",
     "sma",
     "deye-lv",
+    "goodwe-lv",
+    "growatt-lv",
     "pylon-hv",
+    "sofar",
+    "byd-hvs",
+    "sma-hv",
+    "sma-sbs",
+    "solax",
+    "foxess",
+    "growatt-hv",
+    "sungrow",
 ]
 """The profiles of gateway/outputs/inverter/table.py (`sma` is the old name of `sma-lv`); a test keeps them equal."""
 ByteOrder = Literal["little", "big"]

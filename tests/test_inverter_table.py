@@ -65,7 +65,7 @@ def test_an_option_a_profile_does_not_honour_is_refused_naming_the_key() -> None
     assert info.value.problems == ["can.inverter.byte_order: applies to pylon-hv only, not to pylontech"]
     with pytest.raises(ConfigError) as info:
         Schedule(inverter(protocol="victron", deye_soc_workaround=True), bank=config.BankSection())
-    assert info.value.problems == ["can.inverter.deye_soc_workaround: applies to deye-lv only, not to victron"]
+    assert info.value.problems == ["can.inverter.deye_soc_workaround: applies to byd-hvs, deye-lv only, not to victron"]
     # Set to its default, a key does nothing either way: accepted.
     Schedule(inverter(protocol="victron", deye_soc_workaround=False, id_suffix=0), bank=config.BankSection())
 

@@ -18,6 +18,8 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+import pytest
+
 from gateway.master.model import (
     Alarm,
     AlarmCode,
@@ -140,3 +142,10 @@ def alarm(code: str, level: Level) -> Alarm:
 
 def hexes(data: bytes) -> str:
     return data.hex(" ").upper()
+
+
+def assert_values(decoded: dict[int, dict[str, float]], expected: dict[int, dict[str, float]]) -> None:
+    """Every frame an independent decoder read agrees with the values expected, frame by frame."""
+    assert decoded.keys() == expected.keys()
+    for can_id, values in expected.items():
+        assert decoded[can_id] == pytest.approx(values), hex(can_id)

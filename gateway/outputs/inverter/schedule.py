@@ -181,6 +181,7 @@ class _Queued:
     part: Part
     request: bytes
     then: str | None = None
+    rule: str = ""
 
 
 @dataclass(slots=True)
@@ -247,9 +248,12 @@ class Schedule:
                 continue
             c.requests += 1
             c.last_request = heard.t
+            if rule.spacing:  # a sequence asked for again starts over, as the real battery does
+                c.queue = [q for q in c.queue if q.rule != rule.name]
             last = len(rule.parts) - 1
             for n, part in enumerate(rule.parts):
-                c.queue.append(_Queued(heard.t + n * rule.spacing, part, heard.data, rule.then if n == last else None))
+                then = rule.then if n == last else None
+                c.queue.append(_Queued(heard.t + n * rule.spacing, part, heard.data, then, rule.name))
             if not rule.parts and rule.then is not None:
                 self.session = rule.then
             return
@@ -390,6 +394,11 @@ class Schedule:
             return []
         parts = [p for cycle in self._cycles for p in cycle.group.parts]
         return self._encode(shown(snapshot.failsafe("gateway stopping")), parts) if parts else []
+
+    @property
+    def heard(self) -> int:
+        """Frames from the inverter the schedule has taken in (expected ones only)."""
+        return self._c.heard
 
     @property
     def stop_answers(self) -> int:

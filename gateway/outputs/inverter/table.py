@@ -9,10 +9,20 @@ from types import MappingProxyType
 
 from gateway.config import InverterBusSection
 from gateway.errors import ConfigError
-from gateway.outputs.inverter import pylon_hv, pylon_lv
+from gateway.outputs.inverter import (
+    byd_hvs,
+    goodwe_lv,
+    growatt_hv,
+    growatt_lv,
+    pylon_hv,
+    pylon_lv,
+    sofar,
+    solax,
+    sungrow,
+)
 from gateway.outputs.inverter.profiles import Options, Profile
 
-FAMILIES = (pylon_lv, pylon_hv)
+FAMILIES = (pylon_lv, goodwe_lv, growatt_lv, pylon_hv, sofar, byd_hvs, solax, growatt_hv, sungrow)
 """The family modules, in the order of the docs."""
 
 PROFILES: Mapping[str, Profile] = MappingProxyType({row.name: row for family in FAMILIES for row in family.ROWS})
