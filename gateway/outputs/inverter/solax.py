@@ -191,12 +191,23 @@ def _fox_limits(i: Input) -> Values:
     }
 
 
+FOX_TYPE, FOX_FIRMWARE = 0x52, 0x12
+"""0x1877: an HV2600 V2 main controller and its firmware, as the public implementation says."""
+MAX_AC_VOLTAGE = 256.7
+"""0x1878 bytes 0-1: the highest AC voltage, a constant of the HV2600 (V)."""
+
+
 def _fox_errors(i: Input) -> Values:
-    return {"ErrorCode": 0 if i.snapshot.valid else 0x02, "BatteryType": 0x82, "Firmware": 0x1A, "PackInfo": 0x01}
+    return {
+        "ErrorCode": 0 if i.snapshot.valid else 0x02,
+        "BatteryType": FOX_TYPE,
+        "Firmware": FOX_FIRMWARE,
+        "PackInfo": 1,
+    }
 
 
-def _fox_stats(i: Input) -> Values:
-    return {"MaxVoltage": i.snapshot.limits.charge_voltage.value, "TotalEnergy": 0}
+def _fox_stats(_: Input) -> Values:
+    return {"MaxAcVoltage": MAX_AC_VOLTAGE, "TotalEnergy": 0}
 
 
 def _fox_flags(i: Input) -> Values:
