@@ -1,5 +1,12 @@
 """Each mode end to end on python-can virtual buses, a simulated inverter (gateway/sim/inverter.py) talking to the
-real gateway (`Gateway` of gateway.service) fed by the module simulator.
+real gateway (`Gateway` of gateway.service) fed by the module simulator:
+
+- request/response (pylon-hv): every request answered, whole and in order, within 100 ms; nothing ever unasked;
+  a silent inverter raises inverter_comm_lost (and gets nothing); silent modules: the answers are fail-safe;
+- handshake (byd-hvs: the inverter speaks first; sma-hv: pairing 250 ms apart; solax: the contactor request):
+  nothing before the inverter speaks, the handshake completes, silence raises inverter_comm_lost, silent modules
+  send the fail-safe set to the paired inverter;
+- broadcast (victron): the set from the start; a silent keep-alive raises inverter_comm_lost.
 
 Timing: the only durations asserted are the 100 ms within which a request must be answered, measured on bus
 timestamps (python-can's virtual bus stamps each frame when it is sent: the inverter's request and the gateway's
@@ -12,6 +19,7 @@ from __future__ import annotations
 import struct
 
 import can
+import pytest
 
 from gateway.master.model import AlarmCode
 from gateway.outputs.inverter import profile
@@ -111,3 +119,103 @@ async def test_request_response_answers_at_once_never_unasked_silence_and_fail_s
         assert delay < ANSWER_WITHIN, delay
     gateway_frames = [m for m in frames if m.arbitration_id != 0x4200]
     assert len(gateway_frames) == 9 * len(ensemble) + 4 * len(system), "never a frame unasked"
+
+
+# -- handshake ------------------------------------------------------------------------------------------------------
+
+
+def limits_be(msg: can.Message) -> tuple[float, float, float, float]:
+    """BYD 0x110 / SMA 0x358: charge voltage, discharge voltage (0.1 V), then DCL before CCL (0.1 A), big-endian."""
+    cvl, dvl, dcl, ccl = struct.unpack(">HHHH", msg.data)
+    return cvl / 10, dvl / 10, ccl / 10, dcl / 10
+
+
+def limits_solax(msg: can.Message) -> tuple[float, float, float, float]:
+    """Solax 0x1872: charge voltage, discharge voltage, CCL, DCL, little-endian."""
+    cvl, dvl, ccl, dcl = struct.unpack("<HHHH", msg.data)
+    return cvl / 10, dvl / 10, ccl / 10, dcl / 10
+
+
+HANDSHAKES = {
+    # profile: (the first frame the gateway may send, the frame that ends the handshake, limits frame, its decoder)
+    "byd-hvs": (0x250, 0x3D0, 0x110, limits_be),
+    "sma-hv": (0x558, 0x518, 0x358, limits_be),
+    "solax": (0x187E, 0x1801, 0x1872, limits_solax),
+}
+
+
+@pytest.mark.parametrize("name", list(HANDSHAKES))
+async def test_handshake_completes_silence_raises_comm_lost_and_silent_modules_get_the_fail_safe_set(
+    name: str, channel: str
+) -> None:
+    first_id, last_id, limits_id, limits = HANDSHAKES[name]
+    row = profile(name)
+    cfg = make_config(
+        channel, can={"inverter": {"protocol": name, "inverter_timeout": 3.0}}, bank={"strings": [[1, 2, 3, 4]]}
+    )
+    gateway = Gateway(cfg)
+    modules = Simulator(modules=4, strings=[[1, 2, 3, 4]], current=-10.0, seed=2)
+    inverter = SimInverter(row)
+    async with (
+        tapped(cfg.can.inverter.channel) as bus,
+        running(gateway),
+        simulating(cfg.can.modules.channel, modules) as module_sim,
+    ):
+        await until(lambda: online(gateway) == (1, 2, 3, 4) and gateway.hub.latest.valid, within=10.0, what="bank")
+        schedule = gateway.core.inverter
+        assert schedule is not None
+        assert bus.since() == [] and schedule.state.paired is False, "nothing before the inverter speaks"
+
+        async with inverting(cfg.can.inverter.channel, inverter):
+            await until(lambda: schedule.state.paired is True, within=10.0, what=f"{name}: handshake")
+            frames = bus.since()
+            spoke = next(i for i, m in enumerate(frames) if m.arbitration_id in row.expects)
+            mine = [m for m in frames if m.arbitration_id not in row.expects]
+            assert frames.index(mine[0]) > spoke, "the inverter spoke first"
+            assert mine[0].arbitration_id == first_id
+            assert any(m.arbitration_id == last_id for m in mine)
+            _, healthy = await bus.wait(lambda m: m.arbitration_id == limits_id, within=5.0)
+            cvl, dvl, ccl, dcl = limits(healthy)
+            assert ccl > 0 and dcl > 0 and cvl > dvl
+
+            # The inverter falls silent: inverter_comm_lost.
+            inverter.silent = True
+            await until(
+                lambda: any(a.code is AlarmCode.INVERTER_COMM_LOST for a in gateway.hub.latest.alarms),
+                within=8.0,
+                what="inverter_comm_lost",
+            )
+            inverter.silent = False
+
+            # The modules fall silent: the fail-safe set (CCL = DCL = 0) goes out, to a paired inverter.
+            module_sim.cancel()
+            await until(lambda: not gateway.hub.latest.valid, within=5.0, what="bank not valid")
+            _, failsafe = await bus.wait(
+                lambda m: m.arbitration_id == limits_id and limits(m)[2:] == (0.0, 0.0), after=bus.mark(), within=5.0
+            )
+            assert limits(failsafe)[0] > 0, "CVL held at the bank's voltage, never 0 V"
+
+
+# -- broadcast ------------------------------------------------------------------------------------------------------
+
+
+async def test_broadcast_sends_from_the_start_and_a_silent_inverter_raises_comm_lost(channel: str) -> None:
+    """The set goes out whether the inverter speaks or not; once its keep-alive (0x305) was heard, its silence for
+    `inverter_timeout` raises inverter_comm_lost. (The fail-safe set when the modules fall silent: test_e2e.)"""
+    cfg = make_config(channel, can={"inverter": {"protocol": "victron", "inverter_timeout": 2.0}})
+    gateway = Gateway(cfg)
+    inverter = SimInverter(profile("victron"))
+    async with tapped(cfg.can.inverter.channel) as bus, running(gateway):
+        await bus.wait(lambda m: m.arbitration_id == 0x351, within=5.0)  # before the inverter spoke, and invalid
+        async with inverting(cfg.can.inverter.channel, inverter):
+            await until(lambda: gateway.hub.latest.inverter is not None, within=5.0, what="inverter heard")
+            info = gateway.hub.latest.inverter
+            assert info is not None and info.name == "SIM"
+            inverter.silent = True
+            await until(
+                lambda: any(a.code is AlarmCode.INVERTER_COMM_LOST for a in gateway.hub.latest.alarms),
+                within=6.0,
+                what="inverter_comm_lost",
+            )
+            mark = bus.mark()
+            await bus.wait(lambda m: m.arbitration_id == 0x351, after=mark, within=2.0)  # and it goes on sending
