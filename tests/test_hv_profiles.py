@@ -51,6 +51,16 @@ def test_sofar_every_frame_byte_for_byte() -> None:
     assert sorted(shifted)[:3] == [0x230F, 0x2351, 0x2355], "every ID plus battery_id << 12"
 
 
+def test_sofar_every_answer_byte_for_byte() -> None:
+    """All eighteen answers, to a request with pack 2, inquiry 0x0A, byte 2 = 3, byte 3 = 5 (battery_id 2)."""
+    out = sent("sofar", Options(battery_id=2), request=bytes.fromhex("02 0A 03 05"))[8:]
+    realtime = [0x670, 0x671, 0x680, 0x681, 0x690, 0x691, 0x6A0, 0x6B0, 0x6C0]
+    history = [0x770, 0x771, 0x772, 0x773, 0x780, 0x781, 0x782, 0x783, 0x784]
+    assert out == [(0x2000 + i, "02 03 00 00 00 00 00 00") for i in realtime] + [
+        (0x2000 + i, "02 05 03 00 00 00 00 00") for i in history
+    ], "0x605: pack 2, sub-target (byte 2) 3, record 0; 0x705: pack 2, sub-target (byte 3) 5, record (byte 2) 3"
+
+
 def test_sofar_answers_carry_the_pack_module_and_record() -> None:
     # 0x605 pack 0, inquiry 0x0A, sub-target 3 -> 0x690: pack 0, sub-target 3, record 0
     assert sent("sofar", request=bytes.fromhex("00 0A 03 00"))[8 + 4] == (0x690, "00 03 00 00 00 00 00 00")
@@ -250,6 +260,8 @@ GROWATT_HV = {
     0x3210: "00 00 00 00 00 00 00 00",
     0x3220: "00 00 00 00 00 00 CD 00",  # no force charge; 100 Ah x 204.8 V = 20.48 kWh -> 205 (0.1 kWh) = 0x00CD
     0x3240: "01 00 00 00 01 00 00 00",  # pack 1, no lifetime energy
+    # upgrade status, fault history, debugging, product version, series, internal alarm: none (0)
+    **dict.fromkeys((0x3250, 0x3260, 0x3270, 0x3280, 0x3290, 0x3F00), "00 00 00 00 00 00 00 00"),
 }
 
 
@@ -326,6 +338,8 @@ SUNGROW = {
     0x705: "02 00 01 E8 20 00 08 00",  # run; no end stop; 1; model 8420 + 4 modules = 8424 = 0x20E8; 2048
     0x706: "FE 00 DC 00 11 0D E5 0C",  # 254, 220, 3345 mV, 3301 mV
     0x504: "00 08 7B 00 00 08 FE 00",  # the current reversed: +123 = 0x007B
+    0x000: "00 00 00 00 00 00 00 00",
+    0x700: "00 00 00 00 00 00 00 00",
 }
 
 

@@ -219,3 +219,46 @@ async def test_broadcast_sends_from_the_start_and_a_silent_inverter_raises_comm_
             )
             mark = bus.mark()
             await bus.wait(lambda m: m.arbitration_id == 0x351, after=mark, within=2.0)  # and it goes on sending
+
+
+async def test_on_stop_a_request_response_inverter_gets_the_fail_safe_set_as_its_next_answer(channel: str) -> None:
+    """SIGTERM: nothing is sent unasked; the next request (within ANSWER_ON_STOP) is answered with the fail-safe
+    set, and then nothing more."""
+    cfg = make_config(channel, can={"inverter": {"protocol": "pylon-hv"}}, bank={"strings": [[1, 2, 3, 4]]})
+    gateway = Gateway(cfg)
+    modules = Simulator(modules=4, strings=[[1, 2, 3, 4]], current=-10.0, seed=3)
+    inverter = SimInverter(profile("pylon-hv"), frames=POLLS)
+    async with (
+        tapped(cfg.can.inverter.channel) as bus,
+        running(gateway),
+        simulating(cfg.can.modules.channel, modules),
+        inverting(cfg.can.inverter.channel, inverter),
+    ):
+        await until(lambda: gateway.hub.latest.valid, within=10.0, what="bank")
+        await bus.wait(lambda m: m.arbitration_id == 0x4220 and limits_4220(m)[2] > 0, within=5.0)
+        mark = bus.mark()
+        await gateway.send_failsafe()
+        assert gateway.publisher is not None and gateway.publisher.stopped
+        _, last = await bus.wait(
+            lambda m: (
+                m.arbitration_id == 0x4290
+                and any(f.arbitration_id == 0x4220 and limits_4220(f)[2:] == (0.0, 0.0) for f in bus.since(mark))
+            ),
+            after=mark,
+            within=2.0,
+        )
+
+        def later(m: can.Message) -> bool:
+            return m.arbitration_id == 0x4200 and m.timestamp > last.timestamp
+
+        position, _ = await bus.wait(later, after=mark, within=2.0)
+        await bus.wait(later, after=position + 1, within=2.0)  # two requests after it: time enough to answer one
+    after = bus.since(mark)
+    failsafe = [m for m in after if m.arbitration_id == 0x4220 and limits_4220(m)[2:] == (0.0, 0.0)]
+    assert len(failsafe) == 1, "the fail-safe set, as one answer"
+    request = max(
+        (m for m in after if m.arbitration_id == 0x4200 and m.timestamp <= failsafe[0].timestamp),
+        key=lambda m: m.timestamp,
+    )
+    assert failsafe[0].timestamp - request.timestamp < ANSWER_WITHIN, "asked for, and answered at once"
+    assert [m for m in after if m.timestamp > last.timestamp and m.arbitration_id != 0x4200] == [], "then nothing"

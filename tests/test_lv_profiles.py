@@ -181,3 +181,10 @@ def test_deye_soc_workaround(values: dict[str, Any], soc: int) -> None:
     assert struct.unpack("<HH", bytes.fromhex(on[0x355]))[0] == soc
     off = sent("deye-lv", **values)  # off by default: the real SOC
     assert struct.unpack("<HH", bytes.fromhex(off[0x355]))[0] == 80
+
+
+def test_deye_lv_and_sma_lv_send_the_pylon_bytes() -> None:
+    """Their frames are the Pylon LV family's (golden bytes in test_pylontech.py): deye-lv the 1.2 set (with the
+    workaround off), sma-lv the victron set."""
+    assert sent("deye-lv") == {i: d for i, d in sent("pylontech").items()}
+    assert sent("sma-lv") == sent("victron")

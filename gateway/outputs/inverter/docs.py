@@ -108,15 +108,18 @@ def alarm_markdown(column_name: str) -> str:
     """An inverter column: each code's signal at protection and at warning level, or why it is not sent."""
     column = COLUMNS[column_name]
     rows = ["| alarm code | protection | warning |", "|---|---|---|"]
+    reasons: dict[str, int] = {}
     for code in AlarmCode:
         mapped = column[code]
         if isinstance(mapped, NotSent):
-            rows.append(f"| `{code}` | not sent: {mapped.reason} | |")
+            n = reasons.setdefault(mapped.reason, len(reasons) + 1)
+            rows.append(f"| `{code}` | not sent ({n}) | not sent ({n}) |")
             continue
         at = {level: mapped.signals(level) for level in Level}  # type: ignore[attr-defined]
         cells = [", ".join(f"`{s}`" for s in at[level]) or "none" for level in (Level.PROTECTION, Level.WARNING)]
         rows.append(f"| `{code}` | {cells[0]} | {cells[1]} |")
-    return "\n".join(rows)
+    notes = [f"({n}) {reason}." for reason, n in reasons.items()]
+    return "\n".join([*rows, "", *notes])
 
 
 def inverter_columns() -> list[str]:

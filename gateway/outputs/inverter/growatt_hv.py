@@ -255,6 +255,7 @@ ROWS: tuple[Profile, ...] = (
         name="growatt-hv",
         family="growatt_hv",
         dbc=DBC,
+        high_voltage=True,
         mode=Mode.HANDSHAKE,
         builders=BUILDERS,
         alarm_column="growatt-hv",

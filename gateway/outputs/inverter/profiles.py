@@ -200,6 +200,8 @@ class Profile:
     """The public implementations its frame facts were checked against."""
     period: float | None = None
     """The period of groups without one of their own, when not `can.inverter.period` (SMA Sunny Island: 0.1 s)."""
+    high_voltage: bool = False
+    """A high-voltage battery's protocol (a tower of modules in series); the demo builds one string for it."""
 
     @property
     def parts(self) -> tuple[Part, ...]:

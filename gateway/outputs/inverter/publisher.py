@@ -77,15 +77,12 @@ class InverterPublisher:
                     log.warning("inverter gets the fail-safe set", reason=reason)
             self._burst.flush()
             delay = max(0.0, self._schedule.wake() - self._clock())
-            newer = asyncio.ensure_future(self._hub.newer(seq))
-            heard = asyncio.ensure_future(self._heard.wait())
+            waiters = {asyncio.ensure_future(self._hub.newer(seq)), asyncio.ensure_future(self._heard.wait())}
             try:
-                await asyncio.wait({newer, heard}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (newer, heard):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                for waiter in waiters:  # not awaited: awaiting here could swallow this task's own cancellation
+                    waiter.cancel()
 
     async def send_failsafe(self, times: int = 3, *, answer_for: float = 0.0) -> None:
         """On stop: the fail-safe set `times` times, FAST_INTERVAL apart, so that the inverter stops by itself and

@@ -214,6 +214,7 @@ ROWS: tuple[Profile, ...] = (
         name="pylon-hv",
         family="pylon_hv",
         dbc=DBC,
+        high_voltage=True,
         mode=Mode.REQUEST,
         builders=BUILDERS,
         alarm_column="pylon-hv",

@@ -134,6 +134,7 @@ ROWS: tuple[Profile, ...] = (
         name="sofar",
         family="sofar",
         dbc=DBC,
+        high_voltage=True,
         mode=Mode.BROADCAST,
         builders=BUILDERS,
         alarm_column="sofar",

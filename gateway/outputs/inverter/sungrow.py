@@ -161,6 +161,7 @@ ROWS: tuple[Profile, ...] = (
         name="sungrow",
         family="sungrow",
         dbc=DBC,
+        high_voltage=True,
         mode=Mode.HANDSHAKE,
         builders=BUILDERS,
         alarm_column="sungrow",
