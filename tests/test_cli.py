@@ -208,7 +208,9 @@ def test_check_config_refuses_an_option_the_profile_does_not_honour(
     path.write_text('[can.inverter]\nprotocol = "victron"\nbyte_order = "big"\n')
     assert main(["check-config", str(path)]) == 2
     assert capsys.readouterr().err == "bms-gateway: can.inverter.byte_order: applies to pylon-hv only, not to victron\n"
-    path.write_text('[can.inverter]\nprotocol = "pylon-hv"\nbyte_order = "big"\ncurrent_offset = false\nid_suffix = 1\n')
+    path.write_text(
+        '[can.inverter]\nprotocol = "pylon-hv"\nbyte_order = "big"\ncurrent_offset = false\nid_suffix = 1\n'
+    )
     assert main(["check-config", str(path)]) == 0
     inverter = tomllib.loads(capsys.readouterr().out)["can"]["inverter"]
     assert (inverter["byte_order"], inverter["current_offset"], inverter["id_suffix"]) == ("big", False, 1)
