@@ -210,7 +210,7 @@ def module_db() -> Database:
 
 
 def pylontech_db() -> Database:
-    return dbc.load(None, "pylontech.dbc", "benchmarks")
+    return dbc.load(None, "inverters/pylontech.dbc", "benchmarks")
 
 
 def messages_by_base(db: Database) -> dict[int, Message]:

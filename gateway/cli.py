@@ -1,4 +1,4 @@
-"""`bms-gateway`: run, demo, simulate, replay, decode, check-config.
+"""`bms-gateway`: run, demo, simulate, replay, decode, check-config, inverters.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad config or bad arguments (one line per problem, naming the key) or
 a log with no readable frame (naming the file and the line).
@@ -71,7 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", type=Path, default=None, help="run this config instead of the embedded one")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="KIND:MODULE[@T][=VALUE]")
     p.add_argument("--monitor", action="store_true", help="show the live view of the stack instead of log lines")
+    p.add_argument(
+        "--inverter", metavar="PROFILE", default=None, help="speak PROFILE to a simulated inverter of that kind"
+    )
     p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("inverters", help="list the inverter profiles, or print one profile's frame table")
+    p.add_argument("profile", nargs="?", metavar="PROFILE", help="a profile (or alias) to describe")
+    p.set_defaults(handler=_inverters)
 
     p = sub.add_parser("monitor", help="live view of a running gateway, from its MQTT topics")
     p.add_argument("--mqtt", default="127.0.0.1:1883", metavar="HOST[:PORT]", help="broker (default 127.0.0.1:1883)")
@@ -232,12 +239,14 @@ async def _live_view(gateway: Any) -> None:
     from rich.live import Live  # noqa: PLC0415
 
     from gateway import payload  # noqa: PLC0415
-    from gateway.monitor import view  # noqa: PLC0415
+    from gateway.monitor import inverter_dict, view  # noqa: PLC0415
 
     def render() -> Any:
         s = gateway.hub.latest
-        bank = payload.bank_dict(s, wall=gateway.clock.anchor())
-        return view(bank, {a: payload.module_dict(v, s.t) for a, v in s.modules.items()})
+        schedule = gateway.core.inverter
+        inverter = None if schedule is None else inverter_dict(schedule.state, gateway.clock(), gateway.core.link.info)
+        modules = {a: payload.module_dict(v, s.t) for a, v in s.modules.items()}
+        return view(payload.bank_dict(s, wall=gateway.clock.anchor()), modules, inverter)
 
     with Live(render(), refresh_per_second=2) as live:
         while True:
@@ -264,30 +273,58 @@ port = 1883
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from gateway.can.bus import open_bus  # noqa: PLC0415
+    from gateway.outputs import inverter  # noqa: PLC0415
     from gateway.sim import Simulator, parse_fault  # noqa: PLC0415
     from gateway.sim.bus import run_on_bus  # noqa: PLC0415
+    from gateway.sim.inverter import SimInverter, run_inverter  # noqa: PLC0415
 
     faults = [parse_fault(spec) for spec in args.fault]
-    cfg = config.load(args.config) if args.config is not None else config.parse(tomllib.loads(DEMO_CONFIG))
+    raw = tomllib.loads(DEMO_CONFIG)
+    if args.inverter is not None:
+        if args.inverter not in inverter.PROFILES and args.inverter not in inverter.ALIASES:
+            raise ValueError(f"--inverter: no profile {args.inverter!r} (`bms-gateway inverters` lists them)")
+        raw["can"]["inverter"]["protocol"] = args.inverter
+        if inverter.profile(args.inverter).high_voltage:
+            raw["bank"] = {"strings": [list(range(1, args.modules + 1))]}  # a high-voltage tower: one string
+    cfg = config.load(args.config) if args.config is not None else config.parse(raw)
     logs.configure("error" if args.monitor else cfg.gateway.log_level, cfg.gateway.log_format)
     strings = [list(s) for s in cfg.bank.strings] or None
     sim = Simulator(modules=args.modules, current=args.current, strings=strings, faults=faults)
-    m = cfg.can.modules
+    m, inv = cfg.can.modules, cfg.can.inverter
 
     async def simulate() -> None:
-        from gateway.can.bus import open_bus  # noqa: PLC0415
-
         bus = open_bus(m.interface, m.channel, m.bitrate)
         try:
             await run_on_bus(bus, sim, duration=None)
         finally:
             bus.shutdown()
 
-    return asyncio.run(
-        _serve(
-            cfg, reload_from=args.config, extra={"simulator": simulate}, duration=args.duration, monitor=args.monitor
-        )
-    )
+    async def talk() -> None:
+        """The simulated inverter of the profile: polls, pairs and heartbeats like the real one."""
+        bus = open_bus(inv.interface, inv.channel, inv.bitrate)
+        try:
+            await run_inverter(bus, SimInverter(inverter.profile(inv.protocol)))
+        finally:
+            bus.shutdown()
+
+    extra = {"simulator": simulate}
+    if args.inverter is not None:
+        extra["inverter"] = talk
+    return asyncio.run(_serve(cfg, reload_from=args.config, extra=extra, duration=args.duration, monitor=args.monitor))
+
+
+def _inverters(args: argparse.Namespace) -> int:
+    from gateway.outputs import inverter  # noqa: PLC0415
+    from gateway.outputs.inverter.docs import frame_table, listing  # noqa: PLC0415
+
+    if args.profile is None:
+        print(listing())
+        return EXIT_OK
+    if args.profile not in inverter.PROFILES and args.profile not in inverter.ALIASES:
+        raise ValueError(f"no inverter profile {args.profile!r} (`bms-gateway inverters` lists them)")
+    print(frame_table(args.profile))
+    return EXIT_OK
 
 
 def _monitor(args: argparse.Namespace) -> int:

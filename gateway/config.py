@@ -30,9 +30,29 @@ Table = tuple[tuple[float, float], ...]
 
 LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-InverterProtocol = Literal["pylontech", "pylontech-1.3", "victron", "sma"]
 RtuMap = Literal["byd"]
 """Register maps served over Modbus RTU (`gateway.outputs.byd`: the BYD Battery-Box map the Fronius GEN24 reads)."""
+InverterProtocol = Literal[
+    "pylontech",
+    "pylontech-1.3",
+    "victron",
+    "sma-lv",
+    "sma",
+    "deye-lv",
+    "goodwe-lv",
+    "growatt-lv",
+    "pylon-hv",
+    "sofar",
+    "byd-hvs",
+    "sma-hv",
+    "sma-sbs",
+    "solax",
+    "foxess",
+    "growatt-hv",
+    "sungrow",
+]
+"""The profiles of gateway/outputs/inverter/table.py (`sma` is the old name of `sma-lv`); a test keeps them equal."""
+ByteOrder = Literal["little", "big"]
 
 SHIPPED_ADDRESS_MASK = 0x1F
 """The address field of the shipped module.dbc: the low 5 bits of the frame ID."""
@@ -149,8 +169,19 @@ class InverterBusSection:
     bitrate: int = within(500_000, *BITRATE)
     protocol: InverterProtocol = "pylontech"
     period: float = within(1.0, 0.05, 10.0, "s", why="inverters stop after about 3 s of silence")
-    inverter_timeout: float = within(30.0, 1.0, 3600.0, "s", off=0.0)
-    """Seconds without 0x305/0x307 (after one was seen) before `inverter_comm_lost`; 0 disables."""
+    inverter_timeout: float | None = within(None, 1.0, 3600.0, "s", off=0.0)
+    """Seconds without a frame from the inverter (after one was seen) before `inverter_comm_lost`; 0 disables;
+    unset: the profile's own timeout."""
+    byte_order: ByteOrder | None = None
+    """pylon-hv: the byte order of its 16-bit fields (unset: the profile's default, little)."""
+    current_offset: bool | None = None
+    """pylon-hv: currents with the 3000 A offset (unset: the profile's default, true)."""
+    id_suffix: int | None = within(None, 0, 15)
+    """pylon-hv: added to every frame ID (1 for Sofar: 0x4211, ...)."""
+    battery_id: int | None = within(None, 0, 15)
+    """sofar: the pack ID, in bits 12-15 of every frame ID and byte 0 of the queries it answers."""
+    deye_soc_workaround: bool | None = None
+    """deye-lv: SOC 100 % while charging is forbidden, 0 % while discharging is (off unless set true)."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
         return iter(())
@@ -534,6 +565,8 @@ def _range_problems(obj: Any) -> Iterator[tuple[str, str]]:
         if limits is None:
             continue
         for where, what, number in _numbers(getattr(obj, f.name)):
+            if number is None:
+                continue  # unset: the default of whatever reads it
             if problem := limits.problem(number):
                 yield f.name + where, what + problem
                 break

@@ -27,7 +27,8 @@ from gateway.config import Config, LimitsSection
 from gateway.logs import BurstLog, get
 from gateway.master.master import Master
 from gateway.master.model import Alarm, AlarmCode, BankSnapshot, InverterInfo, Level, MasterCommand, empty_snapshot
-from gateway.outputs import byd, pylontech
+from gateway.outputs import byd
+from gateway.outputs import inverter as inverter_side
 
 log = get("gateway.core")
 
@@ -89,18 +90,22 @@ class Core:
         if inverter_on_module_bus is None:
             same = (inverter.interface, inverter.channel) == (modules.interface, modules.channel)
             inverter_on_module_bus = inverter.enabled and same
-        self._inverter_ids = pylontech.INVERTER_IDS if inverter_on_module_bus else frozenset()
+        profile = inverter_side.profile(inverter.protocol)
+        self._inverter_ids = profile.expects if inverter_on_module_bus else frozenset()
+        self._inverter_extended = profile.extended
         self._on_urgent = on_urgent
         codec = ModuleCodec.from_config(modules)
         self.store = ModuleStore(
             codec, urgency=urgency(config.limits), on_urgent=self._mark_urgent, ignore_ids=self._inverter_ids
         )
-        self.master = Master(config, required_groups=codec.required_groups, inverter_timeout=inverter.inverter_timeout)
-        self.link = pylontech.InverterLink()
+        timeout = profile.timeout if inverter.inverter_timeout is None else inverter.inverter_timeout
+        self.master = Master(config, required_groups=codec.required_groups, inverter_timeout=timeout)
+        self.link = inverter_side.InverterLink(profile)
+        """The inverter's frames: its last word for the master, its requests for the schedule."""
         self.heartbeat = byd.Heartbeat(config.modbus_rtu.heartbeat_timeout) if config.modbus_rtu.enabled else None
         """The GEN24's heartbeat (register 401 of the BYD map), written by the Modbus RTU edge."""
-        self.inverter = pylontech.Schedule(inverter, bank=config.bank) if inverter.enabled else None
-        """When the inverter gets its set; the live publisher and replay both ask it."""
+        self.inverter = inverter_side.Schedule(inverter, bank=config.bank) if inverter.enabled else None
+        """When the inverter gets what; the live publisher and replay both ask it, with what the link heard."""
         self._commands = CommandSchedule(codec, modules.command_period) if modules.commands else None
         self.latest = empty_snapshot(now, discharge_voltage=self.master.fallback_dvl())
         self.next_tick = now
@@ -116,7 +121,7 @@ class Core:
 
     def feed(self, msg: can.Message, t: float) -> None:
         """A frame from the module bus (where the inverter shares it, its frames go to the link)."""
-        if msg.arbitration_id in self._inverter_ids and not msg.is_extended_id:
+        if msg.arbitration_id in self._inverter_ids and msg.is_extended_id == self._inverter_extended:
             self.link.on_message(msg, t)
         else:
             self.store.on_message(msg, t)
@@ -124,6 +129,14 @@ class Core:
     def hear(self, msg: can.Message, t: float) -> None:
         """A frame from the inverter bus."""
         self.link.on_message(msg, t)
+
+    def answer(self, now: float) -> list[inverter_side.Frame]:
+        """What the inverter side sends now for the frames heard since the last call (replay calls it after each
+        inverter frame; live, the publisher does the same on its own loop)."""
+        heard = self.link.drain()
+        if self.inverter is None:
+            return []
+        return self.inverter.due(now, self.latest, heard)
 
     def _mark_urgent(self) -> None:
         self.urgent = True

@@ -1,8 +1,9 @@
 """The live terminal view of the stack, as installers picture it: modules by stack position, top first.
 
 `view` renders from the JSON payloads (`payload.bank_dict` / `module_dict`), so the same picture comes from a
-gateway in this process (demo) or from a running one over MQTT. Times arrive as ISO 8601 UTC and are shown in
-the terminal's local time.
+gateway in this process (demo) or from a running one over MQTT; in this process it shows the inverter side too
+(`inverter_dict`: the profile, the handshake, the requests seen and the last answer). Times arrive as ISO 8601
+UTC and are shown in the terminal's local time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from gateway.master.model import InverterInfo
+from gateway.outputs.inverter import State
 
 STATE_STYLE = {"online": "green", "pending": "yellow", "isolated": "red", "offline": "bright_black", "rejected": "red"}
 
@@ -63,8 +67,52 @@ def _since(iso: Any, now: datetime | None) -> str:
     return f"since {moment:%H:%M:%S}" if same_day else f"since {moment:%Y-%m-%d %H:%M:%S}"
 
 
-def view(bank: Mapping[str, Any], modules: Mapping[int, Mapping[str, Any]]) -> RenderableType:
-    """One frame of the live view."""
+def inverter_dict(state: State, now: float, info: InverterInfo | None) -> dict[str, Any]:
+    """What the live view shows of the inverter side: the profile and its mode, the handshake's state, the requests
+    seen and the last answer (ages in seconds at `now`), and when the inverter was last heard."""
+
+    def age(t: float | None) -> float | None:
+        return None if t is None else round(now - t, 1)
+
+    return {
+        "protocol": state.protocol,
+        "mode": state.mode,
+        "session": state.session,
+        "paired": state.paired,
+        "requests": state.requests,
+        "last_request": age(state.last_request),
+        "answers": state.answers,
+        "last_answer": age(state.last_answer),
+        "failsafe": state.reason,
+        "name": None if info is None else info.name,
+        "heard": None if info is None else age(info.last_seen),
+    }
+
+
+def _inverter_line(inverter: Mapping[str, Any]) -> Text:
+    line = Text(f"inverter {inverter['protocol']} ({inverter['mode']})")
+    if inverter.get("name"):
+        line.append(f" {inverter['name']}")
+    heard = inverter.get("heard")
+    line.append("  never heard" if heard is None else f"  heard {heard:.1f} s ago", style="" if heard else "yellow")
+    paired = inverter.get("paired")
+    if paired is not None:
+        line.append(
+            f"  {'paired' if paired else 'not paired'} ({inverter['session']})", style="green" if paired else "yellow"
+        )
+    if inverter["mode"] != "broadcast" or inverter.get("requests"):
+        line.append(f"  requests {inverter['requests']}")
+        last = inverter.get("last_answer")
+        line.append(f", answers {inverter['answers']}" + ("" if last is None else f", last {last:.1f} s ago"))
+    if inverter.get("failsafe"):
+        line.append(f"  fail-safe: {inverter['failsafe']}", style="red")
+    return line
+
+
+def view(
+    bank: Mapping[str, Any], modules: Mapping[int, Mapping[str, Any]], inverter: Mapping[str, Any] | None = None
+) -> RenderableType:
+    """One frame of the live view (`inverter`: `inverter_dict`, when the gateway runs in this process)."""
     valid = bank.get("valid")
     head = Text()
     head.append(" VALID " if valid else " NOT VALID ", style="bold white on green" if valid else "bold white on red")
@@ -116,7 +164,10 @@ def view(bank: Mapping[str, Any], modules: Mapping[int, Mapping[str, Any]]) -> R
         )
         for a in alarms
     ] or [Text("no alarms", style="green")]
-    return Group(head, lines, table, *alarm_lines)
+    parts: list[RenderableType] = [head, lines]
+    if inverter is not None:
+        parts.append(_inverter_line(inverter))
+    return Group(*parts, table, *alarm_lines)
 
 
 async def follow_mqtt(host: str, port: int, base: str, gateway_id: str, *, refresh: float = 1.0) -> None:

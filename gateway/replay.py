@@ -3,6 +3,12 @@
 The same objects as live operation decide everything: the store decodes each frame at its timestamp, the master
 ticks every `bank.tick` seconds of log time and at once on an urgent frame, and the MasterCommand and inverter
 schedules say which frames the gateway would have sent. Installers send logs; this is how we answer them.
+
+A log of both buses (`candump -L can0 can1`): frames on the inverter's channel (`can.inverter.channel`, matched
+against each frame's `channel`) go to the inverter side as received, and its answers to them (requests, pairings,
+handshakes) go to `--output` at the frame's time, as the live publisher sends them at once. Frames on any other
+channel, or with none, go to the module side (the inverter's own IDs among them still reach the inverter side,
+as on a shared bus).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import LogError
 from gateway.master.model import BankSnapshot
+from gateway.outputs.inverter import Frame
 
 
 @dataclass(slots=True)
@@ -35,6 +42,8 @@ class ReplayResult:
     gaps: int = 0
     """Silences longer than `bank.module_timeout`: the clock jumped over each with one tick."""
     step_failures: int = 0
+    inverter_frames: int = 0
+    """Frames on the inverter's channel, fed to the inverter side."""
     sent: int = 0
     start: float | None = None
     end: float | None = None
@@ -51,6 +60,8 @@ class ReplayResult:
             f"{self.frames} frames over {span:.1f} s of log in {self.wall:.2f} s ({rate:,.0f} frames/s): "
             f"{self.decoded} decoded, rejected: {rejected}; {self.ticks} master ticks; {self.sent} frames sent"
         )
+        if self.inverter_frames:
+            text += f"; {self.inverter_frames} frames from the inverter heard"
         if self.gaps:
             text += f"; {self.gaps} silences longer than module_timeout jumped over (one tick each)"
         if self.step_failures:
@@ -63,14 +74,19 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
     urgent frame, exactly as live. A silence longer than `bank.module_timeout` is one jump: one tick at its end."""
     core: Core | None = None
     result = ReplayResult()
+    modules, inverter = config.can.modules, config.can.inverter
+    same_bus = (modules.interface, modules.channel) == (inverter.interface, inverter.channel)
+    inverter_channel = None if same_bus else inverter.channel
     frames = LogFile(log)
     started = time.perf_counter()
     with ExitStack() as stack:
         lines: IO[str] | None = stack.enter_context(snapshots.open("w")) if snapshots else None
         writer: Any = stack.enter_context(can.Logger(output)) if output else None
 
-        def send(frames: Iterable[tuple[int, bytes]], t: float, channel: str) -> None:
-            for can_id, data in frames:
+        def send(frames: Iterable[tuple[int, bytes] | Frame], t: float, channel: str) -> None:
+            for frame in frames:
+                can_id, data = frame[0], frame[1]
+                extended = frame.extended if isinstance(frame, Frame) else False
                 result.sent += 1
                 if writer is not None:
                     writer(
@@ -78,7 +94,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
                             timestamp=t,
                             arbitration_id=can_id,
                             data=data,
-                            is_extended_id=False,
+                            is_extended_id=extended,
                             channel=channel,
                             is_rx=False,
                         )
@@ -94,7 +110,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
                 lines.write(json.dumps(line, separators=(",", ":")) + "\n")
             send(step.commands, t, "modules")
             if core.inverter is not None:
-                send(core.inverter.due(t, step.snapshot), t, "inverter")
+                send(core.inverter.due(t, step.snapshot, core.link.drain()), t, "inverter")
 
         for msg in frames:
             t = msg.timestamp
@@ -108,7 +124,13 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
                 tick(core, core.next_tick)
             result.frames += 1
             result.end = t
-            core.feed(msg, t)
+            if inverter_channel is not None and msg.channel == inverter_channel:
+                result.inverter_frames += 1
+                core.hear(msg, t)
+            else:
+                core.feed(msg, t)
+            if core.link.pending:
+                send(core.answer(t), t, "inverter")
             if core.urgent:
                 tick(core, t)
     result.damage = frames.damage

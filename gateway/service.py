@@ -28,7 +28,7 @@ from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
 from gateway.master.model import BankSnapshot, Lifecycle
 from gateway.metrics import Metrics
-from gateway.outputs import pylontech
+from gateway.outputs import inverter
 from gateway.outputs.modbus import ModbusServer
 from gateway.outputs.modbus_rtu import ModbusRtuServer
 from gateway.outputs.mqtt import MqttPublisher
@@ -37,6 +37,9 @@ from gateway.systemd import Notifier
 log = get("gateway.service")
 
 STATUS_PERIOD = 5.0
+ANSWER_ON_STOP = 2.0
+"""Seconds a stop waits for a request/response inverter's next request, to answer it with the fail-safe set
+(inverters poll every second or so); it never sends one anything unasked."""
 RATINGS = ("rated_charge_current", "rated_discharge_current")
 
 
@@ -82,7 +85,7 @@ class Gateway:
             if config.metrics.enabled
             else None
         )
-        self.publisher: pylontech.InverterPublisher | None = None
+        self.publisher: inverter.InverterPublisher | None = None
         self.restarts: Counter[str] = Counter()
         self.command_errors = 0
         self._module_bus: can.BusABC | None = None
@@ -282,9 +285,10 @@ class Gateway:
 
     async def send_failsafe(self) -> None:
         """On stop, before any edge is cancelled: the fail-safe set three times, so that however slowly the rest
-        stops, the inverter has been told to stop."""
+        stops, the inverter has been told to stop (a request/response inverter: its next request, within
+        ANSWER_ON_STOP s, is answered with it)."""
         if self.publisher is not None and not self.publisher.stopped:
-            await self.publisher.send_failsafe(3)
+            await self.publisher.send_failsafe(3, answer_for=ANSWER_ON_STOP)
 
     # -- edges ---------------------------------------------------------------------------------------------
 
@@ -309,7 +313,9 @@ class Gateway:
         assert schedule is not None
 
         async def publish(bus: can.BusABC) -> None:
-            self.publisher = publisher = pylontech.InverterPublisher(bus, self.hub, schedule=schedule, clock=self.clock)
+            self.publisher = publisher = inverter.InverterPublisher(
+                bus, self.hub, schedule=schedule, clock=self.clock, link=self.core.link
+            )
             try:
                 await publisher.run()
                 await asyncio.Event().wait()  # stopped: the fail-safe set went out, wait for the cancel

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.can import dbc
-from gateway.master.model import AlarmCode
+from gateway.master.model import AlarmCode, Level
 from gateway.outputs import alarm_table
 from gateway.outputs.alarm_table import (
     COLUMNS,
@@ -22,6 +22,8 @@ from gateway.outputs.alarm_table import (
     Evt1,
     NotSent,
 )
+from gateway.outputs.inverter import PROFILES, Profile
+from gateway.outputs.inverter.codec import load
 from gateway.outputs.sunspec_models import MODELS
 
 
@@ -128,7 +130,7 @@ def test_strings_differ_from_the_bank_only_where_803_and_804_reserve_the_bit() -
 
 
 def test_pylontech_names_are_signals_of_the_dbc() -> None:
-    db = dbc.load(None, "pylontech.dbc", "can.inverter")
+    db = dbc.load(None, "inverters/pylontech.dbc", "can.inverter")
     bits = {s.name for s in db.get_message_by_frame_id(0x359).signals}
     pairs = {s.name for s in db.get_message_by_frame_id(0x35A).signals}
     for code, mapped in PYLONTECH.items():
@@ -137,3 +139,24 @@ def test_pylontech_names_are_signals_of_the_dbc() -> None:
         if mapped.bit is not None:
             assert {f"Protection{mapped.bit}", f"Warning{mapped.bit}"} <= bits, code
         assert {f"Alarm{mapped.pair}", f"Warning{mapped.pair}"} <= pairs, code
+
+
+# -- inverter CAN: every profile's column ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
+def test_every_inverter_profile_has_a_column_whose_names_are_signals_of_its_dbc(profile: Profile) -> None:
+    """Every code mapped or NotSent (the checks above, for every column in COLUMNS) and every signal it names is
+    a 1-bit flag or a 2-bit pair of the profile's own DBC."""
+    column = COLUMNS[profile.alarm_column]
+    signals = {s.name: s for m in load(profile.dbc).messages for s in m.signals}
+    named = 0
+    for code, mapped in column.items():
+        if isinstance(mapped, NotSent):
+            continue
+        for level in Level:
+            for name in mapped.signals(level):  # type: ignore[attr-defined]
+                assert name in signals, (profile.name, code, name)
+                assert signals[name].length in (1, 2), name
+                named += 1
+    assert named or all(isinstance(m, NotSent) for m in column.values())

@@ -20,7 +20,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("run", "demo", "monitor", "status", "simulate", "replay", "decode", "check-config"):
+    for command in ("run", "demo", "monitor", "status", "simulate", "replay", "decode", "check-config", "inverters"):
         assert command in out
 
 
@@ -176,3 +176,41 @@ def test_replay_with_a_dbc_without_master_command_exits_2(tmp_path: Path, capsys
     assert "can.modules.dbc: the DBC has no MasterCommand message" in capsys.readouterr().err
     cfg.write_text("[can.modules]\ndbc = 'nocommand.dbc'\ncommands = false\n")
     assert main(["replay", str(log), "--config", str(cfg)]) == 0
+
+
+def test_inverters_lists_every_profile_and_prints_one_frame_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.outputs.inverter import ALIASES, PROFILES  # noqa: PLC0415
+
+    assert main(["inverters"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [*PROFILES, *ALIASES]
+    assert main(["inverters", "pylon-hv"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("pylon-hv: request/response, 29-bit IDs, 500 kbit/s, dbc/inverters/pylon_hv.dbc")
+    assert "0x4220 Limits, DLC 8" in table
+    assert "ChargeCurrentLimit: bit 32, u16 LE ×0.1 -3000 A" in table
+    assert "never sends anything unasked" in table
+    assert main(["inverters", "sma"]) == 0
+    assert capsys.readouterr().out.startswith("sma-lv: broadcast")
+    assert main(["inverters", "growatt"]) == 2
+    assert "no inverter profile 'growatt'" in capsys.readouterr().err
+
+
+def test_demo_with_a_simulated_inverter_refuses_an_unknown_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--inverter", "nope", "--duration", "0.1"]) == 2
+    assert "--inverter: no profile 'nope'" in capsys.readouterr().err
+
+
+def test_check_config_refuses_an_option_the_profile_does_not_honour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text('[can.inverter]\nprotocol = "victron"\nbyte_order = "big"\n')
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err == "bms-gateway: can.inverter.byte_order: applies to pylon-hv only, not to victron\n"
+    path.write_text(
+        '[can.inverter]\nprotocol = "pylon-hv"\nbyte_order = "big"\ncurrent_offset = false\nid_suffix = 1\n'
+    )
+    assert main(["check-config", str(path)]) == 0
+    inverter = tomllib.loads(capsys.readouterr().out)["can"]["inverter"]
+    assert (inverter["byte_order"], inverter["current_offset"], inverter["id_suffix"]) == ("big", False, 1)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 
 from gateway import config
 from gateway.errors import ConfigError
+
+PROTOCOLS = ", ".join(repr(name) for name in typing.get_args(config.InverterProtocol))
 
 
 def test_empty_file_is_a_working_config_for_the_typical_module(tmp_path: Path) -> None:
@@ -104,7 +107,7 @@ protocol = "growatt"
     )
     assert found == [
         "colour: unknown key",
-        "can.inverter.protocol: must be one of 'pylontech', 'pylontech-1.3', 'victron', 'sma', got 'growatt'",
+        f"can.inverter.protocol: must be one of {PROTOCOLS}, got 'growatt'",
         "bank.strigns: unknown key (did you mean 'strings'?)",
         "bank.max_modules: must be an integer, got a string ('many')",
         "bank.positions.top: keys must be integers",
@@ -221,6 +224,8 @@ BOUNDARIES: dict[str, tuple[list[Any], list[Any]]] = {
     "can.inverter.bitrate": ([5_000, 1_000_000], [4_999, 1_000_001]),
     "can.inverter.period": ([0.05, 10], [0.049, 10.01]),
     "can.inverter.inverter_timeout": ([0, 1, 3600], [-1, 0.5, 3601]),
+    "can.inverter.id_suffix": ([0, 15], [-1, 16]),
+    "can.inverter.battery_id": ([0, 15], [-1, 16]),
     "bank.max_modules": ([1, 31], [0, 32]),
     "bank.module_timeout": ([1, 60], [0.99, 60.1]),
     "bank.frozen_counter_frames": ([2, 100], [1, 101]),
@@ -306,6 +311,9 @@ def number_keys(cls: Any, prefix: str = "") -> list[str]:
     out = []
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
+        optional = [a for a in typing.get_args(hint) if a is not type(None)]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(optional) == 1:
+            hint = optional[0]  # unset (None): the default of whatever reads it
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(hint):
             out += number_keys(hint, f"{key}.")

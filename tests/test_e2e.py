@@ -2,7 +2,7 @@
 
 The real parts only: the `Gateway` of gateway.service built from a config, the module simulator sending on its own
 bus instance of the module channel (`run_on_bus`), and taps (bus instances of their own) that record what crosses
-each bus with the bus's timestamps. Frames to the inverter are decoded with cantools from dbc/pylontech.dbc.
+each bus with the bus's timestamps. Frames to the inverter are decoded with cantools from dbc/inverters/pylontech.dbc.
 
 Time: the inverter period is shortened to 0.5 s (the default is 1 s) and the cadence is watched over six sets
 (3 s of real time), so that a set that goes out up to a quarter of a second late on a busy machine still passes

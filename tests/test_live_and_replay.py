@@ -25,10 +25,14 @@ from gateway import config, payload
 from gateway.can.bus import open_bus
 from gateway.can.logfile import LogFile
 from gateway.master.model import BankSnapshot
+from gateway.outputs.inverter import profile
+from gateway.outputs.inverter.profiles import SimFrame
 from gateway.replay import replay
 from gateway.service import Gateway
 from gateway.sim import Simulator, parse_fault
 from gateway.sim.bus import write_log
+
+from helpers.logs import two_bus_log
 
 COMMANDS = 0x380
 
@@ -99,6 +103,9 @@ async def live(log: Path, cfg: config.Config, channel: str) -> tuple[list[BankSn
     snapshots: list[BankSnapshot] = []
     modules, inverter = Recorder(cfg.can.modules.channel), Recorder(cfg.can.inverter.channel)
     sender = open_bus("virtual", cfg.can.modules.channel, 500_000)
+    speaker = open_bus("virtual", cfg.can.inverter.channel, 500_000)
+    """The inverter: sends the log's frames on the inverter's channel."""
+    expects = gateway.core.link.profile.expects
 
     async def watch() -> None:
         seq = -1
@@ -118,17 +125,26 @@ async def live(log: Path, cfg: config.Config, channel: str) -> tuple[list[BankSn
                 clock.t = due
                 await settle(lambda due=due: gateway.hub.latest.t >= due, f"tick at {due}")
 
-        for sent, msg in enumerate(frames, start=1):
+        fed = heard = 0
+        for msg in frames:
             await tick_to(msg.timestamp)
             clock.t = msg.timestamp
-            sender.send(msg)
-            await settle(lambda n=sent: _handled(gateway) >= n, "frame decoded")
+            if msg.channel == cfg.can.inverter.channel:
+                heard += 1
+                speaker.send(msg)
+                schedule = gateway.core.inverter
+                assert schedule is not None
+                await settle(lambda n=heard, s=schedule: s.heard >= n, "inverter frame answered")
+            else:
+                fed += 1
+                sender.send(msg)
+                await settle(lambda n=fed: _handled(gateway) >= n, "frame decoded")
             await settle(lambda: not gateway.core.urgent, "urgent tick")
         await tick_to(frames[-1].timestamp)
         await settle(lambda: snapshots[-1] is gateway.hub.latest, "last snapshot seen")
         await settle(lambda: len(inverter.frames()) >= _expected_inverter_frames(gateway), "inverter frames")
         commands = modules.frames(lambda can_id: can_id & ~0x1F == COMMANDS)
-        sent = inverter.frames()
+        sent = inverter.frames(lambda can_id: can_id not in expects)  # not the log's own inverter frames
         running.cancel()
         while not running.done():  # the fail-safe set on stop waits FAST_INTERVAL between its sets: let it
             clock.t += 0.05
@@ -139,6 +155,7 @@ async def live(log: Path, cfg: config.Config, channel: str) -> tuple[list[BankSn
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         sender.shutdown()
+        speaker.shutdown()
         modules.close()
         inverter.close()
     return snapshots, commands, sent
@@ -199,6 +216,54 @@ def test_replay_and_the_live_gateway_give_the_same_snapshots_and_frames_tick_by_
     assert inverter == replay_inverter
     assert any(s["limits"]["charge_current"]["value"] == 0.0 for s in replayed)  # the cell_high fault bit
     assert any(s["modules_offline"] == [2] for s in replayed)  # and the drop
+
+
+def test_a_request_response_inverter_gets_the_same_answers_live_and_in_replay(tmp_path: Path, channel: str) -> None:
+    """A pylon-hv inverter polling on its own channel of the log: live, its frames go out on the inverter bus at
+    their log times; the gateway answers each from the snapshot of that moment, exactly as replay does."""
+    cfg = config.parse(
+        {
+            "can": {
+                "modules": {"channel": f"{channel}-modules"},
+                "inverter": {"channel": f"{channel}-inverter", "protocol": "pylon-hv"},
+            },
+            "bank": {"strings": [[1, 2, 3, 4]]},
+            "modbus": {"enabled": False},
+            "mqtt": {"enabled": False},
+            "limits": {"slew_rate": 50.0},
+        }
+    )
+    sim = Simulator(modules=4, strings=[[1, 2, 3, 4]], current=-20.0, seed=4, faults=[parse_fault("drop:2@7=2")])
+    log = tmp_path / "both.log"
+    polls = (
+        SimFrame(0x4200, "00 00 00 00 00 00 00 00", 0.0, 0.7),
+        SimFrame(0x4200, "02 00 00 00 00 00 00 00", 0.3, 3.0),
+    )
+    two_bus_log(
+        log,
+        sim,
+        12.0,
+        inverter=profile("pylon-hv"),
+        modules_channel=cfg.can.modules.channel,
+        inverter_channel=cfg.can.inverter.channel,
+        frames=polls,
+        start=1.0,
+    )
+    out = tmp_path / "out.log"
+    result = replay(log, cfg, output=out)
+    written = list(LogFile(out))
+    replay_inverter = [(m.arbitration_id, bytes(m.data)) for m in written if m.channel == "inverter"]
+    assert result.inverter_frames > 10 and len(replay_inverter) > 100
+
+    loop = LogTimeLoop(LogClock(0.0))
+    try:
+        _, _, inverter = loop.run_until_complete(live(log, cfg, channel))
+    finally:
+        loop.close()
+    assert inverter == replay_inverter
+    assert {bytes(d[4:]) for i, d in replay_inverter if i == 0x4220} > {bytes.fromhex("30 75 30 75")}, (
+        "fail-safe answers while the bank forms and after the drop, the master's limits in between"
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -2,7 +2,7 @@
 the schedule, the inverter link, and the publisher on python-can virtual buses.
 
 Expected bytes and bit positions are written here from the protocol text, and every payload is also decoded
-with tests/data/pylontech_independent.dbc (written by hand, not from dbc/pylontech.dbc).
+with tests/data/pylontech_independent.dbc (written by hand, not from dbc/inverters/pylontech.dbc).
 """
 
 from __future__ import annotations
@@ -50,16 +50,18 @@ from gateway.master.model import (
     empty_snapshot,
 )
 from gateway.outputs.alarm_table import PYLONTECH, NotSent
-from gateway.outputs.pylontech import (
-    INVERTER_IDS,
+from gateway.outputs.inverter import (
     PROFILES,
     STALE_AFTER,
+    Frame,
     InverterLink,
     InverterPublisher,
     Schedule,
     frames,
-    update_docs,
+    profile,
 )
+from gateway.outputs.inverter.docs import update as update_docs
+from gateway.outputs.inverter.pylon_lv import INVERTER_IDS
 
 DATA = Path(__file__).parent / "data"
 DOCS = Path(__file__).parents[1] / "docs" / "inverter.md"
@@ -125,8 +127,12 @@ def alarm(code: str, level: Level) -> Alarm:
     return Alarm(code=AlarmCode(code), level=level, modules=(1,), since=0.0)
 
 
-def by_id(snap: BankSnapshot, profile: str = "victron", **kw: Any) -> dict[int, bytes]:
-    return dict(frames(snap, PROFILES[profile], **kw))
+def by_id(snap: BankSnapshot, name: str = "victron", **kw: Any) -> dict[int, bytes]:
+    return {f.can_id: f.data for f in frames(snap, profile(name), **kw) if not f.extended}
+
+
+def by_frame(sent: list[Frame]) -> dict[int, bytes]:
+    return {f.can_id: f.data for f in sent}
 
 
 def hexes(data: bytes) -> str:
@@ -154,7 +160,7 @@ def schedule(bank: BankSection = BANK, **values: Any) -> Schedule:
 
 
 def test_the_shipped_dbc_has_every_frame_with_its_length_cycle_comment_and_flag_tables() -> None:
-    db = dbc.load(None, "pylontech.dbc", "can.inverter")
+    db = dbc.load(None, "inverters/pylontech.dbc", "can.inverter")
     lengths = {0x351: 8, 0x355: 4, 0x356: 6, 0x359: 7, 0x35A: 8, 0x35C: 2, 0x35E: 8}
     lengths |= {0x35F: 8, 0x372: 8, 0x373: 8, 0x379: 8, 0x305: 8, 0x307: 8}
     assert {m.frame_id: m.length for m in db.messages} == lengths
@@ -168,18 +174,23 @@ def test_the_shipped_dbc_has_every_frame_with_its_length_cycle_comment_and_flag_
                 assert s.choices, f"{m.name}.{s.name} has no value table"
 
 
+FAMILY = ("pylontech", "pylontech-1.3", "victron", "sma-lv", "deye-lv")
+
+
 def test_profiles_send_the_frames_of_the_issue_in_order() -> None:
-    assert {name: list(p.frame_ids) for name, p in PROFILES.items()} == {
+    assert {name: list(PROFILES[name].frame_ids) for name in FAMILY} == {
         "pylontech": PYLON_12,
         "pylontech-1.3": [0x351, 0x355, 0x356, 0x35A, 0x35E, 0x35F],
         "victron": VICTRON,
-        "sma": VICTRON,
+        "sma-lv": VICTRON,
+        "deye-lv": PYLON_12,
     }
+    assert profile("sma") is PROFILES["sma-lv"]
     assert schedule().period == 1.0
     assert schedule(period=0.5, protocol="victron").period == 0.5
     assert schedule(period=1.0, protocol="sma").period == 0.1
-    for name, profile in PROFILES.items():
-        assert [i for i, _ in frames(snapshot(), profile)] == list(profile.frame_ids), name
+    for name in FAMILY:
+        assert [f.can_id for f in frames(snapshot(), PROFILES[name])] == list(PROFILES[name].frame_ids), name
 
 
 # -- bytes ----------------------------------------------------------------------------------------------------
@@ -396,9 +407,9 @@ def test_an_invalid_snapshot_goes_out_as_the_fail_safe_set() -> None:
 def test_a_stale_master_gets_the_fail_safe_set() -> None:
     fresh, stale = schedule(), schedule()
     live = fresh.due(STALE_AFTER - 0.01, snapshot(t=0.0))
-    assert hexes(dict(live)[0x351]) == "28 02 E8 03 DC 05 E0 01"
+    assert hexes(by_frame(live)[0x351]) == "28 02 E8 03 DC 05 E0 01"
     assert fresh.reason is None
-    sent = dict(stale.due(STALE_AFTER, snapshot(t=0.0)))
+    sent = by_frame(stale.due(STALE_AFTER, snapshot(t=0.0)))
     assert hexes(sent[0x351]) == FAILSAFE_351
     assert hexes(sent[0x35C]) == "00 00"
     assert hexes(sent[0x359][:4]) == "00 08 00 00"
@@ -417,7 +428,7 @@ class Feed:
 
     def __call__(self, now: float, **values: Any) -> list[int]:
         self.seq += 1
-        return [i for i, _ in self.schedule.due(now, snapshot(t=now, seq=self.seq, **values))]
+        return [f.can_id for f in self.schedule.due(now, snapshot(t=now, seq=self.seq, **values))]
 
 
 def test_the_whole_set_goes_out_every_period() -> None:
@@ -587,7 +598,7 @@ def test_the_schedule_wakes_up_when_the_snapshot_goes_stale() -> None:
 def test_the_schedule_sends_what_frames_encodes() -> None:
     """Replay writes what `due` returns: it must be the pure encoding of the snapshot."""
     snap = snapshot(alarms=(alarm("module_fault", Level.PROTECTION),))
-    assert schedule(protocol="sma").due(0.0, snap) == frames(snap, PROFILES["sma"])
+    assert schedule(protocol="sma").due(0.0, snap) == frames(snap, profile("sma"))
 
 
 # -- against an independently written DBC -------------------------------------------------------------------------
@@ -595,7 +606,7 @@ def test_the_schedule_sends_what_frames_encodes() -> None:
 
 def independent(snap: BankSnapshot) -> dict[int, dict[str, float]]:
     out = {}
-    for can_id, data in frames(snap, PROFILES["victron"]) + frames(snap, PROFILES["pylontech-1.3"]):
+    for can_id, data, _ in frames(snap, PROFILES["victron"]) + frames(snap, PROFILES["pylontech-1.3"]):
         message = INDEPENDENT.get_message_by_frame_id(can_id)
         assert len(data) == message.length, hex(can_id)
         out[can_id] = message.decode(data, decode_choices=False)
@@ -660,7 +671,7 @@ VICTRON_307 = bytes.fromhex("12 34 56 78 56 49 43 00")
 
 
 def test_the_link_hears_keepalive_and_decodes_identification() -> None:
-    link = InverterLink()
+    link = InverterLink(profile("pylontech"))
     assert link.info is None
     link.feed(0x307, VICTRON_307, 5.0)
     assert link.info is not None
@@ -670,7 +681,7 @@ def test_the_link_hears_keepalive_and_decodes_identification() -> None:
 
 
 def test_the_link_ignores_other_frames_and_pads_short_ones() -> None:
-    link = InverterLink()
+    link = InverterLink(profile("pylontech"))
     link.feed(0x351, bytes(8), 1.0)
     link.on_message(can.Message(arbitration_id=0x305, data=bytes(8), is_extended_id=True), 1.0)
     link.on_message(can.Message(arbitration_id=0x307, is_remote_frame=True, is_extended_id=False), 1.0)
@@ -688,7 +699,7 @@ def test_the_link_logs_a_burst_of_changing_names_once_then_the_name_it_settles_o
     """1000 frames on 0x307 with a new "name" each (a bus or log with other traffic on that ID), 10 ms apart:
     one line. The name it settles on is logged when NAME_LOG_INTERVAL (60 s) has passed, with how often it
     changed; a later real change is logged at once. Times are frame times, as in replay."""
-    link = InverterLink()
+    link = InverterLink(profile("pylontech"))
     with structlog.testing.capture_logs() as logged:
         for n in range(1000):
             link.feed(0x307, bytes(4) + f"N{n:03}".encode(), n * 0.01)
@@ -728,17 +739,6 @@ def ticked(cell: str) -> str | None:
     return found[1] if found else None
 
 
-def test_the_docs_profile_table_is_the_code() -> None:
-    documented = {}
-    for name, ids, period in table_rows("## Profiles"):
-        profile = PROFILES[ticked(name)]  # type: ignore[index]
-        documented[profile.name] = ([int(i, 16) for i in ids.split()[:20] if i.startswith("0x")], period)
-        assert ("can.inverter.period" in period) == (profile.period is None)
-        if profile.period is not None:
-            assert period == f"{profile.period} s"
-    assert {name: ids for name, (ids, _) in documented.items()} == {n: list(p.frame_ids) for n, p in PROFILES.items()}
-
-
 def test_the_docs_alarm_table_is_the_code() -> None:
     documented = {}
     for code, bit, pair in table_rows("## Alarm bits"):
@@ -753,11 +753,11 @@ def test_the_docs_alarm_table_is_the_code() -> None:
 
 def test_the_docs_alarm_table_is_generated_from_the_code() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    assert update_docs(text) == text, "run: python -m gateway.outputs.pylontech docs/inverter.md"
+    assert update_docs(text) == text, "run: python -m gateway.outputs.inverter README.md docs/inverter.md"
 
 
 def test_the_docs_bit_positions_are_the_dbc() -> None:
-    db = dbc.load(None, "pylontech.dbc", "can.inverter")
+    db = dbc.load(None, "inverters/pylontech.dbc", "can.inverter")
     alarms, pairs_ = db.get_message_by_frame_id(0x359), db.get_message_by_frame_id(0x35A)
     position = re.compile(r"byte (\d) bits? (\d)")
     checked = 0
@@ -957,7 +957,7 @@ async def test_send_errors_are_counted_and_logged_once_per_burst() -> None:
 
 async def test_the_link_hears_the_inverter_through_a_bus(buses: Any) -> None:
     gateway, inverter = buses
-    link = InverterLink()
+    link = InverterLink(profile("pylontech"))
     loop = asyncio.get_running_loop()
     identified = asyncio.Event()
 

@@ -14,7 +14,7 @@ import can
 import pytest
 
 from gateway import config
-from gateway.outputs.pylontech import PROFILES
+from gateway.outputs.inverter import PROFILES
 from gateway.replay import replay
 from gateway.sim import Simulator, parse_fault
 from gateway.sim.bus import write_log

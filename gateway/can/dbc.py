@@ -15,7 +15,7 @@ from gateway.errors import ConfigError
 
 
 def shipped(name: str) -> Path:
-    """Path of a DBC shipped with the gateway (`module.dbc`, `pylontech.dbc`)."""
+    """Path of a DBC shipped with the gateway (`module.dbc`, `inverters/pylontech.dbc`, ...)."""
     return Path(str(importlib.resources.files("gateway.dbc") / name))
 
 

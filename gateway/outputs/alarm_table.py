@@ -37,7 +37,7 @@ INSTALLATION = NotSent(
 )
 
 
-# -- Modbus plain map ---------------------------------------------------------------------------------------------
+# -- Modbus plain map --------------------------------------------------------------------------------------------------
 
 MODBUS_BIT: Mapping[A, int] = MappingProxyType(
     {
@@ -67,7 +67,7 @@ bit is the code's position in `AlarmCode`. Written out because it is a published
 of the enum must fail a test, not move a bit that pollers decode."""
 
 
-# -- SunSpec ------------------------------------------------------------------------------------------------------
+# -- SunSpec -----------------------------------------------------------------------------------------------------------
 
 
 class Evt1(enum.IntEnum):
@@ -152,7 +152,7 @@ SUNSPEC_STRING_EVT1: Mapping[A, Evt] = MappingProxyType(
 imbalance warning), so what sets it there sets the other-warning bit here."""
 
 
-# -- inverter CAN: the Pylontech family (dbc/pylontech.dbc) --------------------------------------------------------
+# -- inverter CAN: the Pylontech family (dbc/inverters/pylontech.dbc) --------------------------------------------------
 
 
 class PylonBits(NamedTuple):
@@ -162,6 +162,33 @@ class PylonBits(NamedTuple):
     """0x359 bit: signals Protection<bit> and Warning<bit>. None: 0x359 has no such bit (the pair still goes out)."""
     pair: str
     """0x35A pair: signals Alarm<pair> and Warning<pair>."""
+
+    def signals(self, level: Level) -> tuple[str, ...]:
+        """The DBC signals this code sets at `level`."""
+        protection = level is Level.PROTECTION
+        bit = () if self.bit is None else (("Protection" if protection else "Warning") + self.bit,)
+        return (*bit, ("Alarm" if protection else "Warning") + self.pair)
+
+
+class Bits(NamedTuple):
+    """The DBC signal a code sets at each level in an inverter protocol whose alarm bits are plain signals (1 =
+    active); None where the protocol has no bit for that level."""
+
+    protection: str | None
+    warning: str | None
+
+    def signals(self, level: Level) -> tuple[str, ...]:
+        name = self.protection if level is Level.PROTECTION else self.warning
+        return () if name is None else (name,)
+
+
+def both(name: str) -> Bits:
+    """The same signal at either level (protocols with one bit per condition)."""
+    return Bits(name, name)
+
+
+Mapped = PylonBits | Bits | NotSent
+"""What an inverter column maps a code to."""
 
 
 PYLONTECH: Mapping[A, PylonBits | NotSent] = MappingProxyType(
@@ -191,12 +218,228 @@ PYLONTECH: Mapping[A, PylonBits | NotSent] = MappingProxyType(
 a module's fault, a module lost, current sensors that disagree. The order is that of docs/inverter.md's table."""
 
 
+# -- inverter CAN: Pylon HV (dbc/inverters/pylon_hv.dbc) ---------------------------------------------------------------
+
+
+def _hv(name: str) -> Bits:
+    """0x4250's protection bit Protect<name> and alarm (warning) bit Alarm<name>."""
+    return Bits(f"Protect{name}", f"Alarm{name}")
+
+
+FAULT_AS_WARNING = NotSent(
+    "a warning, and the protocol's only bits for it are fault bits; it shows on MQTT and Modbus, and at"
+    " protection level the limits already stop the inverter"
+)
+
+PYLON_HV: Mapping[A, Bits | NotSent] = MappingProxyType(
+    {
+        A.CELL_OVER_VOLTAGE: _hv("CellHighVoltage"),
+        A.CELL_UNDER_VOLTAGE: _hv("CellLowVoltage"),
+        A.PACK_OVER_VOLTAGE: _hv("PackHighVoltage"),
+        A.PACK_UNDER_VOLTAGE: _hv("PackLowVoltage"),
+        A.CHARGE_OVER_TEMPERATURE: _hv("ChargeHighTemperature"),
+        A.CHARGE_UNDER_TEMPERATURE: _hv("ChargeLowTemperature"),
+        A.DISCHARGE_OVER_TEMPERATURE: _hv("DischargeHighTemperature"),
+        A.DISCHARGE_UNDER_TEMPERATURE: _hv("DischargeLowTemperature"),
+        A.CHARGE_OVER_CURRENT: _hv("ChargeOverCurrent"),
+        A.DISCHARGE_OVER_CURRENT: _hv("DischargeOverCurrent"),
+        A.CELL_IMBALANCE: NotSent("0x4250 has no bit for a cell spread; the master derates for it"),
+        A.MODULE_FAULT: Bits("ErrorOther", None),
+        A.MODULE_COMM_LOST: Bits("ErrorInternalComm", None),
+        A.SENSOR_MISMATCH: FAULT_AS_WARNING,
+        A.INTERNAL_ERROR: Bits("ErrorOther", None),
+        A.MODULE_MISMATCH: INSTALLATION,
+        A.STACK_LIMIT: INSTALLATION,
+        A.HEAT_ACCUMULATION: INSTALLATION,
+        A.INVERTER_COMM_LOST: INSTALLATION,
+    }
+)
+"""Profile pylon-hv: 0x4250's alarm bits at warning level, protection bits at protection level; a module's fault,
+a module lost when the bank cannot run without it and the internal error set an error bit."""
+
+
+# -- inverter CAN: GoodWe LV (dbc/inverters/goodwe_lv.dbc) -------------------------------------------------------------
+
+
+def _gw(name: str) -> Bits:
+    """0x455's alarm bit Alarm<name> and warning bit Warning<name>."""
+    return Bits(f"Alarm{name}", f"Warning{name}")
+
+
+GOODWE_LV: Mapping[A, Bits | NotSent] = MappingProxyType(
+    {
+        A.CELL_OVER_VOLTAGE: _gw("ChargeOverVoltage"),
+        A.PACK_OVER_VOLTAGE: _gw("ChargeOverVoltage"),
+        A.CELL_UNDER_VOLTAGE: _gw("DischargeUnderVoltage"),
+        A.PACK_UNDER_VOLTAGE: _gw("DischargeUnderVoltage"),
+        A.CHARGE_OVER_TEMPERATURE: _gw("OverTemperature"),
+        A.DISCHARGE_OVER_TEMPERATURE: _gw("OverTemperature"),
+        A.CHARGE_UNDER_TEMPERATURE: _gw("UnderTemperature"),
+        A.DISCHARGE_UNDER_TEMPERATURE: _gw("UnderTemperature"),
+        A.CHARGE_OVER_CURRENT: _gw("ChargeOverCurrent"),
+        A.DISCHARGE_OVER_CURRENT: _gw("DischargeOverCurrent"),
+        A.CELL_IMBALANCE: Bits(None, "WarningCellImbalance"),
+        A.MODULE_FAULT: Bits("AlarmOther", None),
+        A.MODULE_COMM_LOST: _gw("InternalComm"),
+        A.SENSOR_MISMATCH: FAULT_AS_WARNING,
+        A.INTERNAL_ERROR: Bits("AlarmOther", None),
+        A.MODULE_MISMATCH: INSTALLATION,
+        A.STACK_LIMIT: INSTALLATION,
+        A.HEAT_ACCUMULATION: INSTALLATION,
+        A.INVERTER_COMM_LOST: INSTALLATION,
+    }
+)
+"""Profile goodwe-lv: 0x455, alarms in bytes 0-1, warnings in bytes 2-3."""
+
+
+# -- inverter CAN: Growatt LV (dbc/inverters/growatt_lv.dbc) -----------------------------------------------------------
+
+
+def _gl(name: str) -> Bits:
+    """0x312's protection bit Protect<name> and alarm (warning) bit Alarm<name>."""
+    return Bits(f"Protect{name}", f"Alarm{name}")
+
+
+GROWATT_LV: Mapping[A, Bits | NotSent] = MappingProxyType(
+    {
+        A.CELL_OVER_VOLTAGE: _gl("CellOverVoltage"),
+        A.CELL_UNDER_VOLTAGE: _gl("CellUnderVoltage"),
+        A.PACK_OVER_VOLTAGE: _gl("PackOverVoltage"),
+        A.PACK_UNDER_VOLTAGE: _gl("PackUnderVoltage"),
+        A.CHARGE_OVER_TEMPERATURE: _gl("ChargeOverTemperature"),
+        A.DISCHARGE_OVER_TEMPERATURE: _gl("DischargeOverTemperature"),
+        A.CHARGE_UNDER_TEMPERATURE: _gl("ChargeUnderTemperature"),
+        A.DISCHARGE_UNDER_TEMPERATURE: _gl("DischargeUnderTemperature"),
+        A.CHARGE_OVER_CURRENT: _gl("ChargeOverCurrent"),
+        A.DISCHARGE_OVER_CURRENT: _gl("DischargeOverCurrent"),
+        A.CELL_IMBALANCE: _gl("CellImbalance"),
+        A.MODULE_FAULT: Bits("ProtectSystemError", None),
+        A.MODULE_COMM_LOST: Bits("ProtectSystemError", "AlarmInternalComm"),
+        A.SENSOR_MISMATCH: FAULT_AS_WARNING,
+        A.INTERNAL_ERROR: Bits("ProtectSystemError", None),
+        A.MODULE_MISMATCH: INSTALLATION,
+        A.STACK_LIMIT: INSTALLATION,
+        A.HEAT_ACCUMULATION: INSTALLATION,
+        A.INVERTER_COMM_LOST: INSTALLATION,
+    }
+)
+"""Profile growatt-lv: 0x312, protections in bytes 0-1, alarms in bytes 2-3."""
+
+
+# -- inverter CAN: frames whose alarm bits no public source decodes ----------------------------------------------------
+
+UNDECODED = NotSent(
+    "no public source decodes this protocol's alarm bits; the inverter stops on the limits (0 A) and the enable"
+    " flags the master sets, and the alarm shows on MQTT and Modbus"
+)
+
+
+def undecoded() -> Mapping[A, NotSent]:
+    """A column for a protocol whose alarm bits are not known: every code NotSent, with the reason."""
+    return MappingProxyType(dict.fromkeys(A, UNDECODED))
+
+
+BYD_HVS = undecoded()
+"""Profile byd-hvs: 0x190 is sent as a healthy battery sends it."""
+SOFAR = undecoded()
+"""Profile sofar: 0x35A is sent as 0."""
+SOLAX = undecoded()
+"""Profile solax: the polled frames carry no alarm bits the sources know."""
+SUNGROW = undecoded()
+"""Profile sungrow: the SBR frames the public implementation sends carry no alarm bits."""
+
+
+# -- inverter CAN: FoxESS (dbc/inverters/foxess.dbc) -------------------------------------------------------------------
+
+FOXESS: Mapping[A, Bits | NotSent] = MappingProxyType(
+    {
+        **dict.fromkeys(A, UNDECODED),
+        A.MODULE_FAULT: Bits("ErrorFlag", None),
+        A.INTERNAL_ERROR: Bits("ErrorFlag", None),
+    }
+)
+"""Profile foxess: no public source decodes 0x1879 byte 0; a fault or the internal error sets its bit 0
+(and 0x1877 byte 0 = 0x02 while the bank is not valid), everything else is UNDECODED."""
+
+
+# -- inverter CAN: Growatt HV (dbc/inverters/growatt_hv.dbc) -----------------------------------------------------------
+
+GROWATT_HV: Mapping[A, Bits | NotSent] = MappingProxyType(
+    {
+        A.CELL_OVER_VOLTAGE: _gl("CellOverVoltage"),
+        A.CELL_UNDER_VOLTAGE: _gl("CellUnderVoltage"),
+        A.PACK_OVER_VOLTAGE: _gl("PackOverVoltage"),
+        A.PACK_UNDER_VOLTAGE: _gl("PackUnderVoltage"),
+        A.CHARGE_OVER_TEMPERATURE: _gl("ChargeOverTemperature"),
+        A.DISCHARGE_OVER_TEMPERATURE: _gl("DischargeOverTemperature"),
+        A.CHARGE_UNDER_TEMPERATURE: _gl("ChargeUnderTemperature"),
+        A.DISCHARGE_UNDER_TEMPERATURE: _gl("DischargeUnderTemperature"),
+        A.CHARGE_OVER_CURRENT: _gl("ChargeOverCurrent"),
+        A.DISCHARGE_OVER_CURRENT: _gl("DischargeOverCurrent"),
+        A.CELL_IMBALANCE: _gl("CellImbalance"),
+        A.MODULE_FAULT: Bits("ProtectOtherFailure", None),
+        A.MODULE_COMM_LOST: Bits("ProtectOtherFailure", "AlarmInternalComm"),
+        A.SENSOR_MISMATCH: FAULT_AS_WARNING,
+        A.INTERNAL_ERROR: Bits("ProtectOtherFailure", None),
+        A.MODULE_MISMATCH: INSTALLATION,
+        A.STACK_LIMIT: INSTALLATION,
+        A.HEAT_ACCUMULATION: INSTALLATION,
+        A.INVERTER_COMM_LOST: INSTALLATION,
+    }
+)
+"""Profile growatt-hv: 0x3120, protections in the first u32, alarms in the second (bms-to-inverter's layout)."""
+
+
+# -- inverter CAN: the BYD dialect of SMA's battery CAN (dbc/inverters/sma_byd.dbc) ------------------------------------
+
+
+def _sma(name: str, warning: str | None = "") -> Bits:
+    """0x158's fault pair Fault<name> and warning pair Warning<name> (or Warning<warning>; None: none)."""
+    return Bits(f"Fault{name}", None if warning is None else f"Warning{warning or name}")
+
+
+SMA_BYD: Mapping[A, Bits | NotSent] = MappingProxyType(
+    {
+        A.CELL_OVER_VOLTAGE: _sma("CellOverVoltage"),
+        A.PACK_OVER_VOLTAGE: _sma("CellOverVoltage"),
+        A.CELL_UNDER_VOLTAGE: _sma("CellUnderVoltage"),
+        A.PACK_UNDER_VOLTAGE: _sma("CellUnderVoltage"),
+        A.CHARGE_OVER_TEMPERATURE: _sma("HighTemperature"),
+        A.DISCHARGE_OVER_TEMPERATURE: _sma("HighTemperature"),
+        A.CHARGE_UNDER_TEMPERATURE: _sma("LowTemperature"),
+        A.DISCHARGE_UNDER_TEMPERATURE: _sma("LowTemperature"),
+        A.CHARGE_OVER_CURRENT: _sma("Overload", None),
+        A.DISCHARGE_OVER_CURRENT: _sma("Overload", None),
+        A.CELL_IMBALANCE: _sma("Imbalance"),
+        A.MODULE_FAULT: _sma("HardwareFault"),
+        A.MODULE_COMM_LOST: _sma("SystemDefect"),
+        A.SENSOR_MISMATCH: Bits(None, "WarningSelfDiagnosis"),
+        A.INTERNAL_ERROR: _sma("SystemDefect"),
+        A.MODULE_MISMATCH: INSTALLATION,
+        A.STACK_LIMIT: INSTALLATION,
+        A.HEAT_ACCUMULATION: INSTALLATION,
+        A.INVERTER_COMM_LOST: INSTALLATION,
+    }
+)
+"""Profiles sma-hv and sma-sbs: 0x158, faults in bytes 0-3 and warnings in bytes 4-7, two bits each (01 active)."""
+
+
 COLUMNS: Mapping[str, Mapping[A, object]] = MappingProxyType(
     {
         "modbus": MODBUS_BIT,
         "sunspec 802": SUNSPEC_EVT1,
         "sunspec 803/804": SUNSPEC_STRING_EVT1,
         "pylontech": PYLONTECH,
+        "pylon-hv": PYLON_HV,
+        "goodwe-lv": GOODWE_LV,
+        "growatt-lv": GROWATT_LV,
+        "byd-hvs": BYD_HVS,
+        "sma-byd": SMA_BYD,
+        "sofar": SOFAR,
+        "solax": SOLAX,
+        "foxess": FOXESS,
+        "growatt-hv": GROWATT_HV,
+        "sungrow": SUNGROW,
     }
 )
 """Every column, by protocol: tests check each names every code."""

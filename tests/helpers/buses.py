@@ -1,5 +1,6 @@
 """The virtual CAN buses of the end-to-end and service tests: a gateway config on virtual channels, taps that record
-what crosses a bus, the gateway and the module simulator running in tasks, and the Pylontech frames decoded.
+what crosses a bus, the gateway, the module simulator and a simulated inverter running in tasks, and the Pylontech
+frames decoded.
 
 Time: the inverter period is 0.5 s (PERIOD, the default is 1 s) and `bank.module_timeout` 1.5 s (MODULE_TIMEOUT), so
 that start-up and the silence check take seconds; the slew rate is raised so that the limits settle at once.
@@ -24,10 +25,11 @@ from gateway.master.model import Lifecycle
 from gateway.service import Gateway
 from gateway.sim import Simulator
 from gateway.sim.bus import run_on_bus
+from gateway.sim.inverter import SimInverter, run_inverter
 
 ROOT = Path(__file__).parents[2]
 """The repository."""
-PYLONTECH: Database = cantools.database.load_file(ROOT / "dbc" / "pylontech.dbc", strict=True)  # type: ignore[assignment]
+PYLONTECH: Database = cantools.database.load_file(ROOT / "dbc" / "inverters" / "pylontech.dbc", strict=True)  # type: ignore[assignment]
 PROFILE = (0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E)
 """What the `pylontech` profile sends, in this order."""
 PERIOD = 0.5
@@ -178,3 +180,18 @@ def is_failsafe_limits(msg: can.Message) -> bool:
 
 def online(gateway: Gateway) -> tuple[int, ...]:
     return gateway.hub.latest.addresses(Lifecycle.ONLINE)
+
+
+@contextlib.asynccontextmanager
+async def inverting(channel: str, sim: SimInverter) -> AsyncIterator[asyncio.Task[None]]:
+    """A simulated inverter talking on its own bus instance of `channel` in real time; set `sim.silent` to make it
+    fall silent, cancel the task to stop it."""
+    bus = open_bus("virtual", channel, 500_000)
+    task = asyncio.create_task(run_inverter(bus, sim), name="inverter")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        bus.shutdown()
