@@ -438,7 +438,7 @@ def test_the_whole_set_goes_out_every_period() -> None:
     assert feed.schedule.wake() == 2.5  # the next tick asks; on its own only when this snapshot goes stale
     assert feed(0.96) == PYLON_12  # a tick a few ms early carries the period's set
     assert feed(1.3) == []
-    assert feed(2.7) == PYLON_12  # late: the next one is 3.0, back on the grid
+    assert feed(2.7) == PYLON_12  # late (no tick for a while): the next period counts from here
     assert feed.schedule.wake() == 4.7
     assert feed.schedule.fast_sends == 0
 

@@ -39,8 +39,6 @@ VOLTAGE_FALL_PERCENT = 1.0
 """CVL falling (DVL rising) by more than this percent of what the inverter last got goes out at once."""
 _SLACK = 1e-3
 """A fast send this close to the end of the rate limit counts as allowed: ticks that add up 0.1 s land a hair early."""
-TICK_SLACK = 0.05
-"""Half the default master tick: a periodic set is due at the tick nearest its time (see `_Cycle.slack`)."""
 
 
 class Heard(NamedTuple):
@@ -169,8 +167,8 @@ class _Cycle:
 
     group: Group
     period: float
-    slack: float
     next: float | None = None
+    """A period after the last time it went out."""
     last: bytes | None = None
     """For a group sent on change: what went out last."""
 
@@ -214,7 +212,7 @@ class Schedule:
         """The rated currents the fast path's thresholds come from (replaced on a reload)."""
         self.period = self.profile.period or config.period
         self._cycles = [
-            _Cycle(g, period, min(TICK_SLACK, period / 4))
+            _Cycle(g, period)
             for g in self.profile.groups
             for period in (g.period or self.period,)
         ]
@@ -343,8 +341,10 @@ class Schedule:
             return [], None
         w = watch(snap, self.bank, active(snap, profile, Level.PROTECTION))
         urgent = self._sent is not None and w.protects(self._sent)
-        # The period counts on the master's clock (the snapshot's tick time) while it ticks: sets stay on the ticks
-        # whenever the publisher first asks; once the snapshot is stale, on this clock.
+        # Groups ride on the master's ticks (the snapshot's tick time), so live sends what replay sends: a group goes
+        # out with the first tick at most half a tick short of its period since it last went out. Each period
+        # counts from the last send, not from a grid: a late tick then never costs a whole period. Once the
+        # snapshot is stale there are no ticks, and the period counts on this clock.
         at = now if stale else snap.t
         parts: list[Part] = []
         changed: list[_Cycle] = []
@@ -352,9 +352,8 @@ class Schedule:
             if cycle.group.on_change:
                 changed.append(cycle)
                 continue
-            if cycle.next is None or at >= cycle.next - cycle.slack:
-                following = at if cycle.next is None else cycle.next + cycle.period
-                cycle.next = following if following > at else at + cycle.period
+            if cycle.next is None or at >= cycle.next - min(cycle.period, self.bank.tick) / 2:
+                cycle.next = at + cycle.period
                 parts += cycle.group.parts
         sent_ids = {frame_id for frame_id, _ in parts}
         fast_at: float | None = None
