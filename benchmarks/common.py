@@ -320,12 +320,14 @@ def sending(
 
 
 def gateway_config(raw: Mapping[str, Any] | None = None) -> config.Config:
-    """A config on fresh virtual channels, Modbus and MQTT off, quiet logs; `raw` overrides (merged per table)."""
+    """A config on fresh virtual channels, Modbus, MQTT and the web off, quiet logs; `raw` overrides (merged per
+    table)."""
     merged: dict[str, Any] = {
         "gateway": {"log_level": "warning"},
         "can": {"modules": {"channel": unique_channel("modules")}, "inverter": {"channel": unique_channel("inverter")}},
         "modbus": {"enabled": False},
         "mqtt": {"enabled": False},
+        "web": {"enabled": False},
     }
     _merge(merged, raw or {})
     return config.parse(merged)

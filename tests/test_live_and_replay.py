@@ -173,6 +173,7 @@ def test_replay_and_the_live_gateway_give_the_same_snapshots_and_frames_tick_by_
             },
             "modbus": {"enabled": False},
             "mqtt": {"enabled": False},
+            "web": {"enabled": False},
             "limits": {"slew_rate": 50.0},
         }
     )

@@ -12,4 +12,5 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - service: `_serve` in a task, a NOTIFY_SOCKET (fixture `notify`), config files, signals, metrics and status
 - breakable: a master whose step raises on demand
 - home_assistant: a checker of Home Assistant's MQTT discovery rules
+- web: an operator token file and a reader of the dashboard's Server-Sent Events
 """
