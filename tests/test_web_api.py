@@ -95,7 +95,9 @@ class World:
 
 
 def world() -> World:
-    cfg = configured(gateway={"id": "api"}, mqtt={"enabled": False}, modbus={"enabled": False})
+    cfg = configured(
+        gateway={"id": "api"}, mqtt={"enabled": False}, modbus={"enabled": False}, web={"host": "127.0.0.1", "port": 0}
+    )
     m = Master(cfg)
     hub = SnapshotHub(m.step(0.0, {}).snapshot)
     return World(cfg, m, hub)
@@ -251,8 +253,11 @@ async def test_every_page_is_served_with_its_scripts_and_styles_from_the_gateway
         assert_no_inline_code(html)
     html = await (await client.get("/expansion")).text()
     assert 'data-page="expansion"' in html
-    for src in re.findall(r'(?:src|href)="([^"]+)"', html):
-        assert src.startswith("/"), f"{src}: every asset comes from the gateway itself"
+    links = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert all(link.startswith("/") for link in links), "every asset and link stays on the gateway"
+    assets = {link for link in links if link.startswith("/static/")}
+    assert assets == {"/static/app.js", "/static/app.css", "/static/icon.svg"}
+    for src in assets:
         response = await client.get(src)
         assert response.status == 200, src
         etag = response.headers["ETag"]

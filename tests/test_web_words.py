@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.outputs.web.words import limit_words, words
+from gateway.master.model import AlarmCode
+from gateway.outputs.web.words import ALARM_NAMES, limit_words, words
 
 from helpers.factories import bank, master, reading, run
 
@@ -95,3 +96,8 @@ def test_the_bound_by_of_real_master_runs_are_all_worded() -> None:
             seen.add(bound_by)
             assert worded != bound_by, f"{bound_by!r} has no words"
     assert len(seen) >= 4
+
+
+def test_every_alarm_code_has_a_name_on_the_dashboard() -> None:
+    assert set(ALARM_NAMES) == set(AlarmCode)
+    assert len(set(ALARM_NAMES.values())) == len(ALARM_NAMES)

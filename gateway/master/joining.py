@@ -316,7 +316,7 @@ def _eta(missing: tuple[Gap, ...], bank: Electrical) -> Eta | None:
 def _soc_span(low: float, high: float, window: float) -> str:
     """A SOC window's ends within 0..100 %, rounded inwards: whole percents for a wide window, tenths for a
     narrow one."""
-    low, high = max(0.0, round(low, 2)), min(100.0, round(high, 2))  # 54.999 is 55 to a reader
+    low, high = max(0.0, round(low, 1)), min(100.0, round(high, 1))  # as a reader sees the bank's SOC
     if window >= 2.0:
         return f"{math.ceil(low):.0f}–{math.floor(high):.0f}"
     return f"{math.ceil(low * 10) / 10:.1f}–{math.floor(high * 10) / 10:.1f}"

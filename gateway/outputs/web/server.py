@@ -40,6 +40,7 @@ from gateway.master.joining import join_check
 from gateway.master.model import BankSnapshot, Lifecycle
 from gateway.outputs.mqtt import Actions, execute
 from gateway.outputs.web import views
+from gateway.outputs.web.words import ALARM_NAMES
 from gateway.payload import bank_dict
 
 log = logs.get(__name__)
@@ -325,6 +326,7 @@ class WebServer:
                 "max_modules": cfg.bank.max_modules,
                 "cells_in_series": cfg.bank.cells_in_series,
                 "events": self._events.description,
+                "alarm_names": {str(code): name for code, name in ALARM_NAMES.items()},
             }
         )
 
