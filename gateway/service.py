@@ -87,7 +87,6 @@ class Gateway:
                 config=config,
                 events=self.events,
                 actions=self.core.master,
-                clock=self.clock,
                 environ=os.environ,
             )
             if config.web.enabled

@@ -25,7 +25,6 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.changes import changes
-from gateway.clock import LiveClock
 from gateway.config import Config, WebSection
 from gateway.errors import ConfigError
 from gateway.events import EventJournal
@@ -112,7 +111,7 @@ def stepped() -> World:
 
 
 def server(w: World, *, environ: dict[str, str] | None = None) -> WebServer:
-    return WebServer(w.hub, config=w.config, events=w.journal, actions=w.master, clock=LiveClock(), environ=environ)
+    return WebServer(w.hub, config=w.config, events=w.journal, actions=w.master, environ=environ)
 
 
 @pytest.fixture
@@ -556,3 +555,18 @@ async def test_stream_over_a_real_socket_with_a_plain_client(stepped: World, tmp
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_streams_beyond_the_limit_are_refused(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.outputs.web.server.MAX_STREAMS", 1)
+    first = await client.get("/api/stream")
+    assert first.status == 200
+    body = await get_json(client, "/api/stream", 503)
+    assert body["error"] == "1 live streams are open already"
+    first.close()
+    await until(lambda: not _server_of(client).streams, within=5.0, what="the first stream closed")
+    again = await client.get("/api/stream")
+    assert again.status == 200
+    again.close()

@@ -30,7 +30,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__, logs
-from gateway.clock import Clock
 from gateway.config import Config, WebSection
 from gateway.errors import ConfigError
 from gateway.events import LEVELS, EventLevel, EventSource
@@ -200,13 +199,12 @@ class WebServer:
         config: Config,
         events: EventSource,
         actions: Actions | None,
-        clock: Clock,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        """`environ` is where systemd's CREDENTIALS_DIRECTORY is looked up (the service passes os.environ)."""
         self._hub = hub
         self._config = config
         self._events = events
-        self._clock = clock
         found = read_token(config.web, environ or {})
         self._token = None if found is None else found[0]
         self.token_source = None if found is None else found[1]
@@ -226,9 +224,8 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        host = self._config.web.host
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{self.port}/"
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._config.web.host, self._config.web.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     def reconfigure(self, config: Config) -> None:
         """A reloaded config: the bank's windows and tick (the web section itself needs a restart)."""

@@ -50,8 +50,11 @@ function mv(volts) {
   return volts === null || volts === undefined ? "–" : Math.round(volts * 1000) + "\u202fmV";
 }
 
+/** How long ago `t` was: seconds since the epoch, or an ISO 8601 time (what MQTT's payloads move to). */
 function since(t) {
-  const seconds = Math.max(0, Date.now() / 1000 - t);
+  const then = typeof t === "string" ? Date.parse(t) / 1000 : t;
+  if (typeof then !== "number" || Number.isNaN(then)) return null;
+  const seconds = Math.max(0, Date.now() / 1000 - then);
   if (seconds < 90) return Math.round(seconds) + " s";
   if (seconds < 5400) return Math.round(seconds / 60) + " min";
   return (seconds / 3600).toFixed(1) + " h";
@@ -277,7 +280,7 @@ function overviewPage(main) {
           el("strong", { text: alarmName(a.code) }),
           el("span", { class: "who", text: modulesText(a.modules) }),
           el("span", { class: "detail", text: a.detail }),
-          typeof a.since === "number" ? el("span", { class: "muted", text: "for " + since(a.since) }) : null)))
+          since(a.since) ? el("span", { class: "muted", text: "for " + since(a.since) }) : null)))
       : el("p", { class: "none", id: "no-alarms", text: "No active alarms." }));
   };
   follow();
@@ -297,7 +300,8 @@ function modulesPage(main) {
       section("Stack, by position", el("p", { class: "muted", text: "Top of the stack first, coloured by temperature." }),
         stack, el("div", { class: "legend" }, el("span", { text: "5 °C" }), el("span", { class: "scale" }), el("span", { text: "55 °C" })),
         gradient),
-      section("Every module", table, info.actions ? el("div", { class: "row" }, tokenBox(), output) : null)));
+      section("Every module", table, info.actions ? el("div", { class: "row" },
+        el("span", { class: "muted", text: "Operator token, to readmit an isolated module:" }), tokenBox(), output) : null)));
 
   renderer = () => {
     const mods = state.modules;
