@@ -49,16 +49,20 @@ class ToolMissing(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A goal from the issue: the measured value (or, with `on_ratio`, the ratio to the baseline) at most/least
-    `value`."""
+    """A goal from the issue: the measured value (or, with `on_ratio`, the ratio to the baseline; with
+    `on_difference`, how far it is above the baseline) at most/least `value`."""
 
     value: float
     at_most: bool
     unit: str = ""
     on_ratio: bool = False
+    on_difference: bool = False
 
-    def met(self, measured: float, ratio: float | None) -> bool | None:
-        x = ratio if self.on_ratio else measured
+    def met(self, measured: float, ratio: float | None, baseline: float | None = None) -> bool | None:
+        if self.on_difference:
+            x = None if baseline is None else measured - baseline
+        else:
+            x = ratio if self.on_ratio else measured
         if x is None:
             return None
         return x <= self.value if self.at_most else x >= self.value
@@ -67,6 +71,8 @@ class Target:
         sign = "<=" if self.at_most else ">="
         if self.on_ratio:
             return f"{sign} {self.value:g} x baseline"
+        if self.on_difference:
+            return f"{sign} baseline + {number(self.value)} {self.unit}".rstrip()
         return f"{sign} {number(self.value)} {self.unit}".rstrip()
 
 
@@ -91,7 +97,7 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        return None if self.target is None else self.target.met(self.measured, self.ratio)
+        return None if self.target is None else self.target.met(self.measured, self.ratio, self.baseline)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -320,12 +326,14 @@ def sending(
 
 
 def gateway_config(raw: Mapping[str, Any] | None = None) -> config.Config:
-    """A config on fresh virtual channels, Modbus and MQTT off, quiet logs; `raw` overrides (merged per table)."""
+    """A config on fresh virtual channels, Modbus, MQTT and the web off, quiet logs; `raw` overrides (merged per
+    table)."""
     merged: dict[str, Any] = {
         "gateway": {"log_level": "warning"},
         "can": {"modules": {"channel": unique_channel("modules")}, "inverter": {"channel": unique_channel("inverter")}},
         "modbus": {"enabled": False},
         "mqtt": {"enabled": False},
+        "web": {"enabled": False},
     }
     _merge(merged, raw or {})
     return config.parse(merged)

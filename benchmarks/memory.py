@@ -1,15 +1,16 @@
 """memory: resident set size after N minutes with 31 modules of 48 cells (10 minutes; 4 s in quick mode).
 
 A fresh interpreter (multiprocessing "spawn") runs the real `Gateway` as deployed (Modbus on port 0, MQTT to a
-mosquitto the benchmark starts, inverter bus on) and, in the same process and loop, the simulator sending the
-stack's traffic in real time on the virtual bus (`gateway.sim.bus.run_on_bus`, as `bms-gateway demo` does:
-python-can's virtual bus is in-process only, so the simulator's own memory is included). VmRSS and VmHWM are
-read from /proc/self/status; the growth rate over the second half of the run shows a leak.
+mosquitto the benchmark starts, inverter bus on, the web dashboard on port 0 with no page open) and, in the same
+process and loop, the simulator sending the stack's traffic in real time on the virtual bus
+(`gateway.sim.bus.run_on_bus`, as `bms-gateway demo` does: python-can's virtual bus is in-process only, so the
+simulator's own memory is included). VmRSS and VmHWM are read from /proc/self/status; the growth rate over the
+second half of the run shows a leak.
 
-Baseline, run alongside for a tenth of the time (the floor comes from the imports and the decode path, not
-from time): a bare `python -c` that imports the same libraries (python-can, cantools, pymodbus, aiomqtt,
-structlog), decodes every frame in a Notifier listener and plays the same stack's traffic (a cached log of it)
-in real time on the same kind of bus.
+Baseline, run alongside for a tenth of the time (the floor comes from the imports and the decode path, not from
+time): a bare `python -c` that imports the same libraries (python-can, cantools, pymodbus, aiomqtt, structlog,
+aiohttp), decodes every frame in a Notifier listener and plays the same stack's traffic (a cached log of it) in
+real time on the same kind of bus.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ CELLS = 48
 SENSORS = 12
 
 BARE = """\
-import json, sys, time, can, cantools, pymodbus.server, aiomqtt, structlog
+import json, sys, time, can, cantools, pymodbus.server, aiomqtt, structlog, aiohttp.web
 log, dbc, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 by_base = {m.frame_id & ~0x1F: m for m in cantools.database.load_file(dbc, strict=True).messages}
 latest = {}
@@ -78,6 +79,7 @@ async def _child(seconds: float, port: int) -> dict[str, Any]:
             "bank": {"max_modules": MODULES, "cells_in_series": CELLS},
             "modbus": {"enabled": True, "port": 0},
             "mqtt": {"enabled": True, "port": port},
+            "web": {"enabled": True, "port": 0},
         }
     )
     async with contextlib.AsyncExitStack() as stack:

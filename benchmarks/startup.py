@@ -38,10 +38,12 @@ channel = "startup-inverter"
 port = 0
 [mqtt]
 port = {port}
+[web]
+port = 0
 """
 
 BARE = """\
-import os, socket, can, cantools, pymodbus.server, aiomqtt, structlog
+import os, socket, can, cantools, pymodbus.server, aiomqtt, structlog, aiohttp.web
 db = cantools.database.load_file({dbc!r}, database_format="dbc", strict=True)
 bus = can.Bus(interface="virtual", channel="startup")
 notifier = can.Notifier(bus, [can.BufferedReader()])

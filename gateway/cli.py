@@ -1,4 +1,4 @@
-"""`bms-gateway`: run, demo, simulate, replay, decode, check-config, inverters.
+"""`bms-gateway`: run, demo, monitor, status, join-check, simulate, replay, decode, check-config, inverters.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad config or bad arguments (one line per problem, naming the key) or
 a log with no readable frame (naming the file and the line).
@@ -92,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default="http://127.0.0.1:9108/metrics", help="its [metrics] endpoint")
     p.set_defaults(handler=_status)
 
+    p = sub.add_parser(
+        "join-check",
+        help="may module N join the bank now? what is missing and what to do, from a running gateway's web API; "
+        "exit 0 yes (or in the bank), 1 not now, 3 unreachable",
+    )
+    p.add_argument("address", type=int, help="the module's address")
+    p.add_argument("--url", default="http://127.0.0.1:8080/", help="its [web] dashboard (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    p.set_defaults(handler=_join_check)
+
     p = sub.add_parser("simulate", help="simulated modules: write a log file, or send on a bus in real time")
     p.add_argument("--modules", type=int, default=8)
     p.add_argument("--current", type=float, default=20.0, help="bank current in A, + = charging")
@@ -154,11 +164,13 @@ async def _serve(
     extra: dict[str, Any] | None = None,
     duration: float | None = None,
     monitor: bool = False,
+    show_url: bool = False,
 ) -> int:
     """Run a Gateway until SIGINT/SIGTERM (or `duration`); SIGHUP reloads `reload_from`.
 
     `extra` are named tasks run beside the gateway (the demo's simulator); `monitor` shows the live view, else
-    a status line is logged every few seconds when `extra` is given (the demo).
+    a status line is logged every few seconds when `extra` is given (the demo). `show_url` prints the web
+    dashboard's address on stdout once it listens (the demo).
     """
     from gateway.service import Gateway  # noqa: PLC0415 - keeps `--help` quick
 
@@ -169,6 +181,8 @@ async def _serve(
         extra["monitor"] = lambda: _live_view(gateway)
     elif extra:
         extra["status"] = lambda: _status_lines(gateway)
+    if show_url and gateway.web is not None:
+        extra["url"] = lambda: _print_url(gateway)
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -235,6 +249,13 @@ async def _status_lines(gateway: Any) -> None:
         log.info(status_line(gateway.hub.latest))
 
 
+async def _print_url(gateway: Any) -> None:
+    """The dashboard's address, once it listens (its port may be 0 in the config)."""
+    while gateway.web.port is None:  # noqa: ASYNC110 - the web edge sets its port once it listens
+        await asyncio.sleep(0.05)
+    print(f"bms-gateway demo: dashboard at {gateway.web.url}", flush=True)
+
+
 async def _live_view(gateway: Any) -> None:
     from rich.live import Live  # noqa: PLC0415
 
@@ -269,6 +290,9 @@ port = 5020
 [mqtt]
 host = "127.0.0.1"
 port = 1883
+[web]
+host = "127.0.0.1"
+port = 8080
 """
 
 
@@ -311,7 +335,16 @@ def _demo(args: argparse.Namespace) -> int:
     extra = {"simulator": simulate}
     if args.inverter is not None:
         extra["inverter"] = talk
-    return asyncio.run(_serve(cfg, reload_from=args.config, extra=extra, duration=args.duration, monitor=args.monitor))
+    return asyncio.run(
+        _serve(
+            cfg,
+            reload_from=args.config,
+            extra=extra,
+            duration=args.duration,
+            monitor=args.monitor,
+            show_url=True,
+        )
+    )
 
 
 def _inverters(args: argparse.Namespace) -> int:
@@ -340,6 +373,14 @@ def _status(args: argparse.Namespace) -> int:
 
     code, lines = status.run(args.url)
     print("\n".join(lines))
+    return code
+
+
+def _join_check(args: argparse.Namespace) -> int:
+    from gateway import joincheck  # noqa: PLC0415
+
+    code, text = joincheck.run(args.url, args.address, as_json=args.json)
+    print(text)
     return code
 
 

@@ -420,6 +420,20 @@ class MetricsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSection:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Loopback by default: an installer opens the dashboard to the LAN explicitly (e.g. "0.0.0.0")."""
+    port: int = within(8080, 0, 65535)
+    token_file: Path | None = None
+    """The operator token (readmit, full charge); without it, and without a systemd credential `web.token`,
+    the dashboard offers no action."""
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        return iter(())
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     can: CanSection = field(default_factory=CanSection)
@@ -429,6 +443,7 @@ class Config:
     modbus_rtu: ModbusRtuSection = field(default_factory=ModbusRtuSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    web: WebSection = field(default_factory=WebSection)
     source: Path | None = None
     """The file this was read from, if any (not a key)."""
     keys: frozenset[str] = field(default=frozenset(), compare=False)

@@ -1,14 +1,15 @@
 """The running gateway: one TaskGroup, each edge supervised, the master ticking in the middle.
 
-Edges (module bus, inverter bus, Modbus, MQTT) fail and come back on their own: a failed edge is logged and
-restarted with capped exponential backoff while the others keep running. While the module bus is down the
-master's data goes stale, the bank becomes invalid and the inverter gets the fail-safe set. Only a bad config
-or a programming error in the core stops the process.
+Edges (module bus, inverter bus, Modbus, MQTT, metrics, the web dashboard) fail and come back on their own: a
+failed edge is logged and restarted with capped exponential backoff while the others keep running. While the module
+bus is down the master's data goes stale, the bank becomes invalid and the inverter gets the fail-safe set. Only a
+bad config or a programming error in the core stops the process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -24,6 +25,7 @@ from gateway.clock import LiveClock, WallClock
 from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import ConfigError, GatewayError, unwrap
+from gateway.events import EventJournal
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
 from gateway.master.model import BankSnapshot, Lifecycle
@@ -32,6 +34,7 @@ from gateway.outputs import inverter
 from gateway.outputs.modbus import ModbusServer
 from gateway.outputs.modbus_rtu import ModbusRtuServer
 from gateway.outputs.mqtt import MqttPublisher
+from gateway.outputs.web import WebServer
 from gateway.systemd import Notifier
 
 log = get("gateway.service")
@@ -85,6 +88,20 @@ class Gateway:
             if config.metrics.enabled
             else None
         )
+        self.events = EventJournal()
+        """Alarm and lifecycle events since start: the dashboard's events page (until a history store exists)."""
+        self.web = (
+            WebServer(
+                self.hub,
+                config=config,
+                events=self.events,
+                actions=self.core.master,
+                environ=os.environ,
+                wall=self.clock.anchor,
+            )
+            if config.web.enabled
+            else None
+        )
         self.publisher: inverter.InverterPublisher | None = None
         self.restarts: Counter[str] = Counter()
         self.command_errors = 0
@@ -125,6 +142,12 @@ class Gateway:
                 "errors": self.mqtt.errors,
                 "restarts": self.restarts["mqtt"],
             }
+        if self.web is not None:
+            out["web"] = {
+                "requests": self.web.requests,
+                "actions_refused": self.web.refused,
+                "restarts": self.restarts["web"],
+            }
         return out
 
     # -- wiring -------------------------------------------------------------------------------------------
@@ -144,6 +167,8 @@ class Gateway:
             edges["mqtt"] = self.mqtt.run
         if self.metrics is not None:
             edges["metrics"] = self._metrics_edge
+        if self.web is not None:
+            edges["web"] = self._web_edge
         self._ready = {name: asyncio.Event() for name in edges if name != "mqtt"}
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._master_loop(), name="master")
@@ -234,8 +259,11 @@ class Gateway:
         tick = self.core.tick(self.clock())
         self.hub.publish(tick.snapshot)
         self._send_commands(tick.commands)
-        for change in changes(before, tick.snapshot):
+        found = changes(before, tick.snapshot)
+        for change in found:
             (log.warning if change.severity == "warning" else log.info)(change.event, **change.fields())
+        if found:
+            self.events.record(tick.snapshot.t, found)
         if self.metrics is not None:
             self.metrics.tick.observe(time.perf_counter() - started)
         return tick.snapshot
@@ -266,7 +294,8 @@ class Gateway:
             raise ConfigError(
                 [f"{new.source or 'the file'}: no longer sets {listed} (cut short?); to go back to a default, restart"]
             )
-        kept = [s for s in ("gateway", "can", "modbus", "modbus_rtu", "metrics") if getattr(new, s) != getattr(old, s)]
+        sections = ("gateway", "can", "modbus", "modbus_rtu", "metrics", "web")
+        kept = [s for s in sections if getattr(new, s) != getattr(old, s)]
         bank = new.bank
         restart = ("strings", "max_modules", "tick", "cells_in_series", "capacity_ah", *RATINGS)
         if any(getattr(bank, key) != getattr(old.bank, key) for key in restart):
@@ -281,6 +310,8 @@ class Gateway:
         self.core.reconfigure(merged)
         if self.mqtt is not None:
             self.mqtt.reconfigure(merged)
+        if self.web is not None:
+            self.web.reconfigure(merged)
         return kept
 
     async def send_failsafe(self) -> None:
@@ -396,6 +427,10 @@ class Gateway:
         assert self.metrics is not None
         m = self.config.metrics
         await self.metrics.serve(m.host, m.port, started=self._ready["metrics"])
+
+    async def _web_edge(self) -> None:
+        assert self.web is not None
+        await self.web.run(started=self._ready["web"])
 
 
 def _shut_down_once_open(opening: asyncio.Future[can.BusABC]) -> None:

@@ -24,6 +24,7 @@ import can
 from gateway import config, payload
 from gateway.can.bus import open_bus
 from gateway.can.logfile import LogFile
+from gateway.clock import UNIX, Anchor
 from gateway.master.model import BankSnapshot
 from gateway.outputs.inverter import profile
 from gateway.outputs.inverter.profiles import SimFrame
@@ -45,6 +46,10 @@ class LogClock:
 
     def __call__(self) -> float:
         return self.t
+
+    def anchor(self) -> Anchor:
+        """A log's timestamps are Unix time (candump), as replay takes them."""
+        return UNIX
 
 
 class LogTimeLoop(asyncio.SelectorEventLoop):
@@ -190,6 +195,7 @@ def test_replay_and_the_live_gateway_give_the_same_snapshots_and_frames_tick_by_
             },
             "modbus": {"enabled": False},
             "mqtt": {"enabled": False},
+            "web": {"enabled": False},
             "limits": {"slew_rate": 50.0},
         }
     )
@@ -230,6 +236,7 @@ def test_a_request_response_inverter_gets_the_same_answers_live_and_in_replay(tm
             "bank": {"strings": [[1, 2, 3, 4]]},
             "modbus": {"enabled": False},
             "mqtt": {"enabled": False},
+            "web": {"enabled": False},
             "limits": {"slew_rate": 50.0},
         }
     )

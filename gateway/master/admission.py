@@ -8,9 +8,11 @@ A module that is time after time the only one to reach the cell-voltage cutoff i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 from gateway.config import BankSection
 from gateway.master import aggregate
@@ -41,6 +43,8 @@ class Health:
     isolate_reason: IsolateReason
 
 
+STARTING = "starting: waiting for every module to report"
+"""The bank's reason in the first `module_timeout` seconds: nothing is admitted before every module reported."""
 CANDIDATE = Health(Lifecycle.PENDING, "", IsolateReason.NOT_ADMITTED)
 """Healthy, not (yet) admitted: what admission decides on."""
 ONLINE = Health(Lifecycle.ONLINE, "", IsolateReason.NONE)
@@ -64,7 +68,7 @@ class Membership:
     def reason(self, tick: TickInput) -> str:
         """Why the master cannot vouch for the bank; "" when it can."""
         if tick.starting:
-            return "starting: waiting for every module to report"
+            return STARTING
         if self.broken:
             string = self.broken[0]
             health = self.health
@@ -144,12 +148,8 @@ class Admission:
         bank, now = tick.bank, tick.now
         r = tick.readings.get(a)
         memory = self._memory.setdefault(a, _Memory())
-        if a in overflow:
-            return Health(
-                Lifecycle.ISOLATED, f"stack limit: max_modules is {bank.max_modules}", IsolateReason.STACK_LIMIT
-            )
-        if a not in members:
-            return Health(Lifecycle.REJECTED, "not in bank.strings", IsolateReason.NOT_ADMITTED)
+        if (out := _placement(a, members, overflow, bank)) is not None:
+            return out
         if r is None or "status" not in r.seen:
             return Health(Lifecycle.OFFLINE, "never seen", IsolateReason.COMMUNICATION_LOST)
         age = now - r.seen["status"]
@@ -195,24 +195,18 @@ class Admission:
         readings, bank = tick.readings, tick.bank
         ah = bank.capacity_ah
         electrical = {s: aggregate.series([readings[a] for a in s], ah) for s in candidates}
-        if admitted:
-            reference = aggregate.parallel([aggregate.series([readings[a] for a in s], ah) for s in admitted])
-        else:
-            # Forming the bank: start from the string that matches the most others.
-            def matches(s: tuple[int, ...]) -> int:
-                return sum(_mismatch(electrical[o], electrical[s], bank) is None for o in candidates)
-
-            reference = electrical[max(candidates, key=lambda s: (matches(s), -s[0]))]
+        bank_now = reference([aggregate.series([readings[a] for a in s], ah) for s in admitted], electrical, bank)
+        assert bank_now is not None  # there are candidates
         joined = []
         for string in candidates:
-            why = _mismatch(electrical[string], reference, bank)
-            if why is None:
+            missing = gaps(electrical[string], bank_now, bank)
+            if not missing:
                 joined.append(string)
                 for a in string:
                     self._memory[a].admitted = True
             else:
                 for a in string:
-                    health[a] = Health(Lifecycle.PENDING, why, IsolateReason.NOT_ADMITTED)
+                    health[a] = Health(Lifecycle.PENDING, str(missing[0]), IsolateReason.NOT_ADMITTED)
         return joined
 
     def track_cutoffs(self, tick: TickInput, membership: Membership, per_module: Mapping[int, Limits]) -> None:
@@ -251,15 +245,79 @@ def _topology(readings: Mapping[int, ModuleReading], bank: BankSection) -> tuple
     return [(a,) for a in kept], set(seen[bank.max_modules :])
 
 
-def _mismatch(string: Electrical, bank: Electrical, cfg: BankSection) -> str | None:
-    """Why a string may not join the bank now (SOC, then voltage), or None."""
-    if abs(string.soc - bank.soc) > cfg.admission_soc_window:
-        return f"SOC {string.soc:.1f} % vs bank {bank.soc:.1f} % (window {cfg.admission_soc_window:g} %)"
-    if abs(string.voltage - bank.voltage) > cfg.admission_voltage_window:
-        return (
-            f"voltage {string.voltage:.2f} V vs bank {bank.voltage:.2f} V (window {cfg.admission_voltage_window:g} V)"
-        )
+def _placement(a: int, members: set[int], overflow: set[int], bank: BankSection) -> Health | None:
+    """Why the topology leaves module `a` out of every string (stack limit, not configured), or None."""
+    if a in overflow:
+        return Health(Lifecycle.ISOLATED, f"stack limit: max_modules is {bank.max_modules}", IsolateReason.STACK_LIMIT)
+    if a not in members:
+        return Health(Lifecycle.REJECTED, "not in bank.strings", IsolateReason.NOT_ADMITTED)
     return None
+
+
+def placement(address: int, readings: Mapping[int, ModuleReading], bank: BankSection) -> Health | None:
+    """Whether the topology has a place for module `address`: None when it has one (a configured string, or room
+    under `max_modules`), else the health the master gives it (isolated at the stack limit, or rejected as not in
+    `bank.strings`). A module not seen yet counts as the last one plugged in. The expansion assistant asks this
+    about a module before it is connected; the master asks it about every module each tick."""
+    if address not in readings:
+        readings = {**readings, address: ModuleReading(address=address, first_seen=math.inf)}
+    strings, overflow = _topology(readings, bank)
+    return _placement(address, {a for s in strings for a in s}, overflow, bank)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """An admission window a string is outside of: its SOC (%) or its voltage (V) against the bank's."""
+
+    quantity: Literal["soc", "voltage"]
+    value: float
+    """The string's SOC or voltage."""
+    bank: float
+    window: float
+
+    @property
+    def low(self) -> float:
+        """The lowest value that joins."""
+        return self.bank - self.window
+
+    @property
+    def high(self) -> float:
+        """The highest value that joins."""
+        return self.bank + self.window
+
+    def __str__(self) -> str:
+        if self.quantity == "soc":
+            return f"SOC {self.value:.1f} % vs bank {self.bank:.1f} % (window {self.window:g} %)"
+        return f"voltage {self.value:.2f} V vs bank {self.bank:.2f} V (window {self.window:g} V)"
+
+
+def gaps(string: Electrical, bank: Electrical, cfg: BankSection) -> tuple[Gap, ...]:
+    """Every admission window `string` is outside of, SOC first; () when it may join a bank at `bank` now.
+
+    The rule installers live by: a string joins a parallel bank only with its SOC within `admission_soc_window`
+    and its voltage within `admission_voltage_window` of the bank's."""
+    out = []
+    if abs(string.soc - bank.soc) > cfg.admission_soc_window:
+        out.append(Gap("soc", string.soc, bank.soc, cfg.admission_soc_window))
+    if abs(string.voltage - bank.voltage) > cfg.admission_voltage_window:
+        out.append(Gap("voltage", string.voltage, bank.voltage, cfg.admission_voltage_window))
+    return tuple(out)
+
+
+def reference(
+    admitted: Sequence[Electrical], candidates: Mapping[tuple[int, ...], Electrical], cfg: BankSection
+) -> Electrical | None:
+    """What a candidate string must match: the admitted strings together; while the bank forms (none admitted),
+    the candidate that matches the most others (the lowest address on a tie). None with neither."""
+    if admitted:
+        return aggregate.parallel(admitted)
+    if not candidates:
+        return None
+
+    def matches(s: tuple[int, ...]) -> int:
+        return sum(not gaps(other, candidates[s], cfg) for other in candidates.values())
+
+    return candidates[max(candidates, key=lambda s: (matches(s), -s[0]))]
 
 
 def _at_cutoff(limit: Limit) -> bool:

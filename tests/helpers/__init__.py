@@ -15,4 +15,5 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - breakable: a master whose step raises on demand
 - home_assistant: a checker of Home Assistant's MQTT discovery rules
 - clocks: a clock a test sets, anchored to a fixed wall-clock time, and ISO times read back as Unix seconds
+- web: an operator token file and a reader of the dashboard's Server-Sent Events
 """

@@ -37,7 +37,7 @@ MODULE_TIMEOUT = 1.5
 
 
 def make_config(channel: str, **sections: dict[str, Any]) -> config.Config:
-    """A gateway on virtual channels `<channel>-modules` and `<channel>-inverter`; Modbus and MQTT off.
+    """A gateway on virtual channels `<channel>-modules` and `<channel>-inverter`; Modbus, MQTT and the web off.
 
     `sections` are merged over that, one level deep (e.g. `bank={"module_timeout": 2.0}`).
     """
@@ -51,6 +51,7 @@ def make_config(channel: str, **sections: dict[str, Any]) -> config.Config:
         "limits": {"slew_rate": 1000.0},
         "modbus": {"enabled": False},
         "mqtt": {"enabled": False},
+        "web": {"enabled": False},
     }
     for name, values in sections.items():
         if name == "can":

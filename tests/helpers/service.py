@@ -110,6 +110,7 @@ def write_config(path: Path, channel: str, **sections: dict[str, Any]) -> Path:
         "limits": {"slew_rate": 1000.0},
         "modbus": {"enabled": False},
         "mqtt": {"enabled": False},
+        "web": {"enabled": False},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)

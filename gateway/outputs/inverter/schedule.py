@@ -211,11 +211,7 @@ class Schedule:
         self.bank = bank
         """The rated currents the fast path's thresholds come from (replaced on a reload)."""
         self.period = self.profile.period or config.period
-        self._cycles = [
-            _Cycle(g, period)
-            for g in self.profile.groups
-            for period in (g.period or self.period,)
-        ]
+        self._cycles = [_Cycle(g, period) for g in self.profile.groups for period in (g.period or self.period,)]
         self.session = self.profile.initial
         self.fast_sends = 0
         self.reason: str | None = None
