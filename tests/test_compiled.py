@@ -18,9 +18,10 @@ from cantools.database.errors import DecodeError
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.can import compiled
+from gateway.can import compiled, dbc
+from gateway.can.codec import ModuleCodec, Plan
 
-from helpers.frames import branches, messages, payloads
+from helpers.frames import DATA, branches, messages, payloads
 
 MESSAGES = messages()
 BY_NAME = dict(MESSAGES)
@@ -143,3 +144,99 @@ def test_generated_source_is_readable_in_tracebacks() -> None:
     text = "".join(linecache.getlines(decode.__code__.co_filename))
     assert "def decode(data):" in text
     assert "'ModuleVoltage': " in text
+
+
+# -- the module codec's reads: only the values the gateway stores, range-checked -----------------------------------
+
+MODULE_CODEC = ModuleCodec(dbc.load(None, "module.dbc", "can.modules.dbc"))
+ODD_CODEC = ModuleCodec(
+    dbc.load(DATA / "decoders.dbc", "decoders.dbc", "can.modules.dbc"),
+    address_mask=0x0,
+    signal_map={
+        "BeU17": "ModuleVoltage",  # big-endian, 17 bits, range narrower than the raw bits
+        "BeS11": "ModuleCurrent",  # big-endian, signed, odd start bit
+        "BeU13": "Temp01",  # a "no sensor" value outside the range
+        "BeNeg": "TemperatureMax",  # negative scale
+        "LeS5": "SOC",
+        "BeS12": "CellVoltageMax",
+        "LeU4": "CellCount",
+        "F32": "PowerStageTemperature",  # IEEE float: NaN and inf are never plausible
+        "F64": "InternalResistance",
+        "Always": "AliveCounter",  # outside the multiplexer, in every branch
+        "A0": "Cell01Voltage",
+        "A1": "FaultCode",
+        "Tail": "Cell02Voltage",
+        "S0": "ModuleState",  # in a nested branch
+        "S1": "WarnOther",
+        "S1Big": "CycleCount",
+    },
+)
+PLANS = [(f"module.dbc:{p.message.name}", p) for p in MODULE_CODEC.plans.values()]
+PLANS += [(f"decoders.dbc:{p.message.name}", p) for p in ODD_CODEC.plans.values()]
+
+
+def reference_read(plan: Plan, data: bytes) -> object:
+    """What `Plan.read` must return, computed the way the codec did before it was compiled: cantools' decode, the
+    targets whose signals the frame holds, each value within its range or its "no reading" value."""
+    try:
+        values = plan.message.decode(data, decode_choices=False)
+    except DecodeError as err:
+        return ("DecodeError", str(err))
+    present = tuple(t for t in plan.targets if t.signal in values)
+    for target in present:
+        value = values[target.signal]
+        if not (target.low <= value <= target.high or value == target.no_value):
+            return ("implausible", target.signal, repr(value))
+    return (present, [(type(values[t.signal]).__name__, repr(values[t.signal])) for t in present])
+
+
+def compiled_read(plan: Plan, data: bytes) -> object:
+    try:
+        read = plan.read(data)
+    except DecodeError as err:
+        return ("DecodeError", str(err))
+    if read is None:
+        found = plan.implausible(data)
+        assert found is not None
+        return ("implausible", found[0], repr(found[1]))
+    targets, values = read
+    return (targets, [(type(v).__name__, repr(v)) for v in values])
+
+
+def test_the_codecs_under_test_have_compiled_reads() -> None:
+    assert len(MODULE_CODEC.plans) == 9
+    assert {name for name, _ in PLANS if name.startswith("decoders.dbc")} == {
+        "decoders.dbc:BigEndian",
+        "decoders.dbc:Mixed",
+        "decoders.dbc:Floats",
+        "decoders.dbc:Double",
+        "decoders.dbc:Nested",
+    }
+    assert all(plan.read.__code__.co_filename.startswith("<decoder of") for _, plan in PLANS)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in PLANS])
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_compiled_read_equals_cantools_decode_and_range_checks(name: str, data: st.DataObject) -> None:
+    plan = dict(PLANS)[name]
+    payload = data.draw(payloads(plan.message), label="payload")
+    assert compiled_read(plan, payload) == reference_read(plan, payload)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("module.dbc:ModuleStatus", bytes.fromhex("1414 85ff e903 6212"), ("implausible", "SOC", "100.10000000000001")),
+        ("module.dbc:CellTemperatures", bytes([0, 255, 65, 0, 0, 0, 0, 0]), None),  # 255: no sensor, plausible
+        ("module.dbc:CellTemperatures", bytes([0, 254, 65, 0, 0, 0, 0, 0]), ("implausible", "Temp01", "214")),
+        ("decoders.dbc:Floats", bytes.fromhex("0000c07f 00000000"), ("implausible", "F32", "nan")),
+        ("decoders.dbc:Nested", bytes([3, 0, 0, 0, 0, 0, 0, 0]), None),  # Mux 3: only AliveCounter
+    ],
+)
+def test_read_edge_cases(name: str, data: bytes, expected: object) -> None:
+    plan = dict(PLANS)[name]
+    result = compiled_read(plan, data)
+    assert result == reference_read(plan, data)
+    if expected is not None:
+        assert result == expected

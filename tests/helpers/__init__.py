@@ -11,5 +11,6 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - modbus: the Modbus server on an ephemeral port with an injected clock, a client, requests packed by hand
 - service: `_serve` in a task, a NOTIFY_SOCKET (fixture `notify`), config files, signals, metrics and status
 - breakable: a master whose step raises on demand
+- frames: every DBC the decoders must handle, and random payloads of their messages (every multiplexer branch)
 - home_assistant: a checker of Home Assistant's MQTT discovery rules
 """
