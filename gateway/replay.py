@@ -7,7 +7,6 @@ schedules say which frames the gateway would have sent. Installers send logs; th
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -17,12 +16,12 @@ from typing import IO, Any
 
 import can
 
-from gateway import payload
 from gateway.can.logfile import LogFile
 from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import LogError
 from gateway.master.model import BankSnapshot
+from gateway.snapshot_json import SnapshotLines
 
 
 @dataclass(slots=True)
@@ -66,6 +65,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
     started = time.perf_counter()
     with ExitStack() as stack:
         lines: IO[str] | None = stack.enter_context(snapshots.open("w")) if snapshots else None
+        json_lines = SnapshotLines()
         writer: Any = stack.enter_context(can.Logger(output)) if output else None
 
         def send(frames: Iterable[tuple[int, bytes]], t: float, channel: str) -> None:
@@ -88,7 +88,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
             result.ticks += 1
             result.last = step.snapshot
             if lines is not None:
-                lines.write(json.dumps(payload.snapshot_dict(step.snapshot), separators=(",", ":")) + "\n")
+                lines.write(json_lines.line(step.snapshot) + "\n")
             send(step.commands, t, "modules")
             if core.inverter is not None:
                 send(core.inverter.due(t, step.snapshot), t, "inverter")
