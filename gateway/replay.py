@@ -8,11 +8,11 @@ schedules say which frames the gateway would have sent. Installers send logs; th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import can
 
@@ -56,7 +56,19 @@ class ReplayResult:
         return text
 
 
-def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: Path | None = None) -> ReplayResult:
+Progress = Callable[[int, float | None], None]
+"""Told every PROGRESS_EVERY frames: the frames replayed so far, and how much of the log is read (None: unknown)."""
+PROGRESS_EVERY = 1 << 14
+
+
+def replay(
+    log: Path,
+    config: Config,
+    *,
+    snapshots: Path | None = None,
+    output: Path | None = None,
+    progress: Progress | None = None,
+) -> ReplayResult:
     """Run the core on a log, on the log's clock: a tick every `bank.tick` seconds of log time and at once after an
     urgent frame, exactly as live. A silence longer than `bank.module_timeout` is one jump: one tick at its end."""
     core: Core | None = None
@@ -104,6 +116,8 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
             while core.next_tick <= t:
                 tick(core, core.next_tick)
             result.frames += 1
+            if progress is not None and not result.frames % PROGRESS_EVERY:
+                progress(result.frames, frames.read_fraction())
             result.end = t
             core.feed(msg, t)
             if core.urgent:
@@ -115,3 +129,33 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
         result.step_failures = core.failures
     result.wall = time.perf_counter() - started
     return result
+
+
+@contextmanager
+def progress_bar(log: Path, stream: TextIO) -> Iterator[Progress | None]:
+    """A progress bar for a long replay on `stream` (rich: how much of the log is read, frames and frames/s, time
+    left), gone when the replay ends; None when `stream` is not a terminal."""
+    if not stream.isatty():
+        yield None
+        return
+    from rich.console import Console  # noqa: PLC0415 - only a terminal needs it
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[frames]:,} frames, {task.fields[rate]:,.0f} frames/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(file=stream), transient=True) as bar:
+        task = bar.add_task(f"replay {log.name}", total=1.0, frames=0, rate=0.0)
+        started = time.perf_counter()
+
+        def update(count: int, fraction: float | None) -> None:
+            rate = count / max(time.perf_counter() - started, 1e-9)
+            bar.update(
+                task, total=None if fraction is None else 1.0, completed=fraction or 0.0, frames=count, rate=rate
+            )
+
+        yield update

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterator
 from io import BufferedIOBase
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import can
 from can.io import MESSAGE_READERS
@@ -186,6 +186,16 @@ class LogFile:
         self._compressed = compressed
         self._lines: _Lines | None = None
         self._binary: BufferedIOBase | None = None
+        self._file: BinaryIO | None = None
+        """The file on disk as it is read (under the gzip layer of a .gz), for `read_fraction`."""
+        self._size = 0
+
+    def read_fraction(self) -> float | None:
+        """How much of the file has been read, 0 to 1 (of the compressed file for a .gz); None when python-can's
+        reader opens the file itself (databases, MF4) or it is closed."""
+        if self._file is None or self._file.closed or not self._size:
+            return None
+        return min(1.0, self._file.tell() / self._size)
 
     def __iter__(self) -> Iterator[can.Message]:
         reader = self._open()
@@ -209,6 +219,7 @@ class LogFile:
                 yield msg
         finally:
             reader.stop()
+            self._close()
         if not self.frames:
             raise self.damage or LogError(self.path, None, "no CAN frames in it")
 
@@ -221,12 +232,14 @@ class LogFile:
             raise LogError(path, None, f"unknown log format {suffix or 'without a suffix'!r} (known: {known}, .gz)")
         if not path.is_file():
             raise LogError(path, None, "not a file" if path.exists() else "no such file")
-        if path.stat().st_size == 0:
+        self._size = path.stat().st_size
+        if self._size == 0:
             raise LogError(path, None, "the file is empty")
         try:
-            raw: BufferedIOBase = gzip.GzipFile(path, "rb") if self._compressed else path.open("rb")
+            self._file = path.open("rb")
         except OSError as err:
             raise LogError(path, None, f"cannot read: {err.strerror or err}") from err
+        raw: BufferedIOBase = gzip.GzipFile(fileobj=self._file, mode="rb") if self._compressed else self._file
         file: Any = path
         if kind is CanutilsLogReader:
             self._lines = _Lines(raw)
@@ -237,12 +250,19 @@ class LogFile:
             file = self._binary = raw
         else:
             raw.close()  # a database or MF4 reader opens the path itself
+            self._close()
         try:
             return kind(file)
         except Exception as err:  # BLFReader parses the header here and raises anything
             damage = LogError(path, self._position(), self._reason(err))
             raw.close()
+            self._close()
             raise damage from err
+
+    def _close(self) -> None:
+        """Close the file on disk (closing the gzip layer leaves it open)."""
+        if self._file is not None:
+            self._file.close()
 
     def _position(self) -> str:
         """Where the reader is: the line it read last, the byte offset, or the frame it is at."""
