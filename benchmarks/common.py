@@ -50,24 +50,28 @@ class ToolMissing(Exception):
 @dataclass(frozen=True, slots=True)
 class Target:
     """A goal from the issue: the measured value (or, with `on_ratio`, the ratio to the baseline) at most/least
-    `value`."""
+    `value`; with `ratio` as well, the ratio to the baseline at most/least that too (both must hold)."""
 
     value: float
     at_most: bool
     unit: str = ""
     on_ratio: bool = False
+    ratio: float | None = None
 
     def met(self, measured: float, ratio: float | None) -> bool | None:
-        x = ratio if self.on_ratio else measured
-        if x is None:
+        checks = [(ratio if self.on_ratio else measured, self.value)]
+        if self.ratio is not None:
+            checks.append((ratio, self.ratio))
+        if any(x is None for x, _ in checks):
             return None
-        return x <= self.value if self.at_most else x >= self.value
+        return all(x <= limit if self.at_most else x >= limit for x, limit in checks)  # type: ignore[operator]
 
     def __str__(self) -> str:
         sign = "<=" if self.at_most else ">="
         if self.on_ratio:
             return f"{sign} {self.value:g} x baseline"
-        return f"{sign} {number(self.value)} {self.unit}".rstrip()
+        text = f"{sign} {number(self.value)} {self.unit}".rstrip()
+        return text if self.ratio is None else f"{text}, {sign} {self.ratio:g} x baseline"
 
 
 @dataclass(slots=True)
