@@ -45,7 +45,6 @@ MAX_BRANCHES = 1024
 """More branches than this (nested or parallel multiplexers multiply) and the message keeps cantools' decode."""
 
 _F32, _F64 = struct.Struct(">f"), struct.Struct(">d")
-_ids = itertools.count()
 
 
 def decoder(message: Message) -> Decoder:
@@ -90,10 +89,12 @@ class _Source:
             "DecodeError": DecodeError,
         }
         self.tables: dict[str, dict[int, str]] = {}
+        self._ids = itertools.count()
         orders = {s.byte_order for s in message.signals}
         self.params = ", ".join(p for p, order in (("x", "little_endian"), ("y", "big_endian")) if order in orders)
 
     def constant(self, value: object) -> str:
+        """A literal for an int or a finite float, else the name of a global of the generated code."""
         if type(value) is int or (type(value) is float and math.isfinite(value)):
             return f"({value!r})"
         name = f"_c{len(self.namespace)}"
@@ -101,6 +102,8 @@ class _Source:
         return name
 
     def build(self) -> Callable[[bytes | bytearray], Any]:
+        """Generate, compile and return `decode(data)`; its source is registered with linecache, so tracebacks
+        and profilers show it."""
         length = self.message.length
         head = [f"if len(data) != {length}:", f"    data = _fit(data, {length})"]
         if "x" in self.params:
@@ -126,10 +129,10 @@ class _Source:
             body = head + self.leaf(names, self.expressions, self.constant)
         else:
             (mux, branches), rest = muxes[0], muxes[1:]
-            table = f"_t{next(_ids)}"
+            table = f"_t{next(self._ids)}"
             self.tables[table] = {}
             for mux_id, subtree in branches.items():
-                child = f"_b{next(_ids)}"
+                child = f"_b{next(self._ids)}"
                 own, nested = _split(subtree)
                 self._function(child, self.params, [], names + own, nested + rest)
                 self.tables[table][mux_id] = child
