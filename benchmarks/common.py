@@ -50,30 +50,37 @@ class ToolMissing(Exception):
 @dataclass(frozen=True, slots=True)
 class Target:
     """A goal from the issue: the measured value (or, with `on_ratio`, the ratio to the baseline; with
-    `on_difference`, how far it is above the baseline) at most/least `value`."""
+    `on_difference`, how far it is above the baseline) at most/least `value`; with `ratio` as well, the ratio to
+    the baseline at most/least that too (both must hold)."""
 
     value: float
     at_most: bool
     unit: str = ""
     on_ratio: bool = False
     on_difference: bool = False
+    ratio: float | None = None
 
     def met(self, measured: float, ratio: float | None, baseline: float | None = None) -> bool | None:
         if self.on_difference:
             x = None if baseline is None else measured - baseline
         else:
             x = ratio if self.on_ratio else measured
-        if x is None:
+        checks = [(x, self.value)]
+        if self.ratio is not None:
+            checks.append((ratio, self.ratio))
+        if any(x is None for x, _ in checks):
             return None
-        return x <= self.value if self.at_most else x >= self.value
+        return all(x <= limit if self.at_most else x >= limit for x, limit in checks)  # type: ignore[operator]
 
     def __str__(self) -> str:
         sign = "<=" if self.at_most else ">="
         if self.on_ratio:
             return f"{sign} {self.value:g} x baseline"
         if self.on_difference:
-            return f"{sign} baseline + {number(self.value)} {self.unit}".rstrip()
-        return f"{sign} {number(self.value)} {self.unit}".rstrip()
+            text = f"{sign} baseline + {number(self.value)} {self.unit}".rstrip()
+        else:
+            text = f"{sign} {number(self.value)} {self.unit}".rstrip()
+        return text if self.ratio is None else f"{text}, {sign} {self.ratio:g} x baseline"
 
 
 @dataclass(slots=True)

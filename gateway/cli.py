@@ -407,11 +407,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from gateway.replay import replay  # noqa: PLC0415
+    from gateway.replay import progress_bar, replay  # noqa: PLC0415
 
     cfg = config.load(args.config)
     logs.configure(cfg.gateway.log_level, "console" if sys.stderr.isatty() else cfg.gateway.log_format)
-    result = replay(args.log, cfg, snapshots=args.snapshots, output=args.output)
+    with progress_bar(args.log, sys.stderr) as progress:
+        result = replay(args.log, cfg, snapshots=args.snapshots, output=args.output, progress=progress)
     print(result.summary())
     if result.damage is not None:
         _report_damage(result.damage, "replayed", result.frames)

@@ -20,6 +20,7 @@ from gateway.master.model import (
     Extreme,
     Lifecycle,
     Limit,
+    ModuleReading,
     ModuleState,
     ModuleView,
 )
@@ -106,11 +107,16 @@ def bank_dict(s: BankSnapshot, *, wall: Anchor = UNIX) -> dict[str, Any]:
     }
 
 
+def age(reading: ModuleReading, now: float) -> float | None:
+    """Seconds since the module's last ModuleStatus (None before the first)."""
+    status_seen = reading.seen.get("status")
+    return _r(now - status_seen) if status_seen is not None else None
+
+
 def module_dict(view: ModuleView, now: float) -> dict[str, Any]:
     """One module as the master sees it (without the per-cell arrays: see `cells_dict`)."""
     r = view.reading
     lim = view.limits
-    status_seen = r.seen.get("status")
     return {
         "address": r.address,
         "position": view.position,
@@ -118,7 +124,7 @@ def module_dict(view: ModuleView, now: float) -> dict[str, Any]:
         "state": str(view.lifecycle),
         "reason": view.reason,
         "isolate_reason": view.isolate_reason.name.lower(),
-        "age": _r(now - status_seen) if status_seen is not None else None,
+        "age": age(r, now),
         "voltage": _r(r.voltage),
         "current": _r(r.current),
         "power": _r(r.voltage * r.current) if r.voltage is not None and r.current is not None else None,

@@ -13,24 +13,22 @@ as on a shared bus).
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import can
 
-from gateway import payload
 from gateway.can.logfile import LogFile
-from gateway.clock import UNIX
 from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import LogError
 from gateway.master.model import BankSnapshot
 from gateway.outputs.inverter import Frame
+from gateway.snapshot_json import SnapshotLines
 
 
 @dataclass(slots=True)
@@ -69,7 +67,19 @@ class ReplayResult:
         return text
 
 
-def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: Path | None = None) -> ReplayResult:
+Progress = Callable[[int, float | None], None]
+"""Told every PROGRESS_EVERY frames: the frames replayed so far, and how much of the log is read (None: unknown)."""
+PROGRESS_EVERY = 1 << 14
+
+
+def replay(
+    log: Path,
+    config: Config,
+    *,
+    snapshots: Path | None = None,
+    output: Path | None = None,
+    progress: Progress | None = None,
+) -> ReplayResult:
     """Run the core on a log, on the log's clock: a tick every `bank.tick` seconds of log time and at once after an
     urgent frame, exactly as live. A silence longer than `bank.module_timeout` is one jump: one tick at its end."""
     core: Core | None = None
@@ -81,6 +91,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
     started = time.perf_counter()
     with ExitStack() as stack:
         lines: IO[str] | None = stack.enter_context(snapshots.open("w")) if snapshots else None
+        json_lines = SnapshotLines()
         writer: Any = stack.enter_context(can.Logger(output)) if output else None
 
         def send(frames: Iterable[tuple[int, bytes] | Frame], t: float, channel: str) -> None:
@@ -105,9 +116,7 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
             result.ticks += 1
             result.last = step.snapshot
             if lines is not None:
-                # The log's clock is the wall clock: candump logs carry Unix time (relative stamps read as 1970).
-                line = payload.snapshot_dict(step.snapshot, wall=UNIX)
-                lines.write(json.dumps(line, separators=(",", ":")) + "\n")
+                lines.write(json_lines.line(step.snapshot) + "\n")
             send(step.commands, t, "modules")
             if core.inverter is not None:
                 send(core.inverter.due(t, step.snapshot, core.link.drain()), t, "inverter")
@@ -123,6 +132,8 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
             while core.next_tick <= t:
                 tick(core, core.next_tick)
             result.frames += 1
+            if progress is not None and not result.frames % PROGRESS_EVERY:
+                progress(result.frames, frames.read_fraction())
             result.end = t
             if inverter_channel is not None and msg.channel == inverter_channel:
                 result.inverter_frames += 1
@@ -140,3 +151,33 @@ def replay(log: Path, config: Config, *, snapshots: Path | None = None, output: 
         result.step_failures = core.failures
     result.wall = time.perf_counter() - started
     return result
+
+
+@contextmanager
+def progress_bar(log: Path, stream: TextIO) -> Iterator[Progress | None]:
+    """A progress bar for a long replay on `stream` (rich: how much of the log is read, frames and frames/s, time
+    left), gone when the replay ends; None when `stream` is not a terminal."""
+    if not stream.isatty():
+        yield None
+        return
+    from rich.console import Console  # noqa: PLC0415 - only a terminal needs it
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[frames]:,} frames, {task.fields[rate]:,.0f} frames/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(file=stream), transient=True) as bar:
+        task = bar.add_task(f"replay {log.name}", total=1.0, frames=0, rate=0.0)
+        started = time.perf_counter()
+
+        def update(count: int, fraction: float | None) -> None:
+            rate = count / max(time.perf_counter() - started, 1e-9)
+            bar.update(
+                task, total=None if fraction is None else 1.0, completed=fraction or 0.0, frames=count, rate=rate
+            )
+
+        yield update

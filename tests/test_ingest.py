@@ -380,8 +380,11 @@ def test_open_bus_reports_a_bad_interface() -> None:
         open_bus("nosuch", "can0", 500_000)
 
 
-def test_cantools_is_what_decodes() -> None:
+def test_frames_are_read_by_code_generated_from_the_cantools_database() -> None:
+    """cantools loads the DBC and is the reference (tests/test_compiled.py); frames go through generated code."""
     assert isinstance(DB, cantools.database.can.Database)
+    plan = ModuleCodec(DB).plans[0x400]
+    assert plan.read.__code__.co_filename == "<decoder of ModuleStatus, generated from the DBC>"
 
 
 def test_extremes_from_cells_only_count_the_modules_cells(tmp_path: Path) -> None:

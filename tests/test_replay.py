@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import random
 import threading
 from pathlib import Path
+from unittest.mock import patch
 
 import can
 
 from gateway import config
-from gateway.replay import ReplayResult, replay
+from gateway.replay import ReplayResult, progress_bar, replay
 from gateway.sim import Simulator
 from gateway.sim.bus import write_log
 
@@ -72,3 +75,39 @@ def test_garbage_frames_make_no_modules_and_the_snapshots_stay_small(tmp_path: P
     assert len(lines) == result.ticks
     assert all(json.loads(line)["modules"] == {} for line in lines)
     assert out.stat().st_size < 2_000 * len(lines)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_told_the_frames_and_how_much_of_the_log_is_read(tmp_path: Path) -> None:
+    plain = tmp_path / "stack.log"
+    frames = write_log(plain, Simulator(modules=2, seed=1), 20.0)
+    compressed = tmp_path / "stack.log.gz"
+    compressed.write_bytes(gzip.compress(plain.read_bytes()))
+    for log in (plain, compressed):
+        told: list[tuple[int, float | None]] = []
+        with patch("gateway.replay.PROGRESS_EVERY", 100), patch("gateway.can.logfile.CHUNK", 4096):
+            result = replay(log, CFG, progress=lambda n, fraction, told=told: told.append((n, fraction)))
+        assert result.frames == frames
+        assert [n for n, _ in told] == list(range(100, frames + 1, 100))
+        fractions = [f for _, f in told]
+        assert all(f is not None and 0.0 < f <= 1.0 for f in fractions)
+        assert fractions == sorted(f for f in fractions if f is not None)
+        if log is plain:  # read 4 kB at a time: the fraction grows with the frames
+            assert fractions[0] != fractions[-1] and told[0][1] is not None and told[0][1] < 0.2
+
+
+def test_the_progress_bar_is_drawn_only_on_a_terminal(tmp_path: Path) -> None:
+    log = tmp_path / "stack.log"
+    with progress_bar(log, io.StringIO()) as progress:
+        assert progress is None
+    terminal = Terminal()
+    with progress_bar(log, terminal) as progress:
+        assert progress is not None
+        progress(16384, 0.25)
+        progress(32768, None)  # a format python-can reads from the path itself: no fraction
+    assert "replay stack.log" in terminal.getvalue()
+    assert "frames/s" in terminal.getvalue()

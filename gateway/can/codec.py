@@ -1,8 +1,11 @@
-"""The module-side DBC codec: frame ID -> (message, address), cantools decode, signal names -> our fields.
+"""The module-side DBC codec: frame ID -> (message, address), decode, signal names -> our fields.
 
 Everything is prepared once per DBC: a `Plan` per base ID says which decoded signal lands in which field of a
-module's state, which ranges make a frame implausible and which raw values mean "no sensor". Frames are then
-decoded with one dict lookup and one cantools call; nothing is looked up by name per frame.
+module's state, which ranges make a frame implausible and which raw values mean "no sensor". From that and the
+message's cantools definition, `gateway.can.compiled` generates the plan's `read`: a function that decodes only the
+signals the gateway stores, checks each against its range, and returns the values in the order of the targets
+they go to. Frames are then read with one dict lookup and one call; nothing is looked up by name per frame. cantools
+stays the reference (tests/test_compiled.py) and encodes MasterCommand.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from __future__ import annotations
 import enum
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 import cantools.database.errors
-from cantools.database.can import Database, Message
+from cantools.database.can import Database, Message, Signal
 
-from gateway.can import dbc
+from gateway.can import compiled, dbc
 from gateway.config import SHIPPED_ADDRESS_MASK, ModuleBusSection, module_addresses
 from gateway.errors import ConfigError
 from gateway.master.model import ALARM_BITS, MAX_CELLS, MAX_SENSORS, MasterCommand
@@ -93,6 +98,10 @@ class Target:
     no_value: float | None = None
 
 
+Read = Callable[[bytes | bytearray], tuple[tuple[Target, ...], tuple[Any, ...]] | None]
+"""A payload -> the targets it carries and their values, in that order; None when a value is implausible."""
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """How to decode one DBC message (at its base ID) into module state."""
@@ -101,16 +110,32 @@ class Plan:
     length: int
     extended: bool
     targets: tuple[Target, ...]
+    """Every target of the message: those of signals outside any multiplexer branch first, then the others."""
     groups: frozenset[str]
-    multiplexer: str | None = None
-    by_mux: Mapping[int, tuple[Target, ...]] | None = None
-    """For a multiplexed message: the targets present for each multiplexer value."""
+    decode: compiled.Decoder
+    """The whole message, as cantools decodes it (without value tables), compiled."""
+    read: Read
+    """The targets the payload carries (all, or those of the multiplexer branch it selects) and their values, in
+    that order; None when a value is outside its signal's range and is not its "no reading" value. Raises what
+    cantools raises for a payload it cannot decode (an unknown multiplexer value). Generated from the DBC."""
 
-    def present(self, values: Mapping[str, float]) -> tuple[Target, ...]:
-        """The targets a decoded frame carries (one multiplexer group's, for a multiplexed message)."""
-        if self.by_mux is None:
-            return self.targets
-        return self.by_mux.get(int(values[self.multiplexer]), ())  # type: ignore[index]
+    def present(self, values: Mapping[str, Any]) -> tuple[Target, ...]:
+        """The targets of a decoded frame (`decode`'s result): those whose signal its multiplexer branch holds."""
+        return tuple(t for t in self.targets if t.signal in values)
+
+    def implausible(self, data: bytes | bytearray) -> tuple[str, Any] | None:
+        """The first signal whose value `read` refuses, with the value; the slow path of a rejected frame."""
+        values = self.decode(data)
+        for target in self.present(values):
+            value = values[target.signal]
+            if not plausible(target, value):
+                return target.signal, value
+        return None
+
+
+def plausible(target: Target, value: Any) -> bool:
+    """The value is within its signal's range, or is the value that means "no reading"."""
+    return bool(target.low <= value <= target.high or value == target.no_value)
 
 
 def canonical_target(name: str) -> Target | None:
@@ -143,6 +168,8 @@ class ModuleCodec:
         self.addresses = module_addresses(address_mask)
         """The module addresses a frame may carry; frames with others are rejected."""
         self._plans: dict[int, Plan] = {}
+        self.plans: Mapping[int, Plan] = MappingProxyType(self._plans)
+        """Base ID (frame ID without the address bits) -> its plan."""
         signal_map = dict(signal_map or {})
         problems = [
             f"can.modules.signal_map.{theirs}: '{ours}' is not a signal of the module protocol"
@@ -237,10 +264,8 @@ def _find(db: Database, name: str) -> Message | None:
 
 
 def _plan(message: Message, signal_map: Mapping[str, str]) -> Plan:
-    targets: list[Target] = []
-    by_mux: dict[int, list[Target]] = {}
     always: list[Target] = []
-    multiplexer = next((s.name for s in message.signals if s.is_multiplexer), None)
+    branched: list[Target] = []
     for signal in message.signals:
         if signal.is_multiplexer:
             continue
@@ -264,17 +289,59 @@ def _plan(message: Message, signal_map: Mapping[str, str]) -> Plan:
             _FINITE if signal.maximum is None else float(signal.maximum),
             no_value,
         )
-        targets.append(target)
-        if not signal.multiplexer_ids:
-            always.append(target)
-        for mux in signal.multiplexer_ids or ():
-            by_mux.setdefault(mux, []).append(target)
+        (branched if signal.multiplexer_ids else always).append(target)
+    targets = (*always, *branched)
+    decode = compiled.decoder(message)
     return Plan(
         message=message,
         length=message.length,
         extended=message.is_extended_frame,
-        targets=tuple(targets),
+        targets=targets,
         groups=frozenset(t.group for t in targets),
-        multiplexer=multiplexer if by_mux else None,
-        by_mux={k: (*always, *v) for k, v in by_mux.items()} if by_mux else None,
+        decode=decode,
+        read=_compiled_read(message, targets) or _read_with(decode, targets),
     )
+
+
+def _compiled_read(message: Message, targets: Sequence[Target]) -> Read | None:
+    """`Plan.read` generated from the DBC: per branch, only the targets' signals, each range-checked where its raw
+    bits could leave the range."""
+    signals = {s.name: s for s in message.signals}
+
+    def leaf(names: Sequence[str], expressions: Mapping[str, str], constant: compiled.Constant) -> list[str]:
+        present = tuple(t for t in targets if t.signal in names)
+        lines = [f"v{i} = {expressions[t.signal]}" for i, t in enumerate(present)]
+        checks = [_check(t, signals[t.signal], f"v{i}") for i, t in enumerate(present)]
+        if any(checks):
+            lines += [f"if not ({' and '.join(c for c in checks if c)}):", "    return None"]
+        values = "".join(f"v{i}, " for i in range(len(present)))
+        return [*lines, f"return {constant(present)}, ({values})"]
+
+    return compiled.generate(message, leaf)
+
+
+def _check(target: Target, signal: Signal, value: str) -> str:
+    """The source that tells whether `value` is plausible for `target` (see `plausible`); empty when every raw
+    value of the signal is (a linear conversion maps the raw range's ends to the scaled range's ends)."""
+    if not signal.is_float:
+        n = signal.length
+        ends = (-(1 << (n - 1)), (1 << (n - 1)) - 1) if signal.is_signed else (0, (1 << n) - 1)
+        scaled = [signal.conversion.raw_to_scaled(raw, decode_choices=False) for raw in ends]
+        if all(isinstance(v, int | float) and target.low <= v <= target.high for v in scaled):
+            return ""
+    check = f"{target.low!r} <= {value} <= {target.high!r}"
+    return check if target.no_value is None else f"({check} or {value} == {target.no_value!r})"
+
+
+def _read_with(decode: compiled.Decoder, targets: Sequence[Target]) -> Read:
+    """`Plan.read` for a message the generator cannot do: the same result, from the whole decoded message."""
+
+    def read(data: bytes | bytearray) -> tuple[tuple[Target, ...], tuple[Any, ...]] | None:
+        values = decode(data)
+        present = tuple(t for t in targets if t.signal in values)
+        out = tuple(values[t.signal] for t in present)
+        if all(plausible(t, v) for t, v in zip(present, out, strict=True)):
+            return present, out
+        return None
+
+    return read

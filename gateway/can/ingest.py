@@ -14,12 +14,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 import can
 
-from gateway.can import dbc
-from gateway.can.codec import DecodeFailure, ModuleCodec, Target, TargetKind
+from gateway.can.codec import SCALARS, DecodeFailure, ModuleCodec, Target, TargetKind
 from gateway.logs import BurstLog, get
 from gateway.master.model import MAX_CELLS, MAX_SENSORS, ModuleReading
 
@@ -41,6 +40,21 @@ _INTEGER_FIELDS = frozenset(
     }
 )
 """Fields that are counts or codes: stored as int whatever the DBC's scale made of them."""
+_WATCHED = frozenset(
+    {
+        "alive",
+        "module_state",
+        "fault_code",
+        "cell_voltage_max",
+        "cell_voltage_min",
+        "temperature_max",
+        "temperature_min",
+    }
+)
+"""Fields whose change `ModuleStore._apply` looks at: the alive counter, the codes and extremes that may be urgent."""
+_PLAIN_FIELDS = frozenset(key for _, key in SCALARS.values()) - _INTEGER_FIELDS - _WATCHED
+_COUNTS = _INTEGER_FIELDS - _WATCHED
+"""Fields stored as decoded (plain) or as int (counts) with nothing else to do: `_apply`'s short ways."""
 
 _FIELD = TargetKind.FIELD
 _CELL_VOLTAGES = TargetKind.CELL_VOLTAGES
@@ -181,11 +195,14 @@ class ModuleStore:
         self._derive_extremes = "cells" not in codec.required_groups
         self._counted = codec.alive_counter
         self._addresses = codec.addresses
+        self._plans = codec.plans
+        self._address_mask = codec.address_mask
+        self._base_mask = ~codec.address_mask
 
     def feed(self, can_id: int, data: bytes | bytearray, t: float, *, extended: bool = False) -> None:
         """Take one received frame; never raises for anything the bus can deliver."""
         self.received += 1
-        plan, address = self.codec.plan(can_id)
+        plan = self._plans.get(can_id & self._base_mask)
         if plan is None or plan.extended != extended:
             if can_id in self.ignore_ids:
                 self.received -= 1
@@ -193,6 +210,7 @@ class ModuleStore:
             kind = "master_command" if self._is_command(can_id) else "unknown_id"
             self._reject(kind, can_id)
             return
+        address = can_id & self._address_mask
         if address not in self._addresses:
             self._reject("bad_address", can_id)
             return
@@ -200,23 +218,23 @@ class ModuleStore:
             self._reject("bad_length", can_id, dlc=len(data))
             return
         try:
-            values = dbc.decode(plan.message, data)
+            read = plan.read(data)
         except DecodeFailure as err:
             kind = "bad_multiplexer" if plan.message.is_multiplexed() else "decode_error"
             self._reject(kind, can_id, error=str(err))
             return
-        targets = plan.present(values)
-        for target in targets:
-            value = values[target.signal]
-            if not target.low <= value <= target.high and value != target.no_value:
-                self._reject("out_of_range", can_id, signal=target.signal, value=value)
-                return
+        if read is None:  # which signal, for the log: the slow way, once per rejected frame
+            signal, value = plan.implausible(data) or ("", None)
+            self._reject("out_of_range", can_id, signal=signal, value=value)
+            return
         slot = self._slots.get(address)
         if slot is None:
             slot = self._slots[address] = _Slot(address, t)
+        targets, values = read
         urgent = self._apply(slot, targets, values)
+        seen = slot.seen
         for group in plan.groups:
-            slot.seen[group] = t
+            seen[group] = t
         if not self._counted and "status" in plan.groups:
             slot.confirmed = True
         slot.version += 1
@@ -264,18 +282,25 @@ class ModuleStore:
         self.rejected[kind] += 1
         self._burst(kind, can_id=hex(can_id), **details)
 
-    def _apply(self, slot: _Slot, targets: tuple[Target, ...], values: Mapping[str, float]) -> bool:
-        """Write decoded values into a slot; True when the change may call for protection."""
-        fields = cast("dict[str | int, Any]", slot.fields)  # a FIELD target's key is a field name
+    def _apply(self, slot: _Slot, targets: tuple[Target, ...], values: tuple[Any, ...]) -> bool:
+        """Write decoded values (in the order of their targets) into a slot; True when the change may call for
+        protection."""
+        fields: dict[Any, Any] = slot.fields  # a FIELD target's key is a field name
         urgency = self.urgency
-        urgent = False
-        for target in targets:
-            value = values[target.signal]
+        urgent = cells = False
+        warnings, protections = slot.warnings, slot.protections
+        for target, value in zip(targets, values):  # noqa: B905 - read() returns one value per target
             kind = target.kind
             key = target.key
             if kind is _FIELD:
+                if key in _PLAIN_FIELDS:
+                    fields[key] = value
+                    continue
                 if key in _INTEGER_FIELDS:
-                    value = int(value)
+                    value = int(value)  # noqa: PLW2901 - stored as int whatever the DBC's scale made of it
+                if key in _COUNTS:
+                    fields[key] = value
+                    continue
                 old = fields.get(key)
                 fields[key] = value
                 if key == "alive":
@@ -292,21 +317,20 @@ class ModuleStore:
                     urgent = urgent or (value <= low and (old is None or value < old))
             elif kind is _CELL_VOLTAGES:
                 slot.cell_voltages[key] = value  # type: ignore[index]
-                slot.cells_version += 1
+                cells = True
             elif kind is _CELL_BALANCING:
                 slot.cell_balancing[key] = bool(value)  # type: ignore[index]
-                slot.cells_version += 1
+                cells = True
             elif kind is _CELL_TEMPERATURES:
                 slot.cell_temperatures[key] = None if value == target.no_value else value  # type: ignore[index]
-                slot.cells_version += 1
+                cells = True
+            elif kind is _WARNINGS:
+                warnings = warnings | 1 << key if value else warnings & ~(1 << key)  # type: ignore[operator]
             else:
-                bit = 1 << key  # type: ignore[operator]
-                old_bits = slot.warnings if kind is _WARNINGS else slot.protections
-                new_bits = old_bits | bit if value else old_bits & ~bit
-                if new_bits != old_bits:
-                    urgent = True
-                    if kind is _WARNINGS:
-                        slot.warnings = new_bits
-                    else:
-                        slot.protections = new_bits
+                protections = protections | 1 << key if value else protections & ~(1 << key)  # type: ignore[operator]
+        if cells:
+            slot.cells_version += 1
+        if warnings != slot.warnings or protections != slot.protections:
+            slot.warnings, slot.protections = warnings, protections
+            urgent = True
         return urgent

@@ -13,6 +13,7 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - modbus_rtu: the Modbus RTU server in a task and a pymodbus serial client playing the Fronius GEN24
 - service: `_serve` in a task, a NOTIFY_SOCKET (fixture `notify`), config files, signals, metrics and status
 - breakable: a master whose step raises on demand
+- frames: every DBC the decoders must handle, and random payloads of their messages (every multiplexer branch)
 - home_assistant: a checker of Home Assistant's MQTT discovery rules
 - clocks: a clock a test sets, anchored to a fixed wall-clock time, and ISO times read back as Unix seconds
 - web: an operator token file and a reader of the dashboard's Server-Sent Events

@@ -1,0 +1,127 @@
+"""Snapshot lines built from cached parts against a fresh `payload.snapshot_dict` + `json.dumps`, byte for byte."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import payload
+from gateway.core import Core
+from gateway.master.model import (
+    BankSnapshot,
+    IsolateReason,
+    Lifecycle,
+    Limit,
+    Limits,
+    ModuleView,
+    empty_snapshot,
+)
+from gateway.sim import Simulator
+from gateway.sim.faults import parse_fault
+from gateway.snapshot_json import SnapshotLines
+
+from helpers.factories import configured, reading
+
+
+def fresh(snapshot: BankSnapshot) -> str:
+    return json.dumps(payload.snapshot_dict(snapshot), separators=(",", ":"))
+
+
+def test_a_simulated_stack_through_the_core() -> None:
+    """Modules joining, one dropping off and coming back, one overheating: every line as a fresh one."""
+    cfg = configured(bank={"module_timeout": 2.0})
+    faults = [parse_fault("drop:2@4=3"), parse_fault("overheat:3@1=60"), parse_fault("cell_high:1@2=3.6")]
+    sim = Simulator(modules=4, cells=16, sensors=4, current=20.0, seed=3, faults=faults)
+    core = Core(cfg, now=0.0, inverter_on_module_bus=True)
+    lines = SnapshotLines()
+    checked = 0
+    for msg in sim.advance(until=12.0):
+        while core.next_tick <= msg.timestamp:
+            snapshot = core.tick(core.next_tick).snapshot
+            assert lines.line(snapshot) == fresh(snapshot)
+            checked += 1
+        core.feed(msg, msg.timestamp)
+    assert checked >= 100
+    assert len(snapshot.modules) == 4
+
+
+def view(address: int, t: float, **changes: Any) -> ModuleView:
+    limit = Limit(changes.pop("limit", 100.0), "rating")
+    fields = {
+        "reading": reading(address, t, **{"remaining_capacity": 60.0, **changes.pop("reading", {})}),
+        "lifecycle": Lifecycle.ONLINE,
+        "reason": "",
+        "position": address,
+        "string": address - 1,
+        "limits": Limits(limit, limit, Limit(56.0, "cell"), Limit(46.0, "cell")),
+        "share": 0.25,
+        "isolate_reason": IsolateReason.NONE,
+    }
+    fields.update(changes)
+    return ModuleView(**fields)
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.sampled_from([0.0, -0.0, 1, 1.0, 3.3, 1e16, 1e-5, float("nan"), float("inf")]),
+    st.floats(-1e6, 1e6),
+)
+CHANGES = st.fixed_dictionaries(
+    {},
+    optional={
+        "reading": st.fixed_dictionaries(
+            {},
+            optional={
+                "voltage": VALUES,
+                "current": VALUES,
+                "soc": VALUES,
+                "cell_voltages": st.lists(VALUES, max_size=4).map(tuple),
+                "cell_temperatures": st.lists(VALUES, max_size=2).map(tuple),
+                "warnings": st.integers(0, 0xFFFF),
+            },
+        ),
+        "reason": st.sampled_from(["", "pending: SOC 70 % vs bank 50 %", "température ≠ \0age\0", ',"age":1,']),
+        "lifecycle": st.sampled_from(list(Lifecycle)),
+        "share": VALUES,
+        "limit": st.sampled_from([0.0, -0.0, 50.0, 50]),
+        "mismatch": st.lists(st.sampled_from(["firmware 1.2.3", "SOH 80 %"]), max_size=2).map(tuple),
+    },
+)
+STEPS = st.lists(
+    st.tuples(
+        st.floats(0.0, 5.0),  # time goes on
+        st.dictionaries(st.integers(1, 4), st.one_of(st.none(), CHANGES), max_size=4),  # None: the module leaves
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS)
+def test_cached_parts_give_the_fresh_line_every_time(steps: list[tuple[float, dict[int, Any]]]) -> None:
+    """Snapshots where some modules keep their view object (a cache hit: only the age moves), some get a new one
+    (values that compare equal but print differently: 0.0 and -0.0, 1 and 1.0), some keep their cell tuples,
+    some leave and come back."""
+    lines = SnapshotLines()
+    t = 100.0
+    modules: dict[int, ModuleView] = {}
+    snapshot = empty_snapshot(t)
+    for dt, changes in steps:
+        t += dt
+        for address, change in changes.items():
+            if change is None:
+                modules.pop(address, None)
+                continue
+            new = view(address, t - 0.05 * address, **change)
+            old = modules.get(address)
+            if old is not None and "reading" in change and "cell_voltages" not in change["reading"]:
+                new = replace(new, reading=replace(new.reading, cell_voltages=old.reading.cell_voltages))
+            modules[address] = new
+        snapshot = replace(snapshot, seq=snapshot.seq + 1, t=t, modules=MappingProxyType(dict(modules)))
+        assert lines.line(snapshot) == fresh(snapshot)
