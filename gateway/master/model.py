@@ -213,6 +213,32 @@ class Alarm:
 
 
 @dataclass(frozen=True, slots=True)
+class Isolation:
+    """An isolation as the master remembers it across a restart: its reason and how much of the hold-off it has
+    served (the rest is served after the restart, whatever the clock did meanwhile)."""
+
+    module: int
+    reason: str
+    isolate_reason: IsolateReason
+    held: float
+    """Seconds since the isolation began (or its trouble was last seen), when it was saved."""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """What the master keeps across a restart: the last full charge, the isolations, the learned current shares.
+
+    `Master.memory` exports it, `Master.restore` takes it back before the first step; the service and replay store
+    it (gateway.history), the master does no I/O.
+    """
+
+    last_full_charge: float | None = None
+    isolations: tuple[Isolation, ...] = ()
+    shares: tuple[tuple[tuple[int, ...], float], ...] = ()
+    """(string, learned share of the bank current) per string."""
+
+
+@dataclass(frozen=True, slots=True)
 class ModuleView:
     """One module as the master sees it: its reading, its life-cycle state and its part in the bank."""
 
