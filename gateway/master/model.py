@@ -210,6 +210,9 @@ class Alarm:
     modules: tuple[int, ...]
     since: float
     detail: str = ""
+    value: float | None = None
+    """The measured value behind the alarm (degC, V, A, ...), where it has one: that of the first module at the
+    alarm's level; the history records it with the event."""
 
 
 @dataclass(frozen=True, slots=True)
