@@ -216,6 +216,22 @@ class Alarm:
 
 
 @dataclass(frozen=True, slots=True)
+class Energy:
+    """Lifetime energy through a module or the bank, Wh: what the history has counted, restored at start."""
+
+    charged_wh: float
+    discharged_wh: float
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyTotals:
+    """The lifetime energy of the bank and of each module, as the core attaches it to a snapshot."""
+
+    bank: Energy
+    modules: Mapping[int, Energy]
+
+
+@dataclass(frozen=True, slots=True)
 class Isolation:
     """An isolation as the master remembers it across a restart: its reason and how much of the hold-off it has
     served (the rest is served after the restart, whatever the clock did meanwhile)."""
@@ -310,6 +326,8 @@ class BankSnapshot:
     temperature_gradient: float | None = None
     """Top-minus-bottom mean temperature per stack position, degC (None with fewer than 2 positions)."""
     inverter: InverterInfo | None = None
+    energy: EnergyTotals | None = None
+    """Lifetime energy, attached by the core from the history's counters (not computed by the master)."""
 
     @property
     def power(self) -> float | None:
