@@ -102,6 +102,8 @@ class AlarmCode(enum.StrEnum):
     MODULE_FAULT = "module_fault"
     INTERNAL_ERROR = "internal_error"
     """Raised by the core (not the master) while master steps fail: the inverter gets the fail-safe set."""
+    HISTORY_UNAVAILABLE = "history_unavailable"
+    """Raised by the core (not the master) while the history database cannot be written: protection goes on."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

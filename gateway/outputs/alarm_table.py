@@ -36,6 +36,11 @@ INSTALLATION = NotSent(
     " on MQTT and Modbus only"
 )
 
+GATEWAY_STORAGE = NotSent(
+    "about the gateway's own disk (its history database), not the battery: protection goes on without it, and an"
+    " inverter that stops or beeps on it would be told of a fault it can do nothing about; MQTT and Modbus show it"
+)
+
 
 # -- Modbus plain map ---------------------------------------------------------------------------------------------
 
@@ -60,6 +65,7 @@ MODBUS_BIT: Mapping[A, int] = MappingProxyType(
         A.SENSOR_MISMATCH: 16,
         A.MODULE_FAULT: 17,
         A.INTERNAL_ERROR: 18,
+        A.HISTORY_UNAVAILABLE: 19,
     }
 )
 """Bit of the plain map's `alarms`/`protections` registers (and SunSpec EvtVnd1/EvtVnd2). Every code has one: the
@@ -136,6 +142,7 @@ SUNSPEC_EVT1: Mapping[A, Evt] = MappingProxyType(
         A.SENSOR_MISMATCH: Evt(Evt1.OTHER_ALARM, Evt1.CURRENT_IMBALANCE_WARNING),
         A.MODULE_FAULT: Evt(Evt1.OTHER_ALARM, Evt1.OTHER_WARNING),
         A.INTERNAL_ERROR: Evt(Evt1.OTHER_ALARM, Evt1.OTHER_WARNING),
+        A.HISTORY_UNAVAILABLE: Evt(Evt1.OTHER_ALARM, Evt1.OTHER_WARNING),
     }
 )
 """Model 802 (the bank) Evt1. Every code has a bit: SunSpec clients see the whole bank."""
@@ -185,6 +192,7 @@ PYLONTECH: Mapping[A, PylonBits | NotSent] = MappingProxyType(
         A.STACK_LIMIT: INSTALLATION,
         A.HEAT_ACCUMULATION: INSTALLATION,
         A.INVERTER_COMM_LOST: INSTALLATION,
+        A.HISTORY_UNAVAILABLE: GATEWAY_STORAGE,
     }
 )
 """Profiles pylontech, pylontech-1.3, victron and sma. The internal-error bit is for what is wrong inside the BMS:

@@ -11,5 +11,7 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - modbus: the Modbus server on an ephemeral port with an injected clock, a client, requests packed by hand
 - service: `_serve` in a task, a NOTIFY_SOCKET (fixture `notify`), config files, signals, metrics and status
 - breakable: a master whose step raises on demand
-- home_assistant: a checker of Home Assistant's MQTT discovery rules
+- home_assistant: a checker of Home Assistant's MQTT discovery rules (and of the Energy dashboard's)
+- history: the history read back through `bms-gateway events --json` and `history --json`
+- disks: broken disks for the history's fault tests (a small tmpfs, a full one, a read-only file)
 """
