@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", type=Path, required=True)
     p.add_argument("--snapshots", type=Path, help="write one JSON snapshot per master tick (JSON lines)")
     p.add_argument("--output", "-o", type=Path, help="write the frames the gateway would send (.log .asc .blf)")
+    p.add_argument("--history", type=Path, metavar="FILE", help="write history (events, counters) on the log's clock")
     p.set_defaults(handler=_replay)
 
     p = sub.add_parser("events", help="the history's events: alarms, modules, starts and stops, reloads, actions")
@@ -383,7 +384,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     logs.configure(cfg.gateway.log_level, "console" if sys.stderr.isatty() else cfg.gateway.log_format)
-    result = replay(args.log, cfg, snapshots=args.snapshots, output=args.output)
+    result = replay(args.log, cfg, snapshots=args.snapshots, output=args.output, history=args.history)
     print(result.summary())
     if result.damage is not None:
         _report_damage(result.damage, "replayed", result.frames)
