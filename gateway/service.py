@@ -89,7 +89,7 @@ class Gateway:
         )
         self.modbus = ModbusServer(self.hub, config=config, clock=self.clock) if config.modbus.enabled else None
         self.mqtt = (
-            MqttPublisher(self.hub, config=config, clock=self.clock, actions=Operator(self, "mqtt"))
+            MqttPublisher(self.hub, config=config, clock=self.clock, actions=Operator(self, "mqtt"), events=self.events)
             if config.mqtt.enabled
             else None
         )

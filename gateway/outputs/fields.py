@@ -42,6 +42,14 @@ def _t(key: str, path: str, name: str) -> Field:
     return Field(key, path, name, "°C", "temperature", register="s16", scale=0.1, precision=1)
 
 
+def _e(key: str, path: str, name: str) -> Field:
+    """Lifetime energy, kWh (Modbus: Wh in a u32): Home Assistant's Energy dashboard takes the pair of a bank or a
+    module as battery in and out, which asks for device class energy and state class total_increasing."""
+    return Field(
+        key, path, name, "kWh", "energy", state_class="total_increasing", register="u32", scale=0.001, precision=3
+    )
+
+
 def _n(key: str, path: str, name: str, register: RegisterType = "u16") -> Field:
     """A module or cell number: no unit, and no long-term statistics in Home Assistant."""
     return Field(key, path, name, None, None, state_class=None, register=register, icon="mdi:numeric")
@@ -71,8 +79,10 @@ BANK_FIELDS: tuple[Field, ...] = (
     _t("temperature_min", "temperature_min.value", "Min temperature"),
     _n("temperature_min_module", "temperature_min.module", "Min temperature module"),
     Field("fan_duty", "fan_duty", "Fan duty", "%", None, scale=1.0, precision=0, icon="mdi:fan"),
+    _e("charged_energy", "energy.charged_kwh", "Charged energy"),
+    _e("discharged_energy", "energy.discharged_kwh", "Discharged energy"),
 )
-"""Numeric bank values, in Modbus plain-map order."""
+"""Numeric bank values, in Modbus plain-map order (new ones go at the end: the addresses before stay)."""
 
 BANK_FLAGS: tuple[Field, ...] = (
     Field("charge_enable", "flags.charge_enable", "Charge enabled", device_class="battery_charging", state_class=None),
@@ -100,5 +110,8 @@ MODULE_FIELDS: tuple[Field, ...] = (
     Field("remaining_ah", "remaining_ah", "Remaining capacity", "Ah", None, scale=0.1, precision=1),
     Field("full_ah", "full_ah", "Full capacity", "Ah", None, scale=0.1, precision=1),
     Field("cycle_count", "cycle_count", "Cycle count", None, None, state_class="total_increasing", icon="mdi:counter"),
+    _e("charged_energy", "energy.charged_kwh", "Charged energy"),
+    _e("discharged_energy", "energy.discharged_kwh", "Discharged energy"),
 )
-"""Numeric values of one module, in Modbus per-module block order (share is a fraction 0..1 in JSON)."""
+"""Numeric values of one module, in Modbus per-module block order (share is a fraction 0..1 in JSON; new ones go
+at the end)."""

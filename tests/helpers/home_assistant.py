@@ -20,10 +20,14 @@ SENSOR_UNITS = {
     "voltage": {"V", "mV", "µV", "kV", "MV"},
     "power": {"mW", "W", "kW", "MW", "GW", "TW", "BTU/h"},
     "temperature": {"°C", "°F", "K"},
+    "energy": {"J", "kJ", "MJ", "GJ", "mWh", "Wh", "kWh", "MWh", "GWh", "TWh", "cal", "kcal", "Mcal", "Gcal"},
 }
 """HA sensor device class -> the units HA accepts for it (only the classes we use)."""
-SENSOR_STATE_CLASSES = {device_class: {"measurement"} for device_class in SENSOR_UNITS}
-"""HA sensor device class -> the state classes HA accepts for it."""
+SENSOR_STATE_CLASSES = {device_class: {"measurement"} for device_class in SENSOR_UNITS} | {
+    "energy": {"total", "total_increasing"}
+}
+"""HA sensor device class -> the state classes HA accepts for it (an energy sensor is a meter: a total, never a
+measurement)."""
 STATE_CLASSES = {"measurement", "total", "total_increasing"}
 BINARY_DEVICE_CLASSES = {"battery_charging", "power", "problem"}
 
@@ -85,6 +89,19 @@ def ha_problems(topic: str, payload: dict[str, Any], prefix: str = "homeassistan
     precision = payload.get("suggested_display_precision")
     if precision is not None and (not isinstance(precision, int) or precision < 0):
         problems.append(f"{topic}: suggested_display_precision {precision!r}")
+    return problems
+
+
+def energy_dashboard_problems(topic: str, payload: dict[str, Any]) -> list[str]:
+    """What keeps a sensor out of HA's Energy dashboard (battery in/out, grid, solar): it must be an energy meter,
+    device class energy, state class total or total_increasing, in a unit of energy; empty when it qualifies."""
+    problems = ha_problems(topic, payload)
+    if payload.get("device_class") != "energy":
+        problems.append(f"{topic}: device_class {payload.get('device_class')!r}, the Energy dashboard needs energy")
+    if payload.get("state_class") not in SENSOR_STATE_CLASSES["energy"]:
+        problems.append(f"{topic}: state_class {payload.get('state_class')!r} is not a total")
+    if payload.get("unit_of_measurement") not in SENSOR_UNITS["energy"]:
+        problems.append(f"{topic}: unit {payload.get('unit_of_measurement')!r} is not a unit of energy")
     return problems
 
 
