@@ -119,6 +119,7 @@ class Core:
         self._burst = BurstLog(log, "master step failed", level="error")
         self.lifetime = Lifetime()
         """Lifetime counters of the bank and each module (restored from the history, stored by its writer)."""
+        self._counting = BurstLog(log, "lifetime counting failed", level="error")
         self._history_alarm: Alarm | None = None
 
     # -- frames in ----------------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class Core:
             self.lifetime.update(snapshot, self.config.bank, fresh=fresh)
             energy = self.lifetime.energy()
         except Exception as err:
-            self._burst("lifetime counters", error=str(err), exc_info=err)
+            self._counting(type(err).__name__, error=str(err), exc_info=err)
             energy = None
         if self._history_alarm is None:
             return replace(snapshot, energy=energy)
@@ -224,6 +225,7 @@ class Core:
         """Report bursts of rejected frames and failed steps that have gone quiet (call it now and then)."""
         self.store.flush_log()
         self._burst.flush()
+        self._counting.flush()
 
     # -- reload -------------------------------------------------------------------------------------------------
 

@@ -153,7 +153,6 @@ class Gateway:
                 "batches": self.history.batches,
                 "events": self.history.events,
                 "dropped": self.history.dropped,
-                "unavailable": int(self.history.problem is not None),
             }
         return out
 

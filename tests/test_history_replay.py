@@ -5,7 +5,6 @@ log itself (decoded with cantools, independently of the gateway) and the documen
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -180,14 +179,3 @@ def test_a_later_log_of_the_same_bank_goes_on_where_the_earlier_ended(tmp_path: 
     ]
     assert [(e["event"], e["code"]) for e in module_2] == [("module appeared", "fault")]
     assert module_2[0]["detail"].startswith("protection: CellOverVoltage (re-admission in")
-
-
-def test_history_sizes_per_module_are_small(tmp_path: Path) -> None:
-    """The database of an hour of 4 modules stays under 100 kB: counters are rows that change, not rows added."""
-    log, db = tmp_path / "hour.log", tmp_path / "history.sqlite"
-    write_log(log, Simulator(modules=4, current=20.0, seed=4), 600.0)
-    cli("replay", str(log), "-c", str(config_file(tmp_path / "gateway.toml")), "--history", str(db))
-    sizes = defaultdict(int)
-    for path in tmp_path.glob("history.sqlite*"):
-        sizes[path.name] = path.stat().st_size
-    assert sizes["history.sqlite"] < 100_000

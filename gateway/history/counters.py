@@ -74,7 +74,7 @@ class Daily:
     day: str
     """YYYY-MM-DD, UTC."""
     t: float
-    """The last sample of the day so far."""
+    """The day's latest sample when it was stored (a sample is stored when one of its values changes)."""
     soh: float | None = None
     capacity_ah: float | None = None
     resistance_mohm: float | None = None

@@ -38,6 +38,9 @@ COUNTER_PERIOD = 3.0
 """Seconds between writes of the counters (a kill loses at most this, plus one batch's write)."""
 MEMORY_REFRESH = 60.0
 """Seconds after which the master's memory is written even if only the hold-off served has grown."""
+FULL_STEP = 600.0
+"""Seconds by which a later last full charge makes the memory worth writing at once (else at the refresh): a
+restart that lost the last minute of it starts the 30-day interval a minute early."""
 OPEN_TIMEOUT = 5.0
 """Seconds the start waits for the database to open before it goes on without history."""
 STALL = 30.0
@@ -61,10 +64,12 @@ class Source(Protocol):
 
 def _memory_key(memory: Memory, now: float) -> Hashable:
     """What makes the memory worth writing again: everything but the hold-off served, which grows every second
-    (it is refreshed every `MEMORY_REFRESH` s); shares to 0.01 (finer steps wait for the refresh)."""
+    (it is refreshed every `MEMORY_REFRESH` s); shares to 0.01 and the last full charge to `FULL_STEP` (it moves
+    with every tick while the bank is full), finer steps wait for the refresh."""
     isolations = tuple((i.module, i.reason, i.isolate_reason, round(now - i.held)) for i in memory.isolations)
     shares = tuple((s, round(v, 2)) for s, v in memory.shares)
-    return memory.last_full_charge, isolations, shares
+    full = None if memory.last_full_charge is None else memory.last_full_charge // FULL_STEP
+    return full, isolations, shares
 
 
 @dataclass(slots=True)
