@@ -32,6 +32,7 @@ from gateway.outputs import pylontech
 from gateway.outputs.modbus import ModbusServer
 from gateway.outputs.modbus_rtu import ModbusRtuServer
 from gateway.outputs.mqtt import MqttPublisher
+from gateway.outputs.sparkplug_publisher import SparkplugPublisher
 from gateway.systemd import Notifier
 
 log = get("gateway.service")
@@ -75,6 +76,11 @@ class Gateway:
         self.mqtt = (
             MqttPublisher(self.hub, config=config, clock=self.clock, actions=self.core.master)
             if config.mqtt.enabled
+            else None
+        )
+        self.sparkplug = (
+            SparkplugPublisher(self.hub, config=config, clock=self.clock, actions=self.core.master)
+            if config.sparkplug.enabled
             else None
         )
         self.metrics = (
@@ -122,6 +128,8 @@ class Gateway:
                 "errors": self.mqtt.errors,
                 "restarts": self.restarts["mqtt"],
             }
+        if self.sparkplug is not None:
+            out["sparkplug"] = {**self.sparkplug.counters, "restarts": self.restarts["sparkplug"]}
         return out
 
     # -- wiring -------------------------------------------------------------------------------------------
@@ -139,9 +147,11 @@ class Gateway:
             edges["modbus-rtu"] = self._modbus_rtu_edge
         if self.mqtt is not None:
             edges["mqtt"] = self.mqtt.run
+        if self.sparkplug is not None:
+            edges["sparkplug"] = self.sparkplug.run
         if self.metrics is not None:
             edges["metrics"] = self._metrics_edge
-        self._ready = {name: asyncio.Event() for name in edges if name != "mqtt"}
+        self._ready = {name: asyncio.Event() for name in edges if name not in ("mqtt", "sparkplug")}
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._master_loop(), name="master")
             for name, edge in edges.items():
@@ -263,7 +273,11 @@ class Gateway:
             raise ConfigError(
                 [f"{new.source or 'the file'}: no longer sets {listed} (cut short?); to go back to a default, restart"]
             )
-        kept = [s for s in ("gateway", "can", "modbus", "modbus_rtu", "metrics") if getattr(new, s) != getattr(old, s)]
+        kept = [
+            s
+            for s in ("gateway", "can", "modbus", "modbus_rtu", "metrics", "sparkplug")
+            if getattr(new, s) != getattr(old, s)
+        ]
         bank = new.bank
         restart = ("strings", "max_modules", "tick", "cells_in_series", "capacity_ah", *RATINGS)
         if any(getattr(bank, key) != getattr(old.bank, key) for key in restart):

@@ -282,6 +282,9 @@ BOUNDARIES: dict[str, tuple[list[Any], list[Any]]] = {
     "mqtt.interval": ([0.1, 3600], [0.09, 3601]),
     "mqtt.qos": ([0, 2], [-1, 3]),
     "metrics.port": ([0, 65535], [-1, 65536]),
+    "sparkplug.interval": ([0.1, 3600], [0.09, 3601]),
+    "sparkplug.deadband": ([0, 1000], [-0.1, 1000.1]),
+    "sparkplug.port": ([1, 65535], [0, 65536]),
 }
 """Every number key: values just inside its range (accepted) and just outside (refused, naming the key)."""
 
