@@ -5,7 +5,8 @@ and how the generated `sparkplug_b_pb2` was made). `encode` and `decode` map bet
 protobuf messages; the edge node (`gateway.outputs.sparkplug`) and its MQTT adapter never touch protobuf types.
 
 Only scalar metrics are carried: the gateway publishes numbers, flags and text. Signed integers travel in the
-unsigned `int_value`/`long_value` fields as two's complement, as the specification defines.
+unsigned `int_value`/`long_value` fields as two's complement of their own width (Int8 -1 is 255), as Tahu's
+Python library and pysparkplug write them; reading also takes the 32-bit form Tahu's Java library writes.
 """
 
 from __future__ import annotations
@@ -115,10 +116,22 @@ def _put_metric(out: pb.Payload.Metric, metric: Metric, *, with_datatype: bool) 
         out.double_value = float(value)
     elif (_INT.get(datatype) or _UINT.get(datatype)) == 64:
         out.long_value = int(value) & (1 << 64) - 1
-    elif datatype in _INT or datatype in _UINT:
-        out.int_value = int(value) & 0xFFFF_FFFF
+    elif datatype in _INT:
+        out.int_value = int(value) & (1 << _INT[datatype]) - 1
+    elif datatype in _UINT:
+        out.int_value = int(value)
     else:
         raise ValueError(f"metric {metric.name or metric.alias}: cannot encode a {datatype.name} value")
+
+
+def _signed(value: int, bits: int, field_bits: int) -> int:
+    """A signed value from its two's complement in `bits` (Tahu's Python and pysparkplug write Int8 -1 as 255) or
+    in the whole field (Tahu's Java writes it as 2**32 - 1)."""
+    if value >= 1 << (field_bits - 1):
+        return value - (1 << field_bits)
+    if value >= 1 << (bits - 1):
+        return value - (1 << bits)
+    return value
 
 
 def _get_metric(m: pb.Payload.Metric) -> Metric:
@@ -130,8 +143,7 @@ def _get_metric(m: pb.Payload.Metric) -> Metric:
         if isinstance(raw, bool | int | float | str):
             value = raw
         if isinstance(value, int) and not isinstance(value, bool) and datatype in _INT:
-            bits = 64 if field == "long_value" else 32
-            value = value - (1 << bits) if value >= 1 << (bits - 1) else value
+            value = _signed(value, _INT[datatype], 64 if field == "long_value" else 32)
     properties = tuple(
         (key, v.string_value)
         for key, v in zip(m.properties.keys, m.properties.values, strict=False)
