@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
-BENCHMARKS = ("ingest", "replay", "latency", "master", "modbus", "mqtt", "memory", "startup")
+BENCHMARKS = ("ingest", "replay", "latency", "master", "modbus", "mqtt", "sparkplug", "memory", "startup")
 
 
 @pytest.fixture(scope="module")
