@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import can
 
@@ -32,8 +32,10 @@ from gateway.outputs import pylontech
 from gateway.outputs.modbus import ModbusServer
 from gateway.outputs.modbus_rtu import ModbusRtuServer
 from gateway.outputs.mqtt import MqttPublisher
-from gateway.outputs.sparkplug_publisher import SparkplugPublisher
 from gateway.systemd import Notifier
+
+if TYPE_CHECKING:
+    from gateway.outputs.sparkplug_publisher import SparkplugPublisher
 
 log = get("gateway.service")
 
@@ -78,11 +80,12 @@ class Gateway:
             if config.mqtt.enabled
             else None
         )
-        self.sparkplug = (
-            SparkplugPublisher(self.hub, config=config, clock=self.clock, actions=self.core.master)
-            if config.sparkplug.enabled
-            else None
-        )
+        self.sparkplug: SparkplugPublisher | None = None
+        if config.sparkplug.enabled:
+            # Imported here: protobuf is loaded only by gateways that are Sparkplug edge nodes.
+            from gateway.outputs.sparkplug_publisher import SparkplugPublisher  # noqa: PLC0415
+
+            self.sparkplug = SparkplugPublisher(self.hub, config=config, clock=self.clock, actions=self.core.master)
         self.metrics = (
             Metrics(self.hub, ingest=lambda: self.core.store.counters, edges=self.edge_counters, clock=self.clock)
             if config.metrics.enabled
