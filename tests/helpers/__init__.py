@@ -15,4 +15,6 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - breakable: a master whose step raises on demand
 - home_assistant: a checker of Home Assistant's MQTT discovery rules
 - clocks: a clock a test sets, anchored to a fixed wall-clock time, and ISO times read back as Unix seconds
+- sparkplug: a Sparkplug B host application decoding with pysparkplug (skipped without it, except under CI)
+- gateway_process: a script running the gateway with its own simulator in a process of its own (to SIGKILL it)
 """
