@@ -36,6 +36,7 @@ from gateway.outputs.sparkplug import (
 from gateway.outputs.sparkplug_codec import DataType, Metric, Payload, decode, encode
 from gateway.outputs.sparkplug_publisher import Broker as SparkplugBroker
 from gateway.outputs.sparkplug_publisher import read_state
+from gateway.service import Gateway
 from gateway.sim import Simulator, parse_fault
 
 from helpers import gateway_process
@@ -561,3 +562,39 @@ async def test_reconnects_with_the_next_bd_seq_after_the_broker_restarts(
     second = after(host.decode(again.messages), "NBIRTH")[0]
     # One more per CONNECT attempt: 1, unless an attempt failed while mosquitto was restarting.
     assert second.values["bdSeq"] > first.values["bdSeq"] == 0
+
+
+async def test_a_broker_of_its_own_over_tls(
+    channel: str, tmp_path: Path, mosquitto: Broker, mosquitto_tls: Broker
+) -> None:
+    """[mqtt] points at one broker, [sparkplug] at another, over TLS with the broker's certificate verified."""
+    tls = {"enabled": True, "ca_file": str(mosquitto_tls.ca_file)}
+    cfg = gateway_config(tmp_path, channel, mosquitto, host=mosquitto_tls.host, port=mosquitto_tls.port, tls=tls)
+    async with (
+        subscriber(mosquitto_tls, "spBv1.0/#") as (_, seen),
+        subscriber(mosquitto, "spBv1.0/#") as (_, elsewhere),
+        serving(cfg, reload_from=None, extra=simulated(cfg, modules=1)),
+    ):
+        await seen.on(device_topic("DBIRTH", 1), within=10.0)
+    assert after(host.decode(seen.messages), "NBIRTH")
+    assert elsewhere.messages == []
+
+
+def test_missing_tls_files_of_its_own_broker_are_config_errors(tmp_path: Path) -> None:
+    cfg = config.parse(
+        {"sparkplug": {"enabled": True, "host": "h", "tls": {"enabled": True, "ca_file": str(tmp_path / "ca.crt")}}}
+    )
+    with pytest.raises(ConfigError, match=r"sparkplug.tls.ca_file: no such file"):
+        Gateway(cfg)
+
+
+def test_the_edge_s_counters_reach_the_metrics_endpoint() -> None:
+    gateway = Gateway(config.parse({"sparkplug": {"enabled": True}, "mqtt": {"enabled": False}}))
+    assert gateway.edge_counters()["sparkplug"] == {
+        "published": 0,
+        "reconnects": 0,
+        "errors": 0,
+        "refused": 0,
+        "restarts": 0,
+    }
+    assert "sparkplug" not in Gateway(config.parse({})).edge_counters()
