@@ -451,6 +451,43 @@ class WebSection:
 
 
 @dataclass(frozen=True, slots=True)
+class SparkplugSection:
+    """A Sparkplug B edge node (`gateway.outputs.sparkplug`), beside the [mqtt] topics or instead of them.
+
+    The broker is [mqtt]'s (host, port, credentials and TLS) unless `host` is set: then `port`, `username`,
+    `password_file` and [sparkplug.tls] say how to reach a broker of its own.
+    """
+
+    enabled: bool = False
+    group_id: str = "bms"
+    edge_node_id: str | None = None
+    """Default: [gateway] id."""
+    primary_host_id: str | None = None
+    """A Sparkplug host application to wait for (its STATE) before the births; unset: birth at once."""
+    interval: float = within(1.0, 0.1, 3600.0, "s")
+    """Changed values are gathered this long into one NDATA/DDATA; alarms, flags and module states go at once."""
+    deadband: float = within(1.0, 0.0, 1000.0, "x resolution")
+    """A number is reported when it moved by this many steps of its field's resolution (0: any change)."""
+    client_id: str | None = None
+    """Default: bms-gateway-<group_id>-<edge_node_id>."""
+    host: str | None = None
+    port: int = within(1883, 1, 65535)
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsSection = field(default_factory=TlsSection)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        for key in ("group_id", "edge_node_id", "primary_host_id"):
+            value = getattr(self, key)
+            if value is not None and (not value or any(c in value for c in "/#+")):
+                yield key, "must be non-empty and contain no '/', '#' or '+' (it is a Sparkplug topic element)"
+        if self.host is None and (self.username is not None or self.password_file is not None or self.tls.enabled):
+            yield "host", "username, password_file and [sparkplug.tls] are for a broker of its own: set host too"
+        if self.password_file is not None and self.username is None:
+            yield "password_file", "needs sparkplug.username"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     can: CanSection = field(default_factory=CanSection)
@@ -462,6 +499,7 @@ class Config:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     web: WebSection = field(default_factory=WebSection)
     history: HistorySection = field(default_factory=HistorySection)
+    sparkplug: SparkplugSection = field(default_factory=SparkplugSection)
     source: Path | None = None
     """The file this was read from, if any (not a key)."""
     keys: frozenset[str] = field(default=frozenset(), compare=False)

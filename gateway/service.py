@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import can
 
@@ -46,6 +46,9 @@ from gateway.outputs.modbus_rtu import ModbusRtuServer
 from gateway.outputs.mqtt import MqttPublisher
 from gateway.outputs.web import WebServer
 from gateway.systemd import Notifier
+
+if TYPE_CHECKING:
+    from gateway.outputs.sparkplug_publisher import SparkplugPublisher
 
 log = get("gateway.service")
 
@@ -105,6 +108,14 @@ class Gateway:
             if config.mqtt.enabled
             else None
         )
+        self.sparkplug: SparkplugPublisher | None = None
+        if config.sparkplug.enabled:
+            # Imported here: protobuf is loaded only by gateways that are Sparkplug edge nodes.
+            from gateway.outputs.sparkplug_publisher import SparkplugPublisher  # noqa: PLC0415
+
+            self.sparkplug = SparkplugPublisher(
+                self.hub, config=config, clock=self.clock, actions=Operator(self, "sparkplug")
+            )
         self.metrics = (
             Metrics(self.hub, ingest=lambda: self.core.store.counters, edges=self.edge_counters, clock=self.clock)
             if config.metrics.enabled
@@ -193,6 +204,8 @@ class Gateway:
                 "events": self.history.events,
                 "dropped": self.history.dropped,
             }
+        if self.sparkplug is not None:
+            out["sparkplug"] = {**self.sparkplug.counters, "restarts": self.restarts["sparkplug"]}
         return out
 
     # -- wiring -------------------------------------------------------------------------------------------
@@ -210,11 +223,13 @@ class Gateway:
             edges["modbus-rtu"] = self._modbus_rtu_edge
         if self.mqtt is not None:
             edges["mqtt"] = self.mqtt.run
+        if self.sparkplug is not None:
+            edges["sparkplug"] = self.sparkplug.run
         if self.metrics is not None:
             edges["metrics"] = self._metrics_edge
         if self.web is not None:
             edges["web"] = self._web_edge
-        self._ready = {name: asyncio.Event() for name in edges if name != "mqtt"}
+        self._ready = {name: asyncio.Event() for name in edges if name not in ("mqtt", "sparkplug")}
         await self._start()
         async with asyncio.TaskGroup() as tg:
             if self.history is not None:
@@ -386,7 +401,7 @@ class Gateway:
         if problem is not None:
             self.record(events.reload_refused(self.clock(), [problem]))
             raise ConfigError([problem])
-        sections = ("gateway", "can", "modbus", "modbus_rtu", "metrics", "web", "history")
+        sections = ("gateway", "can", "modbus", "modbus_rtu", "metrics", "web", "history", "sparkplug")
         kept = [s for s in sections if getattr(new, s) != getattr(old, s)]
         bank = new.bank
         restart = ("strings", "max_modules", "tick", "cells_in_series", "capacity_ah", *RATINGS)

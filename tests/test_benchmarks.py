@@ -14,7 +14,19 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
-BENCHMARKS = ("ingest", "replay", "latency", "master", "modbus", "web", "mqtt", "memory", "startup", "history")
+BENCHMARKS = (
+    "ingest",
+    "replay",
+    "latency",
+    "master",
+    "modbus",
+    "web",
+    "mqtt",
+    "sparkplug",
+    "memory",
+    "startup",
+    "history",
+)
 
 
 @pytest.fixture(scope="module")

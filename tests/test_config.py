@@ -289,6 +289,9 @@ BOUNDARIES: dict[str, tuple[list[Any], list[Any]]] = {
     "metrics.port": ([0, 65535], [-1, 65536]),
     "web.port": ([0, 65535], [-1, 65536]),
     "history.retention_days": ([1, 36_500], [0, 36_501]),
+    "sparkplug.interval": ([0.1, 3600], [0.09, 3601]),
+    "sparkplug.deadband": ([0, 1000], [-0.1, 1000.1]),
+    "sparkplug.port": ([1, 65535], [0, 65536]),
 }
 """Every number key: values just inside its range (accepted) and just outside (refused, naming the key)."""
 

@@ -19,4 +19,6 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - web: an operator token file and a reader of the dashboard's Server-Sent Events
 - history: the history read back through `bms-gateway events --json` and `history --json`
 - disks: broken disks for the history's fault tests (a small tmpfs, a full one, a read-only file)
+- sparkplug: a Sparkplug B host application decoding with pysparkplug (skipped without it, except under CI)
+- gateway_process: a script running the gateway with its own simulator in a process of its own (to SIGKILL it)
 """
