@@ -1,66 +1,40 @@
-"""Alarm and lifecycle events, for the dashboard's events page and `/api/events`.
+"""The dashboard's events: the `EventSource` protocol it reads and `EventJournal`, the recent ones in memory.
 
-`EventSource` is what the dashboard reads. `EventJournal` implements it in memory, since start: the service hands
-it the changes it logs after each tick (`gateway.changes`), and it keeps the last `size` of them. A history store
-(the SQLite event log) implements the same protocol over its table, and the dashboard then shows events from
-before the last start too.
+There is one kind of event, `gateway.history.events.Event`: what the service records (every snapshot change, start
+and stop, reloads, edge failures, operator actions) goes to the history, to the MQTT events topic and to this
+journal alike. At start the journal is seeded with the history's latest events, so the page shows what happened
+before a restart too; without a history it holds what happened since start. The journal numbers its events so
+that a page can ask for the ones after the last it has.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from gateway.changes import Change
-from gateway.master.model import Level
+from gateway.history.events import LEVELS, Event, EventLevel, event_dict
 
-EventLevel = Literal["info", "warning", "protection"]
-LEVELS: tuple[EventLevel, ...] = ("info", "warning", "protection")
-"""From least to most severe; a filter by level keeps that level and the ones after it."""
+__all__ = ["LEVELS", "SIZE", "EventJournal", "EventLevel", "EventSource", "Numbered"]
+
+SIZE = 1000
+"""Events the journal keeps: a page of events for days of an eventful bank, a few hundred kB of memory."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """One change between two snapshots, numbered: "module offline" for module 3, "alarm raised" for a code."""
+@dataclass(frozen=True, slots=True)
+class Numbered:
+    """An event with the journal's number: increasing, so `events(after=id)` returns only newer ones."""
 
     id: int
-    """Increasing: `events(after=id)` returns only newer ones."""
-    t: float
-    """The snapshot's time (seconds, Unix-like)."""
-    event: str
-    level: EventLevel
-    """protection for an alarm raised at (or rising to) protection, else the journal's severity."""
-    module: int | None = None
-    """The module a lifecycle event is about."""
-    modules: tuple[int, ...] = ()
-    """The modules an alarm names."""
-    code: str = ""
-    lifecycle: str = ""
-    reason: str = ""
-    was: str = ""
-    detail: str = ""
+    event: Event
 
     def about(self, module: int) -> bool:
-        return module == self.module or module in self.modules
+        return module in self.event.modules
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "t": round(self.t, 3),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.t)) + f".{int(self.t % 1 * 1000):03d}Z",
-            "event": self.event,
-            "level": self.level,
-            "module": self.module,
-            "modules": list(self.modules),
-            "code": self.code,
-            "lifecycle": self.lifecycle,
-            "reason": self.reason,
-            "was": self.was,
-            "detail": self.detail,
-        }
+        """The event as `events --json` and the MQTT events topic give it, with its number."""
+        return {"id": self.id, **event_dict(self.event)}
 
 
 class EventSource(Protocol):
@@ -68,71 +42,64 @@ class EventSource(Protocol):
 
     @property
     def description(self) -> str:
-        """Where the events come from, for the page ("since start", "history since ...")."""
+        """Where the events come from, for the page."""
         ...
 
     @property
     def last_id(self) -> int:
-        """The id of the newest event (0 when there is none)."""
+        """The number of the newest event (0 when there is none)."""
         ...
 
     def events(
         self, *, module: int | None = None, level: EventLevel = "info", after: int = 0, limit: int = 200
-    ) -> Sequence[Event]:
-        """Newest first, at most `limit`: events after id `after`, about `module` (if given), at `level` or
+    ) -> Sequence[Numbered]:
+        """Newest first, at most `limit`: events after number `after`, about `module` (if given), at `level` or
         above."""
         ...
 
 
-def level_of(change: Change) -> EventLevel:
-    if change.level is Level.PROTECTION and change.event != "alarm cleared":
-        return "protection"
-    return change.severity
-
-
 class EventJournal:
-    """The last `size` events since start, in memory: the `EventSource` until a history store exists."""
+    """The last `size` events, in memory: seeded from the history at start, then every event recorded."""
 
-    def __init__(self, size: int = 1000) -> None:
-        self._events: deque[Event] = deque(maxlen=size)
+    def __init__(self, size: int = SIZE) -> None:
+        self._events: deque[Numbered] = deque(maxlen=size)
         self._last = 0
+        self._seeded = 0
 
     @property
     def description(self) -> str:
-        return f"since the gateway started (the last {self._events.maxlen})"
+        since = f"since the gateway started (the last {self._events.maxlen})"
+        return f"from the history, then {since}" if self._seeded else since
 
     @property
     def last_id(self) -> int:
         return self._last
 
-    def record(self, t: float, changes: Iterable[Change]) -> None:
-        """The changes of one tick (from the master's loop: an append per change, nothing else)."""
-        for change in changes:
-            self._last += 1
-            self._events.append(
-                Event(
-                    id=self._last,
-                    t=t,
-                    event=change.event,
-                    level=level_of(change),
-                    module=change.module,
-                    modules=change.modules,
-                    code=change.code,
-                    lifecycle="" if change.lifecycle is None else str(change.lifecycle),
-                    reason=change.reason,
-                    was=change.was,
-                    detail=change.detail,
-                )
-            )
+    def seed(self, events: Iterable[Event]) -> None:
+        """Events from before this start (oldest first), read from the history; they go before any recorded."""
+        older = list(events)
+        if not older:
+            return
+        kept = list(self._events)
+        self._events.clear()
+        self._last = 0
+        for event in [*older, *(n.event for n in kept)]:
+            self.record(event)
+        self._seeded += len(older)
+
+    def record(self, event: Event) -> None:
+        """One event (from the master's loop: an append, nothing else)."""
+        self._last += 1
+        self._events.append(Numbered(self._last, event))
 
     def events(
         self, *, module: int | None = None, level: EventLevel = "info", after: int = 0, limit: int = 200
-    ) -> list[Event]:
+    ) -> list[Numbered]:
         least = LEVELS.index(level)
-        out: list[Event] = []
-        for e in reversed(self._events):
-            if e.id <= after or len(out) >= limit:
+        out: list[Numbered] = []
+        for n in reversed(self._events):
+            if n.id <= after or len(out) >= limit:
                 break
-            if LEVELS.index(e.level) >= least and (module is None or e.about(module)):
-                out.append(e)
+            if LEVELS.index(n.event.level) >= least and (module is None or n.about(module)):
+                out.append(n)
         return out

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import can
@@ -31,10 +32,11 @@ from gateway.clock import LiveClock, WallClock
 from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import ConfigError, GatewayError, unwrap
+from gateway.events import SIZE as JOURNAL_SIZE
 from gateway.events import EventJournal
 from gateway.history import events
 from gateway.history.events import Event
-from gateway.history.store import Loaded
+from gateway.history.store import Loaded, Reader
 from gateway.history.writer import HistoryWriter
 from gateway.hub import EventHub, SnapshotHub
 from gateway.logs import BurstLog, get
@@ -57,6 +59,8 @@ ANSWER_ON_STOP = 2.0
 """Seconds a stop waits for a request/response inverter's next request, to answer it with the fail-safe set
 (inverters poll every second or so); it never sends one anything unasked."""
 RATINGS = ("rated_charge_current", "rated_discharge_current")
+RECENT_TIMEOUT = 5.0
+"""Seconds the start waits for the history's latest events (for the dashboard) before going on without them."""
 
 
 def status_line(s: BankSnapshot) -> str:
@@ -122,7 +126,7 @@ class Gateway:
             else None
         )
         self.journal = EventJournal()
-        """Alarm and lifecycle events since start: the dashboard's events page (until it reads the history)."""
+        """The latest events, for the dashboard's events page (seeded from the history at start)."""
         self.web = (
             WebServer(
                 self.hub,
@@ -150,7 +154,9 @@ class Gateway:
         self._stopped = False
 
     def record(self, event: Event) -> None:
-        """One event: to the history (when it is kept) and to the outputs that show the latest."""
+        """One event: to the history (when it is kept), the dashboard's journal and the outputs that show the
+        latest."""
+        self.journal.record(event)
         self.events.publish(event)
         if self.history is not None:
             self.history.add(event)
@@ -265,6 +271,8 @@ class Gateway:
             self.core.restore(loaded.memory, loaded.counters, loaded.daily, self.clock())
         except Exception as err:  # a bug, or values no release wrote: never overwrite them with fresh counts
             history.fail(f"{history.path}: cannot restore what it holds: {err!r}", exc_info=err)
+        self.journal.seed(await _recent_events(history.path, made[0]))
+        self.journal.record(made[0])
         self.events.publish(made[0])  # already in the history
         if loaded.unclean:
             log.warning(events.UNCLEAN, last_written=loaded.last_seen)
@@ -365,8 +373,6 @@ class Gateway:
         for change in found:
             (log.warning if change.severity == "warning" else log.info)(change.event, **change.fields())
             self.record(events.from_change(change, tick.snapshot.t))
-        if found:
-            self.journal.record(tick.snapshot.t, found)
         if self.metrics is not None:
             self.metrics.tick.observe(time.perf_counter() - started)
         return tick.snapshot
@@ -563,6 +569,23 @@ class Operator:
         gateway.core.master.request_full_charge()
         detail = "full charge requested until the bank is full"
         gateway.record(events.operator(gateway.clock(), "full_charge", source=self._source, done=True, detail=detail))
+
+
+async def _recent_events(path: Path, start: Event) -> list[Event]:
+    """The history's latest events before this run's `start`, for the dashboard's journal; none, logged, when they
+    cannot be read (the history itself goes on; the page then shows what happens from now on)."""
+
+    def read() -> list[Event]:
+        with Reader(path) as reader:
+            return reader.events(limit=JOURNAL_SIZE + 1)
+
+    try:
+        async with asyncio.timeout(RECENT_TIMEOUT):
+            found = await asyncio.to_thread(read)
+    except Exception as err:
+        log.warning("history: the dashboard's events start empty", error=repr(err))
+        return []
+    return [e for e in found if e != start][-JOURNAL_SIZE:]
 
 
 def _shut_down_once_open(opening: asyncio.Future[can.BusABC]) -> None:

@@ -75,7 +75,15 @@ async def test_the_next_run_starts_from_the_stored_counters(channel: str, tmp_pa
     async with running(gateway):
         await until(lambda: gateway.hub.latest.seq > 0, within=5.0, what="a first tick")
         first = gateway.hub.latest
+        shown = gateway.journal.events()  # the dashboard's events page, newest first
     assert first.energy is not None
+    # The dashboard shows the last run too: its start, its modules coming online and its stop, then this start.
+    names = [n.event.event for n in reversed(shown)]
+    assert names[0] == "gateway start" and names.count("gateway start") == 2
+    assert names.index("gateway stop") < len(names) - 1 - names[::-1].index("gateway start"), "stop, then start"
+    assert [n.event.modules for n in reversed(shown) if n.event.event == "module online"] == [(1,), (2,)]
+    assert [n.id for n in shown] == sorted({n.id for n in shown}, reverse=True)
+    assert "the history" in gateway.journal.description
     assert round(first.energy.bank.charged_wh / 1000.0, 3) == pytest.approx(stored, abs=0.001)
     assert [e["event"] for e in named(events(db), "gateway start")] == ["gateway start", "gateway start"]
 

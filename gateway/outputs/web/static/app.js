@@ -431,7 +431,7 @@ function eventsPage(main) {
     if (rank[e.level] < rank[w.level]) return false;
     if (!w.module) return true;
     const m = Number(w.module);
-    return e.module === m || e.modules.includes(m);
+    return e.modules.includes(m);
   };
   function draw() {
     const shown = events.filter(matches);
@@ -442,13 +442,14 @@ function eventsPage(main) {
     clear(list, el("table", { class: "events" },
       el("thead", {}, el("tr", {}, ["Time", "Level", "Event", "Module", "Details"].map((c) => el("th", { text: c })))),
       el("tbody", {}, shown.map((e) => {
-        const detail = [e.code ? alarmName(e.code) : "", e.detail, e.reason, e.was ? `was ${e.was}` : ""]
-          .filter(Boolean).join(" · ");
-        return el("tr", { class: "event " + e.level, data: { id: e.id, code: e.code, module: e.module ?? "" } },
+        const detail = [e.code ? alarmName(e.code) : "", e.detail].filter(Boolean).join(" · ");
+        const bankWide = e.event.startsWith("alarm") || e.event.startsWith("bank");
+        const who = e.modules.length || bankWide ? modulesText(e.modules) : "gateway";
+        return el("tr", { class: "event " + e.level, data: { id: e.id, code: e.code, module: e.modules.join(",") } },
           el("td", { "data-label": "Time", title: e.time, text: clock(e.t) }),
           el("td", { "data-label": "Level" }, el("span", { class: "level-chip " + e.level, text: e.level })),
           el("td", { "data-label": "Event", class: "what", text: e.event }),
-          el("td", { "data-label": "Module", text: e.module !== null ? "module " + e.module : modulesText(e.modules) }),
+          el("td", { "data-label": "Module", text: who }),
           el("td", { "data-label": "Details", text: detail }));
       }))));
   }
@@ -456,7 +457,6 @@ function eventsPage(main) {
     const known = new Set([...moduleSelect.options].map((o) => o.value));
     const seen = new Set();
     for (const e of events) {
-      if (e.module !== null) seen.add(e.module);
       e.modules.forEach((m) => seen.add(m));
     }
     if (state.bank) [...state.bank.modules_online, ...state.bank.modules_pending, ...state.bank.modules_offline,
