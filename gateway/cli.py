@@ -315,10 +315,10 @@ def _demo(args: argparse.Namespace) -> int:
     logs.configure("error" if args.monitor else cfg.gateway.log_level, cfg.gateway.log_format)
     strings = [list(s) for s in cfg.bank.strings] or None
     sim = Simulator(modules=args.modules, current=args.current, strings=strings, faults=faults)
-    m, inv = cfg.can.modules, cfg.can.inverter
+    m, inv = cfg.can.modules[0], cfg.can.inverter
 
     async def simulate() -> None:
-        bus = open_bus(m.interface, m.channel, m.bitrate)
+        bus = open_bus(m.interface, m.channel, m.rate)
         try:
             await run_on_bus(bus, sim, duration=None)
         finally:

@@ -4,11 +4,12 @@ The same objects as live operation decide everything: the store decodes each fra
 ticks every `bank.tick` seconds of log time and at once on an urgent frame, and the MasterCommand and inverter
 schedules say which frames the gateway would have sent. Installers send logs; this is how we answer them.
 
-A log of both buses (`candump -L can0 can1`): frames on the inverter's channel (`can.inverter.channel`, matched
-against each frame's `channel`) go to the inverter side as received, and its answers to them (requests, pairings,
-handshakes) go to `--output` at the frame's time, as the live publisher sends them at once. Frames on any other
-channel, or with none, go to the module side (the inverter's own IDs among them still reach the inverter side,
-as on a shared bus).
+A log of several buses (`candump -L can0 can1 can2`): each frame goes to the module bus whose `channel` matches the
+frame's, frames on the inverter's channel (`can.inverter.channel`) go to the inverter side as received, and its
+answers to them (requests, pairings, handshakes) go to `--output` at the frame's time, as the live publisher sends
+them at once. Frames on no configured channel, or with none (a single-bus log), go to the first module bus (the
+inverter's own IDs among them still reach the inverter side, as on a shared bus). MasterCommands and polls go to
+`--output` on their bus's channel.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import IO, Any, TextIO
 import can
 
 from gateway.can.logfile import LogFile
+from gateway.can.polls import BusFrame
 from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import LogError
@@ -84,9 +86,10 @@ def replay(
     urgent frame, exactly as live. A silence longer than `bank.module_timeout` is one jump: one tick at its end."""
     core: Core | None = None
     result = ReplayResult()
-    modules, inverter = config.can.modules, config.can.inverter
-    same_bus = (modules.interface, modules.channel) == (inverter.interface, inverter.channel)
+    buses, inverter = config.can.modules, config.can.inverter
+    same_bus = any((bus.interface, bus.channel) == (inverter.interface, inverter.channel) for bus in buses)
     inverter_channel = None if same_bus else inverter.channel
+    bus_of = {bus.channel: i for i, bus in enumerate(buses)}
     frames = LogFile(log)
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -94,10 +97,11 @@ def replay(
         json_lines = SnapshotLines()
         writer: Any = stack.enter_context(can.Logger(output)) if output else None
 
-        def send(frames: Iterable[tuple[int, bytes] | Frame], t: float, channel: str) -> None:
+        def send(frames: Iterable[BusFrame | Frame], t: float, channel: str | None = None) -> None:
             for frame in frames:
-                can_id, data = frame[0], frame[1]
-                extended = frame.extended if isinstance(frame, Frame) else False
+                can_id, data, extended = frame.can_id, frame.data, frame.extended
+                if isinstance(frame, BusFrame):
+                    channel = buses[frame.bus].channel
                 result.sent += 1
                 if writer is not None:
                     writer(
@@ -117,7 +121,7 @@ def replay(
             result.last = step.snapshot
             if lines is not None:
                 lines.write(json_lines.line(step.snapshot) + "\n")
-            send(step.commands, t, "modules")
+            send(step.frames, t)
             if core.inverter is not None:
                 send(core.inverter.due(t, step.snapshot, core.link.drain()), t, "inverter")
 
@@ -139,7 +143,7 @@ def replay(
                 result.inverter_frames += 1
                 core.hear(msg, t)
             else:
-                core.feed(msg, t)
+                core.feed(msg, t, bus_of.get(str(msg.channel), 0))
             if core.link.pending:
                 send(core.answer(t), t, "inverter")
             if core.urgent:
