@@ -59,7 +59,7 @@ ByteOrder = Literal["little", "big"]
 
 SHIPPED_ADDRESS_MASK = 0x1F
 """The address field of the shipped module.dbc: the low 5 bits of the frame ID."""
-ModuleProfileName = Literal["module"]
+ModuleProfileName = Literal["module", "pylon-lv-battery", "pylon-hv-battery", "jk-bms-can", "daly-can"]
 """The rows of gateway/can/profiles.py; a test keeps them equal."""
 AddressScheme = Literal["mask", "field", "stride", "signal", "fixed"]
 
@@ -140,8 +140,8 @@ class PollSection:
     data: tuple[int, ...] = within((), 0, 255)
     period: float = within(1.0, 0.05, 60.0, "s")
     extended: bool = False
-    addressed: bool = False
-    """Sent to each module address of the bus, the ID built by its addressing (`id` at address 0)."""
+    address_shift: int | None = within(None, 0, 28)
+    """Sent to each module address of the bus, its address on the wire at this bit of `id`; unset: once."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
         if len(self.data) > 8:
@@ -227,7 +227,7 @@ class ModuleBusSection:
         """The request frames in force: the entry's own, else the profile's."""
         if self.polls is None:
             return self.row.polls
-        return tuple(Poll(p.id, bytes(p.data), p.period, p.extended, p.addressed) for p in self.polls)
+        return tuple(Poll(p.id, bytes(p.data), p.period, p.extended, p.address_shift) for p in self.polls)
 
     @property
     def signals(self) -> Mapping[str, str]:

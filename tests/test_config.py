@@ -230,6 +230,7 @@ BOUNDARIES: dict[str, tuple[list[Any], list[Any]]] = {
     "can.modules.polls.id": ([0, 0x7FF], [-1, 0x2000_0000]),
     "can.modules.polls.data": ([[0, 255]], [[256], [-1]]),
     "can.modules.polls.period": ([0.05, 60], [0.049, 60.1]),
+    "can.modules.polls.address_shift": ([0, 28], [-1, 29]),
     "can.modules.command_period": ([0.1, 10], [0.099, 10.01]),
     "can.inverter.bitrate": ([5_000, 1_000_000], [4_999, 1_000_001]),
     "can.inverter.period": ([0.05, 10], [0.049, 10.01]),

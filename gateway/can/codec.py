@@ -229,7 +229,9 @@ class ModuleCodec:
         self.required_groups = frozenset(g for g in REQUIRED_GROUPS if g in self.provides)
         self.alive_counter = any(t.key == "alive" for p in self._plans.values() for t in p.targets)
         """The DBC carries an AliveCounter: a module proves it is real by advancing it."""
-        self.absent = _absent(self.provides)
+        sent = {t.key for p in self._plans.values() for t in p.targets if t.group in self.provides}
+        self.absent = _absent(self.provides, sent)
+        """The rule inputs these modules never send (see `_absent`); every reading of this bus carries them."""
         self.command_base = None if self._command is None else addressing.base(self._command.frame_id)
         self.routes: Mapping[int, tuple[Plan, int]] = MappingProxyType(self._routes(db))
         """Frame ID -> (plan, module address): one dict lookup per frame. Under `signal` addressing the address
@@ -309,20 +311,18 @@ class ModuleCodec:
         return self.addressing.frame_id(self.command_base, command.address), bytes(data)
 
 
-def _absent(provides: frozenset[str]) -> frozenset[str]:
+def _absent(provides: frozenset[str], sent: set[str | int]) -> frozenset[str]:
     """The rule inputs a module never sends, when its own current limits stand in for them.
 
     A module that reports its limits but no cell data (a Pylontech battery) is bounded by its own limits: the cell
     rules do not apply to it. One that reports no limits keeps every rule: what it does not send derates to zero.
+    An extreme the store derives from per-cell values (`_DERIVED`) counts as sent.
     """
-    if "limits" not in provides:
-        return frozenset(RULE_INPUTS["limits"])
-    return frozenset(
-        key
-        for group, keys in RULE_INPUTS.items()
-        if group not in provides and _DERIVED.get(group) not in provides
-        for key in keys
-    )
+    limits = RULE_INPUTS["limits"]
+    if not all(key in sent for key in limits):
+        return frozenset(limits)
+    derived = {key for group, source in _DERIVED.items() if source in provides for key in RULE_INPUTS[group]}
+    return frozenset(key for keys in RULE_INPUTS.values() for key in keys if key not in sent | derived)
 
 
 DecodeFailure = (cantools.database.errors.DecodeError, ValueError, KeyError, IndexError)

@@ -27,7 +27,7 @@ class BusFrame(NamedTuple):
 
 
 class PollSchedule:
-    """Each poll every `period` s from the first tick; an addressed poll once per module address of the bus."""
+    """Each poll every `period` s from the first tick; an addressed one once per module address of the bus."""
 
     def __init__(self, bus: int, polls: Sequence[Poll], addressing: Addressing) -> None:
         self._frames = [(poll, _frames(bus, poll, addressing)) for poll in polls]
@@ -49,6 +49,8 @@ class PollSchedule:
 
 
 def _frames(bus: int, poll: Poll, addressing: Addressing) -> list[BusFrame]:
-    if not poll.addressed:
+    """The poll's frames: one, or one per module address of the bus (its wire address at `address_shift`)."""
+    if poll.address_shift is None:
         return [BusFrame(bus, poll.can_id, poll.data, poll.extended)]
-    return [BusFrame(bus, addressing.frame_id(poll.can_id, a), poll.data, poll.extended) for a in addressing.addresses]
+    ids = (poll.can_id | (a - addressing.offset) << poll.address_shift for a in addressing.addresses)
+    return [BusFrame(bus, can_id, poll.data, poll.extended) for can_id in ids]
