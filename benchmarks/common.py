@@ -31,7 +31,7 @@ from cantools.database.can import Database, Message
 from gateway import config
 from gateway.can import dbc
 from gateway.service import Gateway
-from gateway.sim import Simulator
+from gateway.sim import Simulator, parse_fault
 from gateway.sim.bus import write_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,17 +231,33 @@ def messages_by_base(db: Database) -> dict[int, Message]:
     return {m.frame_id & ~ADDRESS_MASK: m for m in db.messages}
 
 
-def cached_log(*, modules: int, seconds: float, cells: int = 16, sensors: int = 4, current: float = 20.0) -> Path:
+def cached_log(
+    *,
+    modules: int,
+    seconds: float,
+    cells: int = 16,
+    sensors: int = 4,
+    current: float = 20.0,
+    faults: Sequence[str] = (),
+) -> Path:
     """A simulated candump log in benchmarks/.cache/, generated on first use and named by its parameters and a
-    hash of the simulator's source (a changed simulator makes a new one)."""
+    hash of the simulator's source (a changed simulator makes a new one); `faults` in the CLI form."""
     sources = sorted((ROOT / "gateway" / "sim").glob("*.py"))
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:10]
+    source = b"".join(p.read_bytes() for p in sources) + (repr(tuple(faults)).encode() if faults else b"")
+    digest = hashlib.sha256(source).hexdigest()[:10]
     path = CACHE / f"sim-{modules}m{cells}c{sensors}s-{current:g}A-{seconds:g}s-{digest}.log"
     if not path.exists():
         progress(f"generating {path.name} ({seconds:g} s of {modules} modules)")
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial.log")
-        sim = Simulator(modules=modules, cells=cells, sensors=sensors, current=current, seed=1)
+        sim = Simulator(
+            modules=modules,
+            cells=cells,
+            sensors=sensors,
+            current=current,
+            seed=1,
+            faults=[parse_fault(f) for f in faults],
+        )
         write_log(partial, sim, seconds)
         partial.rename(path)
     return path

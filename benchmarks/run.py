@@ -25,7 +25,7 @@ from benchmarks import common
 from benchmarks.common import Options, Row, ToolMissing
 from gateway import logs
 
-BENCHMARKS = ("ingest", "replay", "latency", "master", "modbus", "web", "mqtt", "memory", "startup")
+BENCHMARKS = ("ingest", "replay", "latency", "master", "modbus", "web", "mqtt", "memory", "startup", "history")
 """Each is the module benchmarks.<name> with `run(Options) -> list[Row]`, in the order they run."""
 
 

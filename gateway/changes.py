@@ -38,6 +38,8 @@ class Change:
     modules: tuple[int, ...] = ()
     was_modules: tuple[int, ...] = ()
     detail: str = ""
+    value: float | None = None
+    """The alarm's measured value, where it has one (for the history; the journal line has it in `detail`)."""
 
     def fields(self) -> dict[str, Any]:
         """The key-value pairs of the journal line: only those that say something."""
@@ -140,4 +142,5 @@ def _alarm(
         modules=alarm.modules,
         was_modules=was_modules,
         detail=alarm.detail if detail else "",
+        value=alarm.value if detail else None,
     )

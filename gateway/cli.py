@@ -1,4 +1,5 @@
-"""`bms-gateway`: run, demo, monitor, status, join-check, simulate, replay, decode, check-config, inverters.
+"""`bms-gateway`: run, demo, monitor, status, join-check, simulate, replay, decode, check-config, inverters, events,
+history.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad config or bad arguments (one line per problem, naming the key) or
 a log with no readable frame (naming the file and the line).
@@ -13,6 +14,8 @@ import logging
 import os
 import signal
 import sys
+import tempfile
+import time
 import tomllib
 import typing
 from collections.abc import Sequence
@@ -23,6 +26,7 @@ import tomli_w
 
 from gateway import __version__, config, logs
 from gateway.errors import ConfigError, DecodeError, GatewayError, LogError, unwrap
+from gateway.history.events import LEVELS
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 PROFILE_NAMES = typing.get_args(config.ModuleProfileName)
@@ -135,7 +139,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", type=Path, required=True)
     p.add_argument("--snapshots", type=Path, help="write one JSON snapshot per master tick (JSON lines)")
     p.add_argument("--output", "-o", type=Path, help="write the frames the gateway would send (.log .asc .blf)")
+    p.add_argument("--history", type=Path, metavar="FILE", help="write history (events, counters) on the log's clock")
     p.set_defaults(handler=_replay)
+
+    p = sub.add_parser("events", help="the history's events: alarms, modules, starts and stops, reloads, actions")
+    _history_source(p)
+    p.add_argument("--since", metavar="2h|ISO", help="only events since then: 30m, 2h, 7d ago, or an ISO time (UTC)")
+    p.add_argument("--module", type=int, metavar="N", help="only events that name module N")
+    p.add_argument("--level", choices=LEVELS, help="only events of this level or worse")
+    p.add_argument("--limit", type=int, metavar="N", help="only the last N events")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(handler=_events)
+
+    p = sub.add_parser("history", help="the history's lifetime counters, daily ageing samples and the master's memory")
+    _history_source(p)
+    p.add_argument("--module", type=int, metavar="N", help="only module N (0: the bank)")
+    p.add_argument("--json", action="store_true", help="one JSON document")
+    p.set_defaults(handler=_history)
 
     p = sub.add_parser("decode", help="print the decoded module frames of a log")
     p.add_argument("log", type=Path)
@@ -149,8 +169,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _history_source(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--db", type=Path, metavar="FILE", help="the history database to read")
+    source.add_argument(
+        "--config", "-c", type=Path, help=f"read the database this config writes (default {config.RUN_HISTORY})"
+    )
+
+
+def _history_path(args: argparse.Namespace) -> Path:
+    if args.db is not None:
+        return Path(args.db)
+    if args.config is not None:
+        cfg = config.load(args.config)
+        return cfg.history.path or config.RUN_HISTORY
+    return config.RUN_HISTORY
+
+
+def demo_history() -> Path:
+    """The demo's history: a file in a temp directory of this user's, kept across demos (`events --db` it)."""
+    directory = Path(tempfile.gettempdir()) / f"bms-gateway-demo-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory / "history.sqlite"
+
+
 def _check_config(args: argparse.Namespace) -> int:
-    cfg = config.load(args.file)
+    cfg = config.with_history_default(config.load(args.file), config.RUN_HISTORY)
     from gateway.service import Gateway  # noqa: PLC0415 - building it also checks the DBC and signal map
 
     Gateway(cfg)
@@ -159,7 +203,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = config.load(args.config)
+    cfg = config.with_history_default(config.load(args.config), config.RUN_HISTORY)
     logs.configure(cfg.gateway.log_level, cfg.gateway.log_format)
     runner = asyncio.Runner()
     code = runner.run(_serve(cfg, reload_from=args.config))
@@ -222,8 +266,14 @@ async def _serve(
             handle.cancel()
         pending[:] = [loop.call_later(RELOAD_SETTLE, reload)]
 
+    why: list[str] = []
+
+    def stop_on(sig: signal.Signals) -> None:
+        why[:] = [sig.name]
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop_on, sig)
     loop.add_signal_handler(signal.SIGHUP, hangup)
     log.info("starting", version=__version__, gateway_id=cfg.gateway.id, config=str(cfg.source or "embedded"))
     runner = asyncio.create_task(gateway.run(extra), name="gateway")
@@ -238,7 +288,8 @@ async def _serve(
                 raise unwrap(group) from None
             return EXIT_OK
         gateway.notifier.stopping()
-        log.info("stopping")
+        gateway.stopping(why[0] if why else f"ran for its duration of {duration:g} s")
+        log.info("stopping", reason=gateway.stop_reason)
         await gateway.send_failsafe()
         runner.cancel()
         await asyncio.wait({runner}, timeout=STOP_TIMEOUT)
@@ -329,6 +380,8 @@ def _demo(args: argparse.Namespace) -> int:
         if inverter.profile(args.inverter).high_voltage:
             raw["bank"] = {"strings": [list(range(1, args.modules + 1))]}  # a high-voltage tower: one string
     cfg = config.load(args.config) if args.config is not None else config.parse(raw)
+    if cfg.history.enabled and cfg.history.path is None:
+        cfg = config.with_history_default(cfg, demo_history())
     logs.configure("error" if args.monitor else cfg.gateway.log_level, cfg.gateway.log_format)
     strings = [list(s) for s in cfg.bank.strings] or None
     sim = Simulator(modules=args.modules, current=args.current, strings=strings, faults=faults)
@@ -447,10 +500,48 @@ def _replay(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     logs.configure(cfg.gateway.log_level, "console" if sys.stderr.isatty() else cfg.gateway.log_format)
     with progress_bar(args.log, sys.stderr) as progress:
-        result = replay(args.log, cfg, snapshots=args.snapshots, output=args.output, progress=progress)
+        result = replay(
+            args.log, cfg, snapshots=args.snapshots, output=args.output, progress=progress, history=args.history
+        )
     print(result.summary())
     if result.damage is not None:
         _report_damage(result.damage, "replayed", result.frames)
+    return EXIT_OK
+
+
+def _events(args: argparse.Namespace) -> int:
+    from gateway.history import report  # noqa: PLC0415
+    from gateway.history.events import event_dict  # noqa: PLC0415
+    from gateway.history.store import Reader  # noqa: PLC0415
+
+    start = None if args.since is None else report.since(args.since, time.time())
+    with Reader(_history_path(args)) as reader:
+        found = reader.events(since=start, module=args.module, level=args.level, limit=args.limit)
+    for event in found:
+        line = json.dumps(event_dict(event)) if args.json else report.event_line(event)
+        sys.stdout.write(line + "\n")
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    from gateway.history import report  # noqa: PLC0415
+    from gateway.history.store import Reader  # noqa: PLC0415
+
+    with Reader(_history_path(args)) as reader:
+        counters, daily, memory, meta = reader.counters(), reader.daily(args.module), reader.memory(), reader.meta()
+    if args.module is not None:
+        counters = {s: c for s, c in counters.items() if s == args.module}
+    if args.json:
+        sys.stdout.write(json.dumps(report.history_dict(counters, daily, memory, meta), indent=2) + "\n")
+        return EXIT_OK
+    lines: list[str] = []
+    for scope, c in counters.items():
+        lines += report.counters_lines(scope, c)
+    lines += report.daily_lines(daily)
+    lines += report.memory_lines(memory)
+    if meta.get("running") == "1":
+        lines += ["", "a gateway is writing this history now (or its last run ended without a clean stop)"]
+    sys.stdout.write("\n".join(lines).lstrip("\n") + "\n")
     return EXIT_OK
 
 

@@ -537,6 +537,23 @@ class MetricsSection:
         return iter(())
 
 
+RUN_HISTORY = Path("/var/lib/bms-gateway/history.sqlite")
+"""Where `bms-gateway run` keeps its history when `[history] path` is not set: the systemd unit's StateDirectory."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySection:
+    enabled: bool = True
+    path: Path | None = None
+    """None: the command's default (`RUN_HISTORY` for `run`, a file in a temp directory for `demo`); a Gateway
+    built without a path writes no history."""
+    retention_days: int = within(365, 1, 36_500, "days")
+    """Events older than this are deleted (once a day); lifetime counters and daily samples are kept."""
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        return iter(())
+
+
 @dataclass(frozen=True, slots=True)
 class WebSection:
     enabled: bool = True
@@ -562,6 +579,7 @@ class Config:
     mqtt: MqttSection = field(default_factory=MqttSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     web: WebSection = field(default_factory=WebSection)
+    history: HistorySection = field(default_factory=HistorySection)
     source: Path | None = None
     """The file this was read from, if any (not a key)."""
     keys: frozenset[str] = field(default=frozenset(), compare=False)
@@ -584,6 +602,13 @@ class Config:
                 yield f"bank.positions.{address}", f"module address {address} {outside}"
 
 
+def with_history_default(config: Config, path: Path) -> Config:
+    """`config` with `[history] path` set to `path` where the file leaves it unset (a command's default)."""
+    if config.history.path is not None:
+        return config
+    return dataclasses.replace(config, history=dataclasses.replace(config.history, path=path))
+
+
 def load(path: str | Path) -> Config:
     """Read and validate a config file; raise ConfigError with one line per problem."""
     path = Path(path)
@@ -604,26 +629,40 @@ def parse(raw: Mapping[str, Any], *, base: Path | None = None, source: Path | No
     config: Config = _build(Config, raw, "", _Context(base or Path.cwd(), problems), skip=NOT_KEYS)
     if problems:
         raise ConfigError(problems)
-    return dataclasses.replace(config, source=source, keys=frozenset(_dotted(raw)))
+    return dataclasses.replace(config, source=source, keys=frozenset(key for key, _ in _dotted(raw)))
 
 
 NOT_KEYS = frozenset({"source", "keys"})
 """Fields of `Config` that say where it came from, not what it sets."""
 
 
-def _dotted(raw: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """The dotted paths of every value in a TOML document (tables are walked, arrays are values)."""
+def _dotted(raw: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) of every value in a TOML document (tables are walked, arrays are values)."""
     for key, value in raw.items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             yield from _dotted(value, f"{path}.")
         else:
-            yield path
+            yield path, value
 
 
 def to_toml_dict(config: Config) -> dict[str, Any]:
     """The effective config as plain TOML-able values (for `check-config` and support requests)."""
     return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name not in NOT_KEYS}
+
+
+def differences(old: Config, new: Config) -> list[str]:
+    """`key: old -> new` for every dotted key whose effective value differs (a reload's "what changed")."""
+    before, after = dict(_dotted(to_toml_dict(old))), dict(_dotted(to_toml_dict(new)))
+    return [
+        f"{key}: {_shown(before.get(key))} -> {_shown(after.get(key))}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is None else str(value)
 
 
 def _plain(value: Any) -> Any:

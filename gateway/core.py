@@ -6,6 +6,12 @@ schedules (MasterCommand to the modules, the inverter set), and the rules of whe
 clock: the service adds buses, tasks, signals and outputs, replay adds a log reader and writers, and so replay
 has every behaviour of the live gateway by construction.
 
+The core also keeps the lifetime counters (gateway.history.counters, pure): each snapshot's readings are
+integrated into them and the lifetime energy is attached to the snapshot, so live and replay count alike. The
+service or replay restores the counters and the master's memory before the first tick and stores them; the core
+does no I/O. While the history cannot be written, the core adds the `history_unavailable` warning to every
+snapshot.
+
 The master is safety logic and must never stop. A step that raises (a bug) is counted and logged with its
 traceback once per burst; while steps fail, the snapshot is the last one turned into the fail-safe set with an
 `internal_error` protection, so the inverter stops and every output says why, and the modules are told not to
@@ -15,7 +21,7 @@ charge or discharge. The next step that succeeds ends it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import can
@@ -25,14 +31,26 @@ from gateway.can.commands import CommandSchedule
 from gateway.can.ingest import ModuleStore, ModuleStores, Urgency
 from gateway.can.polls import BusFrame, PollSchedule
 from gateway.config import Config, LimitsSection
+from gateway.history.counters import Counters, Daily, Lifetime
 from gateway.logs import BurstLog, get
 from gateway.master.master import Master
-from gateway.master.model import Alarm, AlarmCode, BankSnapshot, InverterInfo, Level, MasterCommand, empty_snapshot
+from gateway.master.model import (
+    Alarm,
+    AlarmCode,
+    BankSnapshot,
+    InverterInfo,
+    Level,
+    MasterCommand,
+    Memory,
+    empty_snapshot,
+)
 from gateway.outputs import byd
 from gateway.outputs import inverter as inverter_side
 
 log = get("gateway.core")
 
+_CORE_ALARMS = frozenset({AlarmCode.INTERNAL_ERROR, AlarmCode.HISTORY_UNAVAILABLE})
+"""Alarms the core adds to the master's: a fail-safe snapshot made from the last one drops them and adds its own."""
 SLACK = 1e-3
 """A tick this close to its due time counts as due: ticks that add up 0.1 s steps land a hair early."""
 
@@ -135,6 +153,10 @@ class Core:
         self._failing_since: float | None = None
         self._last_commands: tuple[MasterCommand, ...] = ()
         self._burst = BurstLog(log, "master step failed", level="error")
+        self.lifetime = Lifetime()
+        """Lifetime counters of the bank and each module (restored from the history, stored by its writer)."""
+        self._counting = BurstLog(log, "lifetime counting failed", level="error")
+        self._history_alarm: Alarm | None = None
 
     # -- frames in ----------------------------------------------------------------------------------------------
 
@@ -187,7 +209,9 @@ class Core:
                 due = self._due(now, commands)
             except Exception:  # already counted and logged: the inverter's fail-safe set is what counts
                 due = ()
+            fresh = False
         else:
+            fresh = True
             snapshot = step.snapshot
             if snapshot.seq <= self.latest.seq:
                 snapshot = replace(snapshot, seq=self.latest.seq + 1)
@@ -195,6 +219,7 @@ class Core:
                 log.warning("master steps succeed again", failed=self.failures)
                 self._failing_since = None
             self._last_commands = step.commands
+        snapshot = self._lifetime(snapshot, fresh)
         self.latest = snapshot
         return Tick(snapshot, due)
 
@@ -235,15 +260,46 @@ class Core:
             last.failsafe(f"internal error: {type(err).__name__}"),
             seq=last.seq + 1,
             t=now,
-            alarms=(*(a for a in last.alarms if a.code != AlarmCode.INTERNAL_ERROR), alarm),
+            alarms=(*(a for a in last.alarms if a.code not in _CORE_ALARMS), alarm),
         )
         commands = tuple(replace(c, charge_allowed=False, discharge_allowed=False) for c in self._last_commands)
         return snapshot, commands
+
+    def _lifetime(self, snapshot: BankSnapshot, fresh: bool) -> BankSnapshot:
+        """Count the snapshot's readings into the lifetime counters; attach the lifetime energy and the history's
+        alarm. Never raises: counting is not protection, and a bug in it must not stop the tick."""
+        try:
+            self.lifetime.update(snapshot, self.config.bank, fresh=fresh)
+            energy = self.lifetime.energy()
+        except Exception as err:
+            self._counting(type(err).__name__, error=str(err), exc_info=err)
+            energy = None
+        if self._history_alarm is None:
+            return replace(snapshot, energy=energy)
+        return replace(snapshot, energy=energy, alarms=(*snapshot.alarms, self._history_alarm))
+
+    # -- history --------------------------------------------------------------------------------------------
+
+    def restore(self, memory: Memory, counters: Mapping[int, Counters], daily: Mapping[int, Daily], now: float) -> None:
+        """Take back what the history kept (before the first tick): the master's memory and the lifetime counters."""
+        self.master.restore(memory, now)
+        self.lifetime.restore(counters, daily)
+
+    def memory(self, now: float) -> Memory:
+        """The master's memory now, for the history (call it between ticks)."""
+        return self.master.memory(now)
+
+    def history_unavailable(self, problem: str, now: float) -> None:
+        """From the next tick on, every snapshot carries the `history_unavailable` warning with `problem`."""
+        self._history_alarm = Alarm(
+            code=AlarmCode.HISTORY_UNAVAILABLE, level=Level.WARNING, modules=(), since=now, detail=problem
+        )
 
     def flush_log(self) -> None:
         """Report bursts of rejected frames and failed steps that have gone quiet (call it now and then)."""
         self.store.flush_log()
         self._burst.flush()
+        self._counting.flush()
 
     # -- reload -------------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from gateway.master.model import (
     ALARM_BITS,
     Alarm,
     BankSnapshot,
+    Energy,
     Extreme,
     Lifecycle,
     Limit,
@@ -45,6 +46,18 @@ def _state_name(value: int | None) -> str | None:
         return ModuleState(value).name.lower()
     except ValueError:
         return None
+
+
+def energy_dict(energy: Energy | None) -> dict[str, Any] | None:
+    """Lifetime energy in kWh (to the Wh), or None before the history has been read."""
+    if energy is None:
+        return None
+    return {"charged_kwh": _r(energy.charged_wh / 1000.0), "discharged_kwh": _r(energy.discharged_wh / 1000.0)}
+
+
+def module_energy(s: BankSnapshot, address: int) -> Energy | None:
+    """A module's lifetime energy in a snapshot (None when the snapshot carries none)."""
+    return None if s.energy is None else s.energy.modules.get(address)
 
 
 def alarm_dict(alarm: Alarm, *, wall: Anchor = UNIX) -> dict[str, Any]:
@@ -94,6 +107,7 @@ def bank_dict(s: BankSnapshot, *, wall: Anchor = UNIX) -> dict[str, Any]:
             "full_charge": s.flags.full_charge,
         },
         "fan_duty": s.fan_duty,
+        "energy": energy_dict(None if s.energy is None else s.energy.bank),
         "modules_online": list(s.addresses(Lifecycle.ONLINE)),
         "modules_pending": list(s.addresses(Lifecycle.PENDING)),
         "modules_isolated": list(s.addresses(Lifecycle.ISOLATED)),
@@ -113,8 +127,9 @@ def age(reading: ModuleReading, now: float) -> float | None:
     return _r(now - status_seen) if status_seen is not None else None
 
 
-def module_dict(view: ModuleView, now: float) -> dict[str, Any]:
-    """One module as the master sees it (without the per-cell arrays: see `cells_dict`)."""
+def module_dict(view: ModuleView, now: float, energy: Energy | None = None) -> dict[str, Any]:
+    """One module as the master sees it (without the per-cell arrays: see `cells_dict`), with its lifetime
+    `energy` (`module_energy` of the snapshot)."""
     r = view.reading
     lim = view.limits
     return {
@@ -166,6 +181,7 @@ def module_dict(view: ModuleView, now: float) -> dict[str, Any]:
         "protections": [ALARM_BITS[i] for i in range(16) if r.protections >> i & 1],
         "fault_code": r.fault_code,
         "mismatch": list(view.mismatch),
+        "energy": energy_dict(energy),
     }
 
 
@@ -183,7 +199,9 @@ def cells_dict(view: ModuleView) -> dict[str, Any]:
 def snapshot_dict(s: BankSnapshot, *, wall: Anchor = UNIX) -> dict[str, Any]:
     """The whole snapshot: the bank, and per module its values and cells (replay's JSON lines)."""
     out = bank_dict(s, wall=wall)
-    out["modules"] = {str(a): {**module_dict(v, s.t), "cells": cells_dict(v)} for a, v in s.modules.items()}
+    out["modules"] = {
+        str(a): {**module_dict(v, s.t, module_energy(s, a)), "cells": cells_dict(v)} for a, v in s.modules.items()
+    }
     return out
 
 

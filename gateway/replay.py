@@ -10,6 +10,10 @@ answers to them (requests, pairings, handshakes) go to `--output` at the frame's
 them at once. Frames on no configured channel, or with none (a single-bus log), go to the first module bus (the
 inverter's own IDs among them still reach the inverter side, as on a shared bus). MasterCommands and polls go to
 `--output` on their bus's channel.
+
+With a history file, replay writes what the live gateway would have written, on the log's clock: the events of
+every snapshot change (and a start and a stop), the lifetime counters and the master's memory, in the same
+batches (one per second of log time), so a recorded day yields its event list.
 """
 
 from __future__ import annotations
@@ -23,11 +27,16 @@ from typing import IO, Any, TextIO
 
 import can
 
+from gateway import __version__
 from gateway.can.logfile import LogFile
 from gateway.can.polls import BusFrame
+from gateway.changes import changes
 from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import LogError
+from gateway.history import events
+from gateway.history.store import Store
+from gateway.history.writer import PERIOD, Pending
 from gateway.master.model import BankSnapshot
 from gateway.outputs.inverter import Frame
 from gateway.snapshot_json import SnapshotLines
@@ -51,6 +60,8 @@ class ReplayResult:
     last: BankSnapshot | None = None
     damage: LogError | None = None
     """Where the log is damaged: replay stopped there."""
+    events: int = 0
+    """Events written to the history."""
 
     def summary(self) -> str:
         span = 0.0 if self.start is None or self.end is None else self.end - self.start
@@ -66,6 +77,8 @@ class ReplayResult:
             text += f"; {self.gaps} silences longer than module_timeout jumped over (one tick each)"
         if self.step_failures:
             text += f"; {self.step_failures} master steps FAILED (fail-safe set sent)"
+        if self.events:
+            text += f"; {self.events} events written to the history"
         return text
 
 
@@ -81,9 +94,12 @@ def replay(
     snapshots: Path | None = None,
     output: Path | None = None,
     progress: Progress | None = None,
+    history: Path | None = None,
 ) -> ReplayResult:
     """Run the core on a log, on the log's clock: a tick every `bank.tick` seconds of log time and at once after an
-    urgent frame, exactly as live. A silence longer than `bank.module_timeout` is one jump: one tick at its end."""
+    urgent frame, exactly as live. A silence longer than `bank.module_timeout` is one jump: one tick at its end.
+
+    `history`: write the history there (created if new; raises HistoryError when it cannot be written)."""
     core: Core | None = None
     result = ReplayResult()
     buses, inverter = config.can.modules, config.can.inverter
@@ -96,6 +112,7 @@ def replay(
         lines: IO[str] | None = stack.enter_context(snapshots.open("w")) if snapshots else None
         json_lines = SnapshotLines()
         writer: Any = stack.enter_context(can.Logger(output)) if output else None
+        recorder = _History(stack.enter_context(_opened(history)), log, config) if history else None
 
         def send(frames: Iterable[BusFrame | Frame], t: float, channel: str | None = None) -> None:
             for frame in frames:
@@ -119,6 +136,8 @@ def replay(
             step = core.tick(t)
             result.ticks += 1
             result.last = step.snapshot
+            if recorder is not None:
+                recorder.tick(core, step.snapshot)
             if lines is not None:
                 lines.write(json_lines.line(step.snapshot) + "\n")
             send(step.frames, t)
@@ -130,6 +149,8 @@ def replay(
             if core is None:
                 core = Core(config, now=t, inverter_on_module_bus=True)
                 result.start = t
+                if recorder is not None:
+                    recorder.start(core, t)
             if t - core.next_tick > config.bank.module_timeout:
                 result.gaps += 1
                 tick(core, t)
@@ -148,6 +169,8 @@ def replay(
                 send(core.answer(t), t, "inverter")
             if core.urgent:
                 tick(core, t)
+        if recorder is not None and core is not None and result.end is not None:
+            result.events = recorder.stop(core, result.end, "end of log" if frames.damage is None else "damage in log")
     result.damage = frames.damage
     if core is not None:
         result.decoded = core.store.decoded
@@ -185,3 +208,55 @@ def progress_bar(log: Path, stream: TextIO) -> Iterator[Progress | None]:
             )
 
         yield update
+
+
+class _History:
+    """Replay's history: the live writer's batches, written in line on the log's clock."""
+
+    def __init__(self, store: Store, log: Path, config: Config) -> None:
+        self._store = store
+        self._log = log
+        self._pending = Pending(config.history.retention_days)
+        self._before: BankSnapshot | None = None
+        self._due = 0.0
+        self.events = 0
+
+    def start(self, core: Core, t: float) -> None:
+        """Restore what the file holds (a later log of the same bank goes on from an earlier one) and start."""
+        loaded = self._store.load()
+        core.restore(loaded.memory, loaded.counters, loaded.daily, t)
+        self._before, self._due = core.latest, t + PERIOD
+        source = f"replay of {self._log.name}"
+        start = events.started(
+            t, version=__version__, source=source, unclean=loaded.unclean, last_seen=loaded.last_seen
+        )
+        self._store.begin(t, [start])
+        self.events += 1
+
+    def tick(self, core: Core, snapshot: BankSnapshot) -> None:
+        assert self._before is not None
+        for change in changes(self._before, snapshot):
+            self._pending.add(events.from_change(change, snapshot.t))
+        self._before = snapshot
+        if snapshot.t >= self._due:
+            self._write(self._pending.batch(snapshot.t, core))
+            self._due = snapshot.t + PERIOD
+
+    def stop(self, core: Core, t: float, reason: str) -> int:
+        self._pending.add(events.stopped(t, reason))
+        self._write(self._pending.batch(t, core, final=True))
+        return self.events
+
+    def _write(self, batch: Any) -> None:
+        if batch is not None:
+            self._store.write(batch)
+            self.events += len(batch.events)
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Store]:
+    store = Store(path)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -4,6 +4,11 @@ Edges (module bus, inverter bus, Modbus, MQTT, metrics, the web dashboard) fail 
 failed edge is logged and restarted with capped exponential backoff while the others keep running. While the module
 bus is down the master's data goes stale, the bank becomes invalid and the inverter gets the fail-safe set. Only a
 bad config or a programming error in the core stops the process.
+
+The history (gateway.history) is opened before the master's first tick, which starts from what it kept (the
+master's memory, the lifetime counters); then one task writes it, a batch a second, off the master's path. What
+changes is recorded as events: every snapshot change, start and stop, reloads, edge failures and operator
+actions; the latest also goes to the MQTT events topic.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 
 import can
 
-from gateway import backoff
+from gateway import __version__, backoff
+from gateway import config as configuration
 from gateway.can.bus import DecodingListener, open_bus
 from gateway.can.polls import BusFrame
 from gateway.changes import changes
@@ -28,7 +34,11 @@ from gateway.config import Config
 from gateway.core import Core
 from gateway.errors import ConfigError, GatewayError, unwrap
 from gateway.events import EventJournal
-from gateway.hub import SnapshotHub
+from gateway.history import events
+from gateway.history.events import Event
+from gateway.history.store import Loaded
+from gateway.history.writer import HistoryWriter
+from gateway.hub import EventHub, SnapshotHub
 from gateway.logs import BurstLog, get
 from gateway.master.model import BankSnapshot, Lifecycle
 from gateway.metrics import Metrics
@@ -74,6 +84,18 @@ class Gateway:
         self.notifier = notifier or Notifier()
         self.core = Core(config, now=self.clock(), on_urgent=self._urgent)
         self.hub = SnapshotHub(self.core.latest)
+        self.events = EventHub()
+        history = config.history
+        self.history = (
+            HistoryWriter(
+                history.path,
+                retention_days=history.retention_days,
+                clock=self.clock,
+                on_problem=lambda problem: self.core.history_unavailable(problem, self.clock()),
+            )
+            if history.enabled and history.path is not None
+            else None
+        )
         self.modbus = ModbusServer(self.hub, config=config, clock=self.clock) if config.modbus.enabled else None
         self.modbus_rtu = (
             ModbusRtuServer(self.hub, heartbeat=self.core.heartbeat, config=config, clock=self.clock)
@@ -81,7 +103,7 @@ class Gateway:
             else None
         )
         self.mqtt = (
-            MqttPublisher(self.hub, config=config, clock=self.clock, actions=self.core.master)
+            MqttPublisher(self.hub, config=config, clock=self.clock, actions=Operator(self, "mqtt"), events=self.events)
             if config.mqtt.enabled
             else None
         )
@@ -90,14 +112,14 @@ class Gateway:
             if config.metrics.enabled
             else None
         )
-        self.events = EventJournal()
-        """Alarm and lifecycle events since start: the dashboard's events page (until a history store exists)."""
+        self.journal = EventJournal()
+        """Alarm and lifecycle events since start: the dashboard's events page (until it reads the history)."""
         self.web = (
             WebServer(
                 self.hub,
                 config=config,
-                events=self.events,
-                actions=self.core.master,
+                events=self.journal,
+                actions=Operator(self, "web"),
                 environ=os.environ,
                 wall=self.clock.anchor,
             )
@@ -116,6 +138,23 @@ class Gateway:
         self._wake_pending = False
         self._ready: dict[str, asyncio.Event] = {}
         self.ready = asyncio.Event()
+        self.stop_reason = "stopped"
+        """Why the gateway stops (a signal, the demo's duration), for the history's stop event."""
+        self._stopped = False
+
+    def record(self, event: Event) -> None:
+        """One event: to the history (when it is kept) and to the outputs that show the latest."""
+        self.events.publish(event)
+        if self.history is not None:
+            self.history.add(event)
+
+    def stopping(self, reason: str) -> None:
+        """Say why the gateway is about to stop, before it is cancelled: the stop event, with the reason, goes to
+        the history and (while MQTT still runs) to the events topic."""
+        self.stop_reason = reason
+        if not self._stopped:
+            self._stopped = True
+            self.record(events.stopped(self.clock(), reason))
 
     @property
     def module_edges(self) -> tuple[str, ...]:
@@ -161,6 +200,12 @@ class Gateway:
                 "actions_refused": self.web.refused,
                 "restarts": self.restarts["web"],
             }
+        if self.history is not None:
+            out["history"] = {
+                "batches": self.history.batches,
+                "events": self.history.events,
+                "dropped": self.history.dropped,
+            }
         return out
 
     # -- wiring -------------------------------------------------------------------------------------------
@@ -185,13 +230,54 @@ class Gateway:
         if self.web is not None:
             edges["web"] = self._web_edge
         self._ready = {name: asyncio.Event() for name in edges if name != "mqtt"}
+        await self._start()
         async with asyncio.TaskGroup() as tg:
+            if self.history is not None:
+                tg.create_task(self.history.run(self.core, self._stop_event), name="history")
             tg.create_task(self._master_loop(), name="master")
             for name, edge in edges.items():
                 tg.create_task(self._supervise(name, edge), name=name)
             for name, task in (extra or {}).items():
                 tg.create_task(task(), name=name)
             tg.create_task(self._announce_ready(), name="ready")
+
+    async def _start(self) -> None:
+        """Open the history and restore what it kept, before the master's first tick; record the start."""
+        source = str(self.config.source or "embedded config")
+        t = self.clock()
+        made: list[Event] = []
+
+        def first(loaded: Loaded) -> list[Event]:
+            """The start event, written with the run's first write (the history's thread calls it)."""
+            made.append(
+                events.started(
+                    t, version=__version__, source=source, unclean=loaded.unclean, last_seen=loaded.last_seen
+                )
+            )
+            return made
+
+        history = self.history
+        loaded = None if history is None else await history.open(first)
+        if history is None or loaded is None:
+            self.record(events.started(t, version=__version__, source=source, unclean=False))
+            return
+        try:
+            self.core.restore(loaded.memory, loaded.counters, loaded.daily, self.clock())
+        except Exception as err:  # a bug, or values no release wrote: never overwrite them with fresh counts
+            history.fail(f"{history.path}: cannot restore what it holds: {err!r}", exc_info=err)
+        self.events.publish(made[0])  # already in the history
+        if loaded.unclean:
+            log.warning(events.UNCLEAN, last_written=loaded.last_seen)
+        restored = [i.module for i in loaded.memory.isolations]
+        if restored:
+            log.warning("isolations restored from the history", modules=restored)
+
+    def _stop_event(self) -> Event | None:
+        """The stop event, for the history's last batch, unless `stopping` recorded it already."""
+        if self._stopped:
+            return None
+        self._stopped = True
+        return events.stopped(self.clock(), self.stop_reason)
 
     async def _supervise(self, name: str, edge: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run an edge forever: restart it with capped, jittered exponential backoff when it fails (an edge that
@@ -213,6 +299,7 @@ class Gateway:
                 if self._loop.time() - started > 4 * backoff.CAP:
                     retry.reset()
                 wait = retry.next()
+                self.record(events.edge_failed(self.clock(), name, repr(err)))
                 expected = isinstance(err, can.CanError | OSError | GatewayError)
                 log.error(
                     "edge failed, restarting",
@@ -277,8 +364,9 @@ class Gateway:
         found = changes(before, tick.snapshot)
         for change in found:
             (log.warning if change.severity == "warning" else log.info)(change.event, **change.fields())
+            self.record(events.from_change(change, tick.snapshot.t))
         if found:
-            self.events.record(tick.snapshot.t, found)
+            self.journal.record(tick.snapshot.t, found)
         if self.metrics is not None:
             self.metrics.tick.observe(time.perf_counter() - started)
         return tick.snapshot
@@ -304,14 +392,18 @@ class Gateway:
         """
         old = self.config
         dropped = sorted(old.keys - new.keys)
+        problem = None
         if not new.keys:
-            raise ConfigError([f"{new.source or 'the file'}: sets no key (empty, or cut short)"])
-        if dropped:
+            problem = f"{new.source or 'the file'}: sets no key (empty, or cut short)"
+        elif dropped:
             listed = ", ".join(dropped[:8]) + (f" and {len(dropped) - 8} more" if len(dropped) > 8 else "")
-            raise ConfigError(
-                [f"{new.source or 'the file'}: no longer sets {listed} (cut short?); to go back to a default, restart"]
+            problem = (
+                f"{new.source or 'the file'}: no longer sets {listed} (cut short?); to go back to a default, restart"
             )
-        sections = ("gateway", "can", "modbus", "modbus_rtu", "metrics", "web")
+        if problem is not None:
+            self.record(events.reload_refused(self.clock(), [problem]))
+            raise ConfigError([problem])
+        sections = ("gateway", "can", "modbus", "modbus_rtu", "metrics", "web", "history")
         kept = [s for s in sections if getattr(new, s) != getattr(old, s)]
         bank = new.bank
         restart = ("strings", "max_modules", "tick", "cells_in_series", "capacity_ah", *RATINGS)
@@ -329,6 +421,7 @@ class Gateway:
             self.mqtt.reconfigure(merged)
         if self.web is not None:
             self.web.reconfigure(merged)
+        self.record(events.reloaded(self.clock(), configuration.differences(old, new), kept))
         return kept
 
     async def send_failsafe(self) -> None:
@@ -451,6 +544,30 @@ class Gateway:
     async def _web_edge(self) -> None:
         assert self.web is not None
         await self.web.run(started=self._ready["web"])
+
+
+class Operator:
+    """The operator actions as one channel (mqtt, modbus, cli) offers them: the master does them, the history
+    records who asked and what came of it."""
+
+    def __init__(self, gateway: Gateway, source: str) -> None:
+        self._gateway = gateway
+        self._source = source
+
+    def readmit(self, address: int) -> bool:
+        gateway = self._gateway
+        done = gateway.core.master.readmit(address)
+        detail = "isolation lifted: it joins the bank once it passes admission" if done else "not isolated"
+        gateway.record(
+            events.operator(gateway.clock(), "readmit", source=self._source, done=done, detail=detail, module=address)
+        )
+        return done
+
+    def request_full_charge(self) -> None:
+        gateway = self._gateway
+        gateway.core.master.request_full_charge()
+        detail = "full charge requested until the bank is full"
+        gateway.record(events.operator(gateway.clock(), "full_charge", source=self._source, done=True, detail=detail))
 
 
 def _shut_down_once_open(opening: asyncio.Future[can.BusABC]) -> None:

@@ -3,7 +3,8 @@
 A line is exactly `json.dumps(payload.snapshot_dict(s), separators=(",", ":"))`; tests/test_snapshot_json.py
 checks it byte for byte. What it saves is work: per tick only the bank's part is built and serialised; a
 module's part is kept as text and reused while the module's view is the same object (the master hands out the
-same view for a module that did not change; only its `age`, which moves with the clock, is written anew), and
+same view for a module that did not change; only its `age`, which moves with the clock, and its lifetime `energy`
+are written anew), and
 its per-cell part while its cell tuples are the same objects (the store keeps them until a cell value arrives).
 Objects are compared by identity and kept alive by the cache, never by equality: 0.0 == -0.0 and 1 == 1.0, and
 their JSON differs.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import payload
-from gateway.master.model import BankSnapshot, ModuleView
+from gateway.master.model import BankSnapshot, Energy, ModuleView
 
 _AGE = "\0age\0"
 """Stands for a module's age while its part is serialised; its JSON, in `_AGE_JSON`, is cut out afterwards."""
@@ -42,11 +43,13 @@ _AGE_JSON = f',"age":{dumps(_AGE)},'
 
 @dataclass(slots=True)
 class _Module:
-    """One module's part as text: the view it was made from, and the text before and after its age."""
+    """One module's part as text: the view it was made from, the text before its age, and the text after it up to
+    its energy (the last key of `payload.module_dict`) and the cells, which follow."""
 
     view: ModuleView
     head: str
     tail: str
+    cells: str
 
 
 @dataclass(slots=True)
@@ -72,23 +75,28 @@ class SnapshotLines:
         bank = self._encode(payload.bank_dict(snapshot))
         now = snapshot.t
         parts = ",".join(
-            f'"{address}":{self._module(address, view, now)}' for address, view in snapshot.modules.items()
+            f'"{address}":{self._module(address, view, now, payload.module_energy(snapshot, address))}'
+            for address, view in snapshot.modules.items()
         )
         for gone in self._modules.keys() - snapshot.modules.keys():
             del self._modules[gone]
             self._cells.pop(gone, None)
         return f'{bank[:-1]},"modules":{{{parts}}}}}'
 
-    def _module(self, address: int, view: ModuleView, now: float) -> str:
+    def _module(self, address: int, view: ModuleView, now: float, energy: Energy | None) -> str:
         cached = self._modules.get(address)
         if cached is None or cached.view is not view:
             part = payload.module_dict(view, now)
             part["age"] = _AGE
+            assert list(part)[-1] == "energy", "module_dict ends with the energy"
+            del part["energy"]
             text = self._encode(part)
             head, found, tail = text.partition(_AGE_JSON)
             assert found, "module_dict has an age between two other keys"
-            cached = self._modules[address] = _Module(view, head, f'{tail[:-1]},"cells":{self._cells_of(view)}}}')
-        return f'{cached.head},"age":{_number(payload.age(view.reading, now))},{cached.tail}'
+            cached = self._modules[address] = _Module(view, head, f'{tail[:-1]},"energy":', self._cells_of(view))
+        age = _number(payload.age(view.reading, now))
+        lifetime = self._encode(payload.energy_dict(energy))
+        return f'{cached.head},"age":{age},{cached.tail}{lifetime},"cells":{cached.cells}}}'
 
     def _cells_of(self, view: ModuleView) -> str:
         r = view.reading

@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
-BENCHMARKS = ("ingest", "replay", "latency", "master", "modbus", "web", "mqtt", "memory", "startup")
+BENCHMARKS = ("ingest", "replay", "latency", "master", "modbus", "web", "mqtt", "memory", "startup", "history")
 
 
 @pytest.fixture(scope="module")

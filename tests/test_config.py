@@ -299,6 +299,7 @@ BOUNDARIES: dict[str, tuple[list[Any], list[Any]]] = {
     "mqtt.qos": ([0, 2], [-1, 3]),
     "metrics.port": ([0, 65535], [-1, 65536]),
     "web.port": ([0, 65535], [-1, 65536]),
+    "history.retention_days": ([1, 36_500], [0, 36_501]),
 }
 """Every number key: values just inside its range (accepted) and just outside (refused, naming the key)."""
 

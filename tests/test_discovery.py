@@ -24,7 +24,7 @@ from gateway.outputs.mqtt import execute
 from gateway.payload import alarm_dict, bank_dict, module_dict
 
 from helpers.factories import bank, master, reading, run
-from helpers.home_assistant import TOPIC, fleet_problems, ha_problems, numeric
+from helpers.home_assistant import TOPIC, energy_dashboard_problems, fleet_problems, ha_problems, numeric
 
 ROOT = Path(__file__).parents[1]
 
@@ -350,3 +350,35 @@ def test_the_entity_ids_are_the_ones_home_assistant_derives() -> None:
     ids = {discovery.entity_id(t.split("/")[1], p) for t, p in configs.items()}
     assert {"sensor.shed_battery_2_state_of_charge", "binary_sensor.shed_battery_2_charge_allowed"} <= ids
     assert "button.shed_battery_2_request_full_charge" in ids
+
+
+def test_the_energy_sensors_qualify_for_the_energy_dashboard() -> None:
+    """Lifetime energy in and out, per bank and per module: what HA's Energy dashboard takes as a battery."""
+    cfg = config.parse({})
+    configs = all_configs(cfg, (1, 2))
+    energy = {t: p for t, p in configs.items() if p.get("device_class") == "energy"}
+    assert sorted(t.split("/")[-2] for t in energy) == ["charged_energy"] * 3 + ["discharged_energy"] * 3
+    for topic, payload in energy.items():
+        assert energy_dashboard_problems(topic, payload) == []
+        assert (payload["unit_of_measurement"], payload["state_class"]) == ("kWh", "total_increasing")
+    bank = energy["homeassistant/sensor/bms_stack1/charged_energy/config"]
+    assert bank["value_template"] == "{{ value_json.energy.charged_kwh if value_json.energy is not none else none }}"
+    assert bank["state_topic"] == "bms/stack1/bank"
+    module = energy["homeassistant/sensor/bms_stack1_module_2/discharged_energy/config"]
+    assert module["state_topic"] == "bms/stack1/module/2"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"state_class": "measurement"}, "state_class measurement is not valid for device_class energy"),
+        ({"unit_of_measurement": "W"}, "unit 'W' is not valid for device_class energy"),
+        ({"device_class": "power", "unit_of_measurement": "W"}, "the Energy dashboard needs energy"),
+    ],
+)
+def test_the_checker_refuses_energy_sensors_the_dashboard_would_not_take(change: dict[str, Any], problem: str) -> None:
+    topic = "homeassistant/sensor/bms_stack1/charged_energy/config"
+    payload = {**discovery.bank_configs(config.parse({}))[topic], **change}
+    assert any(problem in p for p in energy_dashboard_problems(topic, payload)), energy_dashboard_problems(
+        topic, payload
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import typing
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway import config, payload
+from gateway.history import schema
 from gateway.master.model import AlarmCode
 
 from helpers.factories import bank, master, run
@@ -96,3 +98,20 @@ def test_every_snapshot_field_is_documented() -> None:
         assert f"`{key}`" in README, key
     for key in fields["modules"]["1"]:
         assert f"`{key}`" in README, key
+
+
+def schema_columns() -> dict[str, list[str]]:
+    """Table -> columns of the history's current schema, from SQLite itself."""
+    db = sqlite3.connect(":memory:")
+    for script in schema.MIGRATIONS:
+        db.executescript(script)
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {table: [row[1] for row in db.execute(f"PRAGMA table_info({table})")] for table in tables}
+
+
+@pytest.mark.parametrize(("table", "columns"), sorted(schema_columns().items()))
+def test_every_history_table_and_column_is_documented(table: str, columns: list[str]) -> None:
+    start = README.index("**Schema**")
+    row = next(line for line in README[start:].splitlines() if line.startswith(f"| `{table}` |"))
+    missing = [c for c in columns if f"`{c}`" not in row]
+    assert not missing, f"the README's schema row of {table} misses {missing}"

@@ -314,6 +314,7 @@ BANK_AT_14S = {
         "full_charge": False,  # the 30-day interval counts from the start, 14 s ago
     },
     "fan_duty": 0,  # (30 degC, 0 %)..(45 degC, 100 %) at the hottest 27 degC
+    "energy": None,  # the core attaches the lifetime energy; this stack runs the master alone
     "modules_online": [1, 2],
     "modules_pending": [],
     "modules_isolated": [],
@@ -365,6 +366,7 @@ MODULES_AT_14S = {
         "protections": [],
         "fault_code": 0,
         "mismatch": [],
+        "energy": None,
     },
     2: {
         "address": 2,
@@ -406,6 +408,7 @@ MODULES_AT_14S = {
         "protections": [],
         "fault_code": 0,
         "mismatch": [],
+        "energy": None,
     },
 }
 CELLS_AT_14S = {

@@ -331,7 +331,7 @@ EXPECTED = {
     "internal_error": (11, "BMS internal"),
 }
 """Alarm code -> (0x359 bit in bytes 0-1, counted from byte 0 bit 0; 0x35A pair), from the protocol text."""
-NOT_SENT = {"module_mismatch", "stack_limit", "heat_accumulation", "inverter_comm_lost"}
+NOT_SENT = {"module_mismatch", "stack_limit", "heat_accumulation", "inverter_comm_lost", "history_unavailable"}
 
 
 def pairs(data: bytes, half: int) -> list[int]:

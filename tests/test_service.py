@@ -27,6 +27,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from gateway import config, status
 from gateway.cli import main
 from gateway.errors import ConfigError
+from gateway.history.store import Reader
 from gateway.master.model import AlarmCode, Lifecycle
 from gateway.outputs.alarm_table import MODBUS_BIT
 from gateway.outputs.modbus import BANK_REGISTERS
@@ -483,10 +484,13 @@ def test_demo_runs_for_its_duration_and_exits_0(channel: str, tmp_path: Path) ->
         channel,
         gateway={"id": "demo", "log_level": "error"},
         modbus={"enabled": True, "host": "127.0.0.1", "port": 0},
+        history={"path": str(tmp_path / "history.sqlite")},  # not the demo's own file in the temp directory
     )
     started = time.monotonic()
     assert main(["demo", "--duration", "3", "--modules", "2", "--config", str(path)]) == 0
     assert 3.0 <= time.monotonic() - started < 10.0
+    with Reader(tmp_path / "history.sqlite") as history:
+        assert history.events()[-1].detail == "ran for its duration of 3 s"
 
 
 # -- the master never stops -----------------------------------------------------------------------------------

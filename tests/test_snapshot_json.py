@@ -14,6 +14,8 @@ from gateway import payload
 from gateway.core import Core
 from gateway.master.model import (
     BankSnapshot,
+    Energy,
+    EnergyTotals,
     IsolateReason,
     Lifecycle,
     Limit,
@@ -92,10 +94,16 @@ CHANGES = st.fixed_dictionaries(
         "mismatch": st.lists(st.sampled_from(["firmware 1.2.3", "SOH 80 %"]), max_size=2).map(tuple),
     },
 )
+WH = st.one_of(st.sampled_from([0.0, -0.0, 1.0, 1234.5]), st.floats(0.0, 1e9))
+ENERGY = st.one_of(
+    st.none(),  # no history read yet
+    st.dictionaries(st.integers(1, 4), st.builds(Energy, WH, WH), max_size=4),  # what the core counted per module
+)
 STEPS = st.lists(
     st.tuples(
         st.floats(0.0, 5.0),  # time goes on
         st.dictionaries(st.integers(1, 4), st.one_of(st.none(), CHANGES), max_size=4),  # None: the module leaves
+        ENERGY,
     ),
     min_size=1,
     max_size=12,
@@ -104,15 +112,18 @@ STEPS = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(steps=STEPS)
-def test_cached_parts_give_the_fresh_line_every_time(steps: list[tuple[float, dict[int, Any]]]) -> None:
-    """Snapshots where some modules keep their view object (a cache hit: only the age moves), some get a new one
+def test_cached_parts_give_the_fresh_line_every_time(
+    steps: list[tuple[float, dict[int, Any], dict[int, Energy] | None]],
+) -> None:
+    """Snapshots where some modules keep their view object (a cache hit: only the age and the lifetime energy
+    move), some get a new one
     (values that compare equal but print differently: 0.0 and -0.0, 1 and 1.0), some keep their cell tuples,
     some leave and come back."""
     lines = SnapshotLines()
     t = 100.0
     modules: dict[int, ModuleView] = {}
     snapshot = empty_snapshot(t)
-    for dt, changes in steps:
+    for dt, changes, energy in steps:
         t += dt
         for address, change in changes.items():
             if change is None:
@@ -123,5 +134,6 @@ def test_cached_parts_give_the_fresh_line_every_time(steps: list[tuple[float, di
             if old is not None and "reading" in change and "cell_voltages" not in change["reading"]:
                 new = replace(new, reading=replace(new.reading, cell_voltages=old.reading.cell_voltages))
             modules[address] = new
-        snapshot = replace(snapshot, seq=snapshot.seq + 1, t=t, modules=MappingProxyType(dict(modules)))
+        totals = None if energy is None else EnergyTotals(Energy(1.0, 2.0), MappingProxyType(energy))
+        snapshot = replace(snapshot, seq=snapshot.seq + 1, t=t, modules=MappingProxyType(dict(modules)), energy=totals)
         assert lines.line(snapshot) == fresh(snapshot)

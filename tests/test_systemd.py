@@ -86,6 +86,15 @@ def test_the_unit_runs_unprivileged_and_locked_down(unit: dict[tuple[str, str], 
     assert one(unit, "ConfigurationDirectory") == "bms-gateway"  # /etc/bms-gateway/
 
 
+def test_the_unit_gives_the_history_its_state_directory(unit: dict[tuple[str, str], list[str]]) -> None:
+    """ProtectSystem=strict leaves /var/lib read-only: the history's default file must lie in the unit's
+    StateDirectory, which systemd creates for the (dynamic) service user and keeps across restarts."""
+    state = one(unit, "StateDirectory")
+    assert state == "bms-gateway"
+    assert config.RUN_HISTORY.parent == Path("/var/lib") / state
+    assert config.load(EXAMPLE).history.path in (None, config.RUN_HISTORY)
+
+
 def test_the_unit_starts_after_the_can_links_of_the_example_config(unit: dict[tuple[str, str], list[str]]) -> None:
     cfg = config.load(EXAMPLE)
     after = words(unit, "After", "Unit")

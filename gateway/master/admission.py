@@ -22,6 +22,7 @@ from gateway.master.model import (
     RULE_INPUTS,
     Electrical,
     IsolateReason,
+    Isolation,
     Lifecycle,
     Limit,
     Limits,
@@ -108,6 +109,22 @@ class Admission:
             return False
         memory.isolated, memory.isolate_reason, memory.cutoff_firsts = None, IsolateReason.NONE, 0
         return True
+
+    def export(self, now: float) -> tuple[Isolation, ...]:
+        """The isolations in force, each with its reason and the hold-off it has served by `now`."""
+        return tuple(
+            Isolation(module=a, reason=m.isolated, isolate_reason=m.isolate_reason, held=max(0.0, now - m.isolated_at))
+            for a, m in sorted(self._memory.items())
+            if m.isolated is not None
+        )
+
+    def restore(self, isolations: tuple[Isolation, ...], now: float) -> None:
+        """Take back isolations from before a restart: each module stays isolated for the rest of its hold-off
+        (counted from `now`, so time the gateway was down does not count) and then has to pass admission."""
+        for isolation in isolations:
+            memory = self._memory.setdefault(isolation.module, _Memory())
+            memory.isolated, memory.isolate_reason = isolation.reason, isolation.isolate_reason
+            memory.isolated_at, memory.admitted = now - max(0.0, isolation.held), False
 
     def update(self, tick: TickInput) -> Membership:
         strings, overflow = _topology(tick.readings, tick.bank)

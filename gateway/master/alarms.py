@@ -44,6 +44,8 @@ class Condition:
     level: Level
     module: int | None
     detail: str
+    value: float | None = None
+    """The measured value, where the condition has one (degC, V, V/cell, A, V of spread)."""
 
 
 Previous = Mapping[tuple[AlarmCode, int | None], Level]
@@ -170,13 +172,13 @@ def module_conditions(
     for code, compare, value, thresholds, band, unit in checks:
         level = compare(value, thresholds, band, previous.get((code, a)))
         if level is not None:
-            yield Condition(code, level, a, f"{value:.3f} {unit}")
+            yield Condition(code, level, a, f"{value:.3f} {unit}", value)
     if spread is not None:
         level = _high(spread, limits.cell_imbalance, 0.01, previous.get((AlarmCode.CELL_IMBALANCE, a)))
         if level is Level.PROTECTION and abs(current) >= limits.rest_current:
             level = Level.WARNING
         if level is not None:
-            yield Condition(AlarmCode.CELL_IMBALANCE, level, a, f"{spread * 1000:.0f} mV")
+            yield Condition(AlarmCode.CELL_IMBALANCE, level, a, f"{spread * 1000:.0f} mV", spread)
     if reading.module_state == ModuleState.FAULT or reading.fault_code:
         yield Condition(AlarmCode.MODULE_FAULT, Level.PROTECTION, a, f"module fault, code {reading.fault_code}")
     yield from _bit_conditions(reading.warnings, Level.WARNING, "Warn", a)
@@ -203,6 +205,7 @@ class _Active:
     last_protection: float | None
     modules: tuple[int, ...]
     detail: str
+    value: float | None = None
 
 
 @dataclass(slots=True)
@@ -228,10 +231,11 @@ class AlarmTracker:
             modules = tuple(sorted({c.module for c in found if c.module is not None}))
             protection = any(c.level is Level.PROTECTION for c in found)
             detail = "; ".join(sorted({c.detail for c in found}))
+            value = min(found, key=_worst_first).value
             entry = self.active.get(code)
             if entry is None:
                 entry = self.active[code] = _Active(now, now, None, modules, detail)
-            entry.last_seen, entry.modules, entry.detail = now, modules, detail
+            entry.last_seen, entry.modules, entry.detail, entry.value = now, modules, detail, value
             if protection:
                 entry.last_protection = now
         for code in [c for c, e in self.active.items() if c not in by_code and now - e.last_seen >= hold]:
@@ -245,6 +249,12 @@ class AlarmTracker:
                 modules=e.modules,
                 since=e.since,
                 detail=e.detail,
+                value=e.value,
             )
             for code, e in sorted(self.active.items(), key=lambda item: _ORDER[item[0]])
         )
+
+
+def _worst_first(c: Condition) -> tuple[bool, int]:
+    """Protection before warning, then the lowest module address: whose value an alarm shows."""
+    return c.level is not Level.PROTECTION, -1 if c.module is None else c.module

@@ -15,6 +15,16 @@ class Requests:
     _last_full: float | None = None
     _asked: bool = False
 
+    def export(self) -> float | None:
+        """When the bank was last full (or counting began), for the history."""
+        return self._last_full
+
+    def restore(self, last_full: float | None, now: float) -> None:
+        """Take back the last full charge from before a restart, so the interval runs on instead of starting over;
+        never later than `now` (a clock that went back must not put it in the future)."""
+        if last_full is not None:
+            self._last_full = min(last_full, now)
+
     def ask_full_charge(self) -> None:
         """Operator action: ask the inverter for a full charge (balancing) until the bank is full."""
         self._asked = True

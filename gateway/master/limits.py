@@ -165,6 +165,16 @@ class Shares:
     _smoothed: dict[tuple[int, ...], float] = field(default_factory=dict)
     _bank: tuple[tuple[int, ...], ...] = ()
     """The strings of the last tick: a share decays only while they stay the same."""
+    _learned: dict[tuple[int, ...], float] = field(default_factory=dict)
+    """Shares restored from before a restart, for strings not admitted since: where each starts when it joins."""
+
+    def export(self) -> tuple[tuple[tuple[int, ...], float], ...]:
+        """Each string's learned share (restored ones not yet used included), for the history."""
+        return tuple(sorted({**self._learned, **self._smoothed}.items()))
+
+    def restore(self, shares: Sequence[tuple[tuple[int, ...], float]]) -> None:
+        """Take back learned shares from before a restart; each applies when its string is admitted again."""
+        self._learned = {tuple(s): min(1.0, max(0.0, v)) for s, v in shares}
 
     def update(
         self, tick: TickInput, admitted: Sequence[tuple[int, ...]], strings: Sequence[Electrical]
@@ -177,6 +187,10 @@ class Shares:
         self._smoothed = {s: v for s, v in self._smoothed.items() if s in admitted}
         if not admitted:
             return []
+        if self._learned:
+            for string in admitted:
+                if string not in self._smoothed and string in self._learned:
+                    self._smoothed[string] = self._learned.pop(string)
         capacity = sum(e.capacity_ah for e in strings)
         by_capacity = [e.capacity_ah / capacity for e in strings]
         total = sum(e.current for e in strings)

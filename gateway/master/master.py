@@ -30,6 +30,7 @@ from gateway.master.model import (
     Lifecycle,
     Limits,
     MasterCommand,
+    Memory,
     ModuleReading,
     ModuleView,
 )
@@ -84,6 +85,22 @@ class Master:
     def request_full_charge(self) -> None:
         """Operator action: ask the inverter for a full charge (balancing) until the bank is full."""
         self._requests.ask_full_charge()
+
+    def memory(self, now: float) -> Memory:
+        """What must survive a restart (the history stores it): the last full charge, the isolations with their
+        reasons and the hold-off served, the learned current shares."""
+        return Memory(
+            last_full_charge=self._requests.export(),
+            isolations=self._admission.export(now),
+            shares=self._shares.export(),
+        )
+
+    def restore(self, memory: Memory, now: float) -> None:
+        """Take back `memory` from before a restart, before the first step: the full-charge interval runs on, an
+        isolated module stays isolated for the rest of its hold-off, strings start from their learned shares."""
+        self._requests.restore(memory.last_full_charge, now)
+        self._admission.restore(memory.isolations, now)
+        self._shares.restore(memory.shares)
 
     def step(self, now: float, readings: Mapping[int, ModuleReading], inverter: InverterInfo | None = None) -> Tick:
         tick = self._begin(now, readings, inverter)

@@ -112,6 +112,8 @@ class AlarmCode(enum.StrEnum):
     MODULE_FAULT = "module_fault"
     INTERNAL_ERROR = "internal_error"
     """Raised by the core (not the master) while master steps fail: the inverter gets the fail-safe set."""
+    HISTORY_UNAVAILABLE = "history_unavailable"
+    """Raised by the core (not the master) while the history database cannot be written: protection goes on."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,6 +228,51 @@ class Alarm:
     modules: tuple[int, ...]
     since: float
     detail: str = ""
+    value: float | None = None
+    """The measured value behind the alarm (degC, V, A, ...), where it has one: that of the first module at the
+    alarm's level; the history records it with the event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Energy:
+    """Lifetime energy through a module or the bank, Wh: what the history has counted, restored at start."""
+
+    charged_wh: float
+    discharged_wh: float
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyTotals:
+    """The lifetime energy of the bank and of each module, as the core attaches it to a snapshot."""
+
+    bank: Energy
+    modules: Mapping[int, Energy]
+
+
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """An isolation as the master remembers it across a restart: its reason and how much of the hold-off it has
+    served (the rest is served after the restart, whatever the clock did meanwhile)."""
+
+    module: int
+    reason: str
+    isolate_reason: IsolateReason
+    held: float
+    """Seconds since the isolation began (or its trouble was last seen), when it was saved."""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """What the master keeps across a restart: the last full charge, the isolations, the learned current shares.
+
+    `Master.memory` exports it, `Master.restore` takes it back before the first step; the service and replay store
+    it (gateway.history), the master does no I/O.
+    """
+
+    last_full_charge: float | None = None
+    isolations: tuple[Isolation, ...] = ()
+    shares: tuple[tuple[tuple[int, ...], float], ...] = ()
+    """(string, learned share of the bank current) per string."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +349,8 @@ class BankSnapshot:
     temperature_gradient: float | None = None
     """Top-minus-bottom mean temperature per stack position, degC (None with fewer than 2 positions)."""
     inverter: InverterInfo | None = None
+    energy: EnergyTotals | None = None
+    """Lifetime energy, attached by the core from the history's counters (not computed by the master)."""
 
     @property
     def power(self) -> float | None:

@@ -62,4 +62,5 @@ def conditions(temperatures: Mapping[int, float], layers: Mapping[int, list[int]
             Level.WARNING,
             address,
             f"module {address} {excess:.1f} degC above the outer ones",
+            excess,
         )

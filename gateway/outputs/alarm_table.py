@@ -36,6 +36,11 @@ INSTALLATION = NotSent(
     " on MQTT and Modbus only"
 )
 
+GATEWAY_STORAGE = NotSent(
+    "about the gateway's own disk (its history database), not the battery: protection goes on without it, and an"
+    " inverter that stops or beeps on it would be told of a fault it can do nothing about; MQTT and Modbus show it"
+)
+
 
 # -- Modbus plain map --------------------------------------------------------------------------------------------------
 
@@ -60,6 +65,7 @@ MODBUS_BIT: Mapping[A, int] = MappingProxyType(
         A.SENSOR_MISMATCH: 16,
         A.MODULE_FAULT: 17,
         A.INTERNAL_ERROR: 18,
+        A.HISTORY_UNAVAILABLE: 19,
     }
 )
 """Bit of the plain map's `alarms`/`protections` registers (and SunSpec EvtVnd1/EvtVnd2). Every code has one: the
@@ -136,6 +142,7 @@ SUNSPEC_EVT1: Mapping[A, Evt] = MappingProxyType(
         A.SENSOR_MISMATCH: Evt(Evt1.OTHER_ALARM, Evt1.CURRENT_IMBALANCE_WARNING),
         A.MODULE_FAULT: Evt(Evt1.OTHER_ALARM, Evt1.OTHER_WARNING),
         A.INTERNAL_ERROR: Evt(Evt1.OTHER_ALARM, Evt1.OTHER_WARNING),
+        A.HISTORY_UNAVAILABLE: Evt(Evt1.OTHER_ALARM, Evt1.OTHER_WARNING),
     }
 )
 """Model 802 (the bank) Evt1. Every code has a bit: SunSpec clients see the whole bank."""
@@ -212,6 +219,7 @@ PYLONTECH: Mapping[A, PylonBits | NotSent] = MappingProxyType(
         A.STACK_LIMIT: INSTALLATION,
         A.HEAT_ACCUMULATION: INSTALLATION,
         A.INVERTER_COMM_LOST: INSTALLATION,
+        A.HISTORY_UNAVAILABLE: GATEWAY_STORAGE,
     }
 )
 """Profiles pylontech, pylontech-1.3, victron and sma. The internal-error bit is for what is wrong inside the BMS:
@@ -248,6 +256,7 @@ PYLON_HV: Mapping[A, Bits | NotSent] = MappingProxyType(
         A.MODULE_COMM_LOST: Bits("ErrorInternalComm", None),
         A.SENSOR_MISMATCH: FAULT_AS_WARNING,
         A.INTERNAL_ERROR: Bits("ErrorOther", None),
+        A.HISTORY_UNAVAILABLE: GATEWAY_STORAGE,
         A.MODULE_MISMATCH: INSTALLATION,
         A.STACK_LIMIT: INSTALLATION,
         A.HEAT_ACCUMULATION: INSTALLATION,
@@ -283,6 +292,7 @@ GOODWE_LV: Mapping[A, Bits | NotSent] = MappingProxyType(
         A.MODULE_COMM_LOST: _gw("InternalComm"),
         A.SENSOR_MISMATCH: FAULT_AS_WARNING,
         A.INTERNAL_ERROR: Bits("AlarmOther", None),
+        A.HISTORY_UNAVAILABLE: GATEWAY_STORAGE,
         A.MODULE_MISMATCH: INSTALLATION,
         A.STACK_LIMIT: INSTALLATION,
         A.HEAT_ACCUMULATION: INSTALLATION,
@@ -317,6 +327,7 @@ GROWATT_LV: Mapping[A, Bits | NotSent] = MappingProxyType(
         A.MODULE_COMM_LOST: Bits("ProtectSystemError", "AlarmInternalComm"),
         A.SENSOR_MISMATCH: FAULT_AS_WARNING,
         A.INTERNAL_ERROR: Bits("ProtectSystemError", None),
+        A.HISTORY_UNAVAILABLE: GATEWAY_STORAGE,
         A.MODULE_MISMATCH: INSTALLATION,
         A.STACK_LIMIT: INSTALLATION,
         A.HEAT_ACCUMULATION: INSTALLATION,
@@ -356,6 +367,7 @@ FOXESS: Mapping[A, Bits | NotSent] = MappingProxyType(
         **dict.fromkeys(A, UNDECODED),
         A.MODULE_FAULT: Bits("ErrorFlag", None),
         A.INTERNAL_ERROR: Bits("ErrorFlag", None),
+        A.HISTORY_UNAVAILABLE: GATEWAY_STORAGE,
     }
 )
 """Profile foxess: no public source decodes 0x1879 byte 0; a fault or the internal error sets its bit 0
@@ -381,6 +393,7 @@ GROWATT_HV: Mapping[A, Bits | NotSent] = MappingProxyType(
         A.MODULE_COMM_LOST: Bits("ProtectOtherFailure", "AlarmInternalComm"),
         A.SENSOR_MISMATCH: FAULT_AS_WARNING,
         A.INTERNAL_ERROR: Bits("ProtectOtherFailure", None),
+        A.HISTORY_UNAVAILABLE: GATEWAY_STORAGE,
         A.MODULE_MISMATCH: INSTALLATION,
         A.STACK_LIMIT: INSTALLATION,
         A.HEAT_ACCUMULATION: INSTALLATION,
@@ -415,6 +428,7 @@ SMA_BYD: Mapping[A, Bits | NotSent] = MappingProxyType(
         A.MODULE_COMM_LOST: _sma("SystemDefect"),
         A.SENSOR_MISMATCH: Bits(None, "WarningSelfDiagnosis"),
         A.INTERNAL_ERROR: _sma("SystemDefect"),
+        A.HISTORY_UNAVAILABLE: GATEWAY_STORAGE,
         A.MODULE_MISMATCH: INSTALLATION,
         A.STACK_LIMIT: INSTALLATION,
         A.HEAT_ACCUMULATION: INSTALLATION,

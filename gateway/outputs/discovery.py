@@ -68,6 +68,11 @@ class Topics:
         return f"{self.root}/alarms"
 
     @property
+    def events(self) -> str:
+        """Retained: the gateway's latest event (gateway.history.events.event_dict)."""
+        return f"{self.root}/events"
+
+    @property
     def modules(self) -> str:
         """Retained record of the module addresses announced to HA, so removal works across restarts."""
         return f"{self.root}/modules"

@@ -70,6 +70,14 @@ def _t(key: str, path: str, name: str) -> Field:
     return Field(key, path, name, "°C", "temperature", register="s16", scale=0.1, precision=1)
 
 
+def _e(key: str, path: str, name: str) -> Field:
+    """Lifetime energy, kWh (Modbus: Wh in a u32): Home Assistant's Energy dashboard takes the pair of a bank or a
+    module as battery in and out, which asks for device class energy and state class total_increasing."""
+    return Field(
+        key, path, name, "kWh", "energy", state_class="total_increasing", register="u32", scale=0.001, precision=3
+    )
+
+
 def _n(key: str, path: str, name: str, register: RegisterType = "u16") -> Field:
     """An index: a module address, a cell or sensor number. Deliberately no unit and no state class, so Home
     Assistant keeps no long-term statistics of it (a mean of module numbers means nothing) and draws its history
@@ -109,8 +117,10 @@ BANK_FIELDS: tuple[Field, ...] = (
     _t("temperature_min", "temperature_min.value", "Min temperature"),
     _n("temperature_min_module", "temperature_min.module", "Min temperature module"),
     Field("fan_duty", "fan_duty", "Fan duty", "%", None, scale=1.0, precision=0, icon="mdi:fan"),
+    _e("charged_energy", "energy.charged_kwh", "Charged energy"),
+    _e("discharged_energy", "energy.discharged_kwh", "Discharged energy"),
 )
-"""Numeric bank values, in Modbus plain-map order."""
+"""Numeric bank values, in Modbus plain-map order (new ones go at the end: the addresses before stay)."""
 
 BANK_FLAGS: tuple[Field, ...] = (
     # What the gateway permits the inverter, not what the battery does: no device class (battery_charging would
@@ -171,8 +181,11 @@ MODULE_FIELDS: tuple[Field, ...] = (
         icon="mdi:counter",
         category=DIAGNOSTIC,
     ),
+    _e("charged_energy", "energy.charged_kwh", "Charged energy"),
+    _e("discharged_energy", "energy.discharged_kwh", "Discharged energy"),
 )
-"""Numeric values of one module, in Modbus per-module block order (share is a fraction 0..1 in JSON)."""
+"""Numeric values of one module, in Modbus per-module block order (share is a fraction 0..1 in JSON; new ones go
+at the end)."""
 
 MODULE_TEXT: tuple[Field, ...] = (
     Field("firmware", "firmware", "Firmware", state_class=None, icon="mdi:chip", category=DIAGNOSTIC),

@@ -36,11 +36,11 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get
-from gateway.master.model import ALARM_BITS, BankSnapshot, Level, Lifecycle, ModuleView
+from gateway.master.model import ALARM_BITS, BankSnapshot, Energy, Level, Lifecycle, ModuleView
 from gateway.outputs import generated, sunspec
 from gateway.outputs.alarm_table import MODBUS_BIT, SUNSPEC_EVT1, SUNSPEC_STRING_EVT1, Evt1
 from gateway.outputs.fields import BANK_FIELDS, BANK_FLAGS, MODULE_FIELDS, Field, RegisterType
-from gateway.payload import bank_dict, lookup, module_dict
+from gateway.payload import bank_dict, lookup, module_dict, module_energy
 
 log = get("gateway.modbus")
 
@@ -160,10 +160,10 @@ def _bank_payload(s: BankSnapshot, now: float) -> dict[str, Any]:
     return payload
 
 
-def _module_payload(view: ModuleView | None, address: int, t: float) -> dict[str, Any]:
+def _module_payload(view: ModuleView | None, address: int, t: float, energy: Energy | None) -> dict[str, Any]:
     if view is None:
         return {"address": address}
-    payload = module_dict(view, t)
+    payload = module_dict(view, t, energy)
     payload["modbus"] = {
         "state": LIFECYCLE_NUMBERS[view.lifecycle],
         "isolate_reason": int(view.isolate_reason),
@@ -184,7 +184,7 @@ def plain_image(snapshot: BankSnapshot, now: float) -> tuple[int, ...]:
     for r in BANK_REGISTERS:
         regs[r.address : r.address + r.size] = r.encode(bank)
     for a in MODULE_ADDRESSES:
-        payload = _module_payload(snapshot.modules.get(a), a, snapshot.t)
+        payload = _module_payload(snapshot.modules.get(a), a, snapshot.t, module_energy(snapshot, a))
         base = module_base(a)
         for r in MODULE_REGISTERS:
             regs[base + r.address : base + r.address + r.size] = r.encode(payload)

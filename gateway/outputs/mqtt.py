@@ -41,12 +41,13 @@ from gateway.backoff import Backoff
 from gateway.clock import Anchor, WallClock
 from gateway.config import Config
 from gateway.errors import ConfigError, DecodeError
-from gateway.hub import SnapshotHub
+from gateway.history.events import event_dict
+from gateway.hub import EventHub, SnapshotHub
 from gateway.logs import BurstLog
 from gateway.master.model import BankSnapshot
 from gateway.outputs import discovery
 from gateway.outputs.discovery import OFFLINE, ONLINE, Topics
-from gateway.payload import alarm_dict, bank_dict, cells_dict, module_dict
+from gateway.payload import alarm_dict, bank_dict, cells_dict, module_dict, module_energy
 
 _log = logs.get(__name__)
 
@@ -93,7 +94,7 @@ def state_messages(s: BankSnapshot, topics: Topics, wall: Anchor) -> dict[str, b
     """Topic -> payload of the regular state: the bank, and per module its values and its cells."""
     out = {topics.bank: _json(bank_dict(s, wall=wall))}
     for address, view in sorted(s.modules.items()):
-        out[topics.module(address)] = _json(module_dict(view, s.t))
+        out[topics.module(address)] = _json(module_dict(view, s.t, module_energy(s, address)))
         out[topics.cells(address)] = _json(cells_dict(view))
     return out
 
@@ -182,12 +183,22 @@ class Outbox:
 class MqttPublisher:
     """Publishes the hub's snapshots to one MQTT broker, with HA discovery; see the module docstring.
 
-    `actions` receive the operator commands, and only with `[mqtt] commands = true`.
+    `actions` receive the operator commands, and only with `[mqtt] commands = true`; the latest of `events` goes to
+    the retained events topic.
     """
 
-    def __init__(self, hub: SnapshotHub, *, config: Config, clock: WallClock, actions: Actions | None) -> None:
+    def __init__(
+        self,
+        hub: SnapshotHub,
+        *,
+        config: Config,
+        clock: WallClock,
+        actions: Actions | None,
+        events: EventHub | None = None,
+    ) -> None:
         mqtt = config.mqtt
         self._hub = hub
+        self._events = events
         self._config = config
         self._clock = clock
         self._actions = actions if mqtt.commands else None
@@ -329,6 +340,8 @@ class MqttPublisher:
                 tasks.create_task(self._send(client, outbox), name="mqtt-send")
                 tasks.create_task(self._receive(client, outbox), name="mqtt-receive")
                 tasks.create_task(self._produce(outbox), name="mqtt-state")
+                if self._events is not None:
+                    tasks.create_task(self._publish_events(self._events, outbox), name="mqtt-events")
         except* aiomqtt.MqttError as group:
             raise group.exceptions[0] from None
 
@@ -359,6 +372,15 @@ class MqttPublisher:
                 outbox.put(self._topics.alarms, payload, retain=True)
                 alarms = payload
             snapshot = await self._next(snapshot, loop.time() + self._interval)
+
+    async def _publish_events(self, events: EventHub, outbox: Outbox) -> None:
+        """The latest event, retained, on every (re)connect and whenever there is a newer one (a burst of events
+        ends as its last: the outbox keeps one message per topic)."""
+        count = events.count
+        while True:
+            if (event := events.latest) is not None:
+                outbox.put(self._topics.events, _json(event_dict(event)), retain=True)
+            count = await events.newer(count)
 
     async def _next(self, snapshot: BankSnapshot, due: float) -> BankSnapshot:
         """The latest snapshot at `due`, or earlier the first one whose `urgent_key` differs."""

@@ -14,7 +14,9 @@ Fixtures are registered in tests/conftest.py (`pytest_plugins`), so test modules
 - service: `_serve` in a task, a NOTIFY_SOCKET (fixture `notify`), config files, signals, metrics and status
 - breakable: a master whose step raises on demand
 - frames: every DBC the decoders must handle, and random payloads of their messages (every multiplexer branch)
-- home_assistant: a checker of Home Assistant's MQTT discovery rules
+- home_assistant: a checker of Home Assistant's MQTT discovery rules (and of the Energy dashboard's)
 - clocks: a clock a test sets, anchored to a fixed wall-clock time, and ISO times read back as Unix seconds
 - web: an operator token file and a reader of the dashboard's Server-Sent Events
+- history: the history read back through `bms-gateway events --json` and `history --json`
+- disks: broken disks for the history's fault tests (a small tmpfs, a full one, a read-only file)
 """

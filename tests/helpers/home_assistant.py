@@ -24,10 +24,14 @@ SENSOR_UNITS = {
     "voltage": {"V", "mV", "µV", "kV", "MV"},
     "power": {"mW", "W", "kW", "MW", "GW", "TW", "BTU/h"},
     "temperature": {"°C", "°F", "K"},
+    "energy": {"J", "kJ", "MJ", "GJ", "mWh", "Wh", "kWh", "MWh", "GWh", "TWh", "cal", "kcal", "Mcal", "Gcal"},
 }
 """HA sensor device class -> the units HA accepts for it (only the classes we use)."""
-SENSOR_STATE_CLASSES = {device_class: {"measurement"} for device_class in SENSOR_UNITS}
-"""HA sensor device class -> the state classes HA accepts for it."""
+SENSOR_STATE_CLASSES = {device_class: {"measurement"} for device_class in SENSOR_UNITS} | {
+    "energy": {"total", "total_increasing"}
+}
+"""HA sensor device class -> the state classes HA accepts for it (an energy sensor is a meter: a total, never a
+measurement)."""
 STATE_CLASSES = {"measurement", "total", "total_increasing"}
 BINARY_DEVICE_CLASSES = {"problem"}
 """The binary sensor classes we use. `battery_charging` ("Charging") and `power` are deliberately not among them:
@@ -157,6 +161,19 @@ def numeric(payload: dict[str, Any]) -> bool:
     class (then a text state is an error in HA's log and the entity shows unknown)."""
     keys = ("unit_of_measurement", "state_class", "suggested_display_precision", "device_class")
     return any(payload.get(key) is not None for key in keys)
+
+
+def energy_dashboard_problems(topic: str, payload: dict[str, Any]) -> list[str]:
+    """What keeps a sensor out of HA's Energy dashboard (battery in/out, grid, solar): it must be an energy meter,
+    device class energy, state class total or total_increasing, in a unit of energy; empty when it qualifies."""
+    problems = ha_problems(topic, payload)
+    if payload.get("device_class") != "energy":
+        problems.append(f"{topic}: device_class {payload.get('device_class')!r}, the Energy dashboard needs energy")
+    if payload.get("state_class") not in SENSOR_STATE_CLASSES["energy"]:
+        problems.append(f"{topic}: state_class {payload.get('state_class')!r} is not a total")
+    if payload.get("unit_of_measurement") not in SENSOR_UNITS["energy"]:
+        problems.append(f"{topic}: unit {payload.get('unit_of_measurement')!r} is not a unit of energy")
+    return problems
 
 
 def fleet_problems(configs: dict[str, dict[str, Any]], prefix: str = "homeassistant") -> list[str]:

@@ -39,6 +39,7 @@ ALARM_NAMES: dict[AlarmCode, str] = {
     AlarmCode.SENSOR_MISMATCH: "Current sensor mismatch",
     AlarmCode.MODULE_FAULT: "Module fault",
     AlarmCode.INTERNAL_ERROR: "Gateway internal error",
+    AlarmCode.HISTORY_UNAVAILABLE: "History unavailable",
 }
 """What the dashboard calls each alarm code (`/api/info`); a test fails when a code has no name."""
 
