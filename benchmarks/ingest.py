@@ -38,6 +38,7 @@ from cantools.database.can import Message
 
 from benchmarks import common
 from benchmarks.common import CpuMeter, Options, PacedSender, Row, Target
+from gateway.can.addressing import Addressing
 from gateway.can.bus import open_bus
 from gateway.can.codec import ModuleCodec
 from gateway.service import Gateway
@@ -244,7 +245,7 @@ async def measure(opts: Options, pool: Sequence[can.Message]) -> dict[str, Measu
 
 def compiled_decode_us(pool: Sequence[can.Message]) -> float:
     """The gateway's compiled decode (`Plan.decode`) of the same payloads: best of three passes, us per frame."""
-    codec = ModuleCodec(common.module_db(), address_mask=common.ADDRESS_MASK)
+    codec = ModuleCodec(common.module_db(), addressing=Addressing(mask=common.ADDRESS_MASK))
     prefetched = [
         (plan.decode, bytes(f.data)) for f in pool if (plan := codec.plans.get(f.arbitration_id & ~common.ADDRESS_MASK))
     ]

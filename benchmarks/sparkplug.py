@@ -85,12 +85,12 @@ async def windows(
         Fault(kind="overheat", module=HOT, at=fault_at, value=65.0),
     ]
     sim = Simulator(modules=MODULES, current=CURRENT, faults=faults)
-    m = cfg.can.modules
+    m = cfg.can.modules[0]
     gateway = Gateway(cfg)
     out: dict[str, dict[str, list[int]]] = {}
 
     async def simulate() -> None:
-        bus = open_bus(m.interface, m.channel, m.bitrate)
+        bus = open_bus(m.interface, m.channel, m.rate)
         try:
             await run_on_bus(bus, sim, duration=None)
         finally:

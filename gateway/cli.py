@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from gateway.errors import ConfigError, DecodeError, GatewayError, LogError, unw
 from gateway.history.events import LEVELS
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+PROFILE_NAMES = typing.get_args(config.ModuleProfileName)
 RELOAD_SETTLE = 1.0
 """Seconds a SIGHUP waits for the next one before the file is read: a storm of them is one reload."""
 STOP_TIMEOUT = 5.0
@@ -78,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--inverter", metavar="PROFILE", default=None, help="speak PROFILE to a simulated inverter of that kind"
     )
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILE_NAMES),
+        default="module",
+        help="the modules' BMS (default: our module protocol); a battery with its own port gets a bus each",
+    )
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("inverters", help="list the inverter profiles, or print one profile's frame table")
@@ -112,11 +120,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="KIND:MODULE[@T][=VALUE]")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILE_NAMES),
+        default="module",
+        help="the modules' BMS: its frames, on one channel per module where it carries one battery per bus "
+        "(<channel>-<n>, or channel names in the log)",
+    )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--output", "-o", type=Path, help="log file; format by extension: .log .asc .blf")
     target.add_argument("--interface", help="python-can interface to send on (with --channel)")
     p.add_argument("--channel", help="channel for --interface")
-    p.add_argument("--bitrate", type=int, default=500_000)
+    p.add_argument("--bitrate", type=int, default=None, help="default: the profile's")
     p.set_defaults(handler=_simulate)
 
     p = sub.add_parser("replay", help="run ingest + master on a recorded log, as fast as the CPU allows")
@@ -351,11 +366,13 @@ def _demo(args: argparse.Namespace) -> int:
     from gateway.can.bus import open_bus  # noqa: PLC0415
     from gateway.outputs import inverter  # noqa: PLC0415
     from gateway.sim import Simulator, parse_fault  # noqa: PLC0415
-    from gateway.sim.bus import run_on_bus  # noqa: PLC0415
+    from gateway.sim.bus import run_on_bus, run_translated  # noqa: PLC0415
     from gateway.sim.inverter import SimInverter, run_inverter  # noqa: PLC0415
+    from gateway.sim.profiled import Translator, bus_entries  # noqa: PLC0415
 
     faults = [parse_fault(spec) for spec in args.fault]
     raw = tomllib.loads(DEMO_CONFIG)
+    raw["can"]["modules"] = bus_entries(args.profile, args.modules, interface="virtual", channel="demo-modules")
     if args.inverter is not None:
         if args.inverter not in inverter.PROFILES and args.inverter not in inverter.ALIASES:
             raise ValueError(f"--inverter: no profile {args.inverter!r} (`bms-gateway inverters` lists them)")
@@ -368,14 +385,21 @@ def _demo(args: argparse.Namespace) -> int:
     logs.configure("error" if args.monitor else cfg.gateway.log_level, cfg.gateway.log_format)
     strings = [list(s) for s in cfg.bank.strings] or None
     sim = Simulator(modules=args.modules, current=args.current, strings=strings, faults=faults)
-    m, inv = cfg.can.modules, cfg.can.inverter
+    inv = cfg.can.inverter
 
     async def simulate() -> None:
-        bus = open_bus(m.interface, m.channel, m.bitrate)
+        buses = [open_bus(m.interface, m.channel, m.rate) for m in cfg.can.modules]
         try:
-            await run_on_bus(bus, sim, duration=None)
+            if [m.profile for m in cfg.can.modules] == ["module"]:
+                await run_on_bus(buses[0], sim, duration=None)
+            else:
+                links = [
+                    (bus, Translator(m, index=i)) for i, (bus, m) in enumerate(zip(buses, cfg.can.modules, strict=True))
+                ]
+                await run_translated(links, sim, duration=None)
         finally:
-            bus.shutdown()
+            for bus in buses:
+                bus.shutdown()
 
     async def talk() -> None:
         """The simulated inverter of the profile: polls, pairs and heartbeats like the real one."""
@@ -439,23 +463,34 @@ def _join_check(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from gateway.sim import Simulator, parse_fault  # noqa: PLC0415
-    from gateway.sim.bus import run_on_bus, write_log  # noqa: PLC0415
+    from gateway.sim.bus import run_on_bus, run_translated, write_log  # noqa: PLC0415
+    from gateway.sim.profiled import Translator, bus_entries  # noqa: PLC0415
 
     faults = [parse_fault(spec) for spec in args.fault]
     sim = Simulator(modules=args.modules, current=args.current, faults=faults, seed=args.seed)
+    entries = bus_entries(
+        args.profile, args.modules, interface=args.interface or "virtual", channel=args.channel or "modules"
+    )
+    buses = config.parse({"can": {"modules": entries}}).can.modules
+    translators = [] if args.profile == "module" else [Translator(m, index=i) for i, m in enumerate(buses)]
     if args.output is not None:
-        count = write_log(args.output, sim, args.duration)
+        count = write_log(args.output, sim, args.duration, translators)
         print(f"wrote {count} frames ({args.duration:g} s, {args.modules} modules) to {args.output}")
         return EXIT_OK
     if not args.channel:
         raise ValueError("--interface needs --channel")
     from gateway.can.bus import open_bus  # noqa: PLC0415
 
-    bus = open_bus(args.interface, args.channel, args.bitrate)
+    opened = [open_bus(m.interface, m.channel, args.bitrate or m.rate) for m in buses]
     try:
-        asyncio.run(run_on_bus(bus, sim, duration=args.duration))
+        if translators:
+            links = list(zip(opened, translators, strict=True))
+            asyncio.run(run_translated(links, sim, duration=args.duration))
+        else:
+            asyncio.run(run_on_bus(opened[0], sim, duration=args.duration))
     finally:
-        bus.shutdown()
+        for bus in opened:
+            bus.shutdown()
     return EXIT_OK
 
 

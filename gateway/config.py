@@ -17,12 +17,15 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from gateway.can import profiles
+from gateway.can.addressing import KEYS, MAX_MODULES, Addressing, Scheme
+from gateway.can.profiles import ModuleProfile, Poll
 from gateway.errors import ConfigError
 
 Table = tuple[tuple[float, float], ...]
@@ -56,22 +59,14 @@ ByteOrder = Literal["little", "big"]
 
 SHIPPED_ADDRESS_MASK = 0x1F
 """The address field of the shipped module.dbc: the low 5 bits of the frame ID."""
-MAX_ADDRESS_MASK = 0xFF
-"""The widest address field: a J1939-style source-address byte."""
-MAX_MODULES = 31
-"""Module addresses stop at 31 whatever the mask: the Modbus map has 31 module blocks."""
-
-
-def address_mask_problem(mask: int) -> str | None:
-    """Why `mask` cannot split frame IDs into base and module address, or None."""
-    if not 1 <= mask <= MAX_ADDRESS_MASK or mask & (mask + 1):
-        return f"must be a low-bit mask 2**n - 1 within 0x1..{MAX_ADDRESS_MASK:#x}, got {mask:#x}"
-    return None
+ModuleProfileName = Literal["module", "pylon-lv-battery", "pylon-hv-battery", "jk-bms-can", "daly-can"]
+"""The rows of gateway/can/profiles.py; a test keeps them equal."""
+AddressScheme = Literal["mask", "field", "stride", "signal", "fixed"]
 
 
 def module_addresses(mask: int) -> range:
     """The valid module addresses under an address mask: 1..mask (0 is MasterCommand's broadcast), at most 31."""
-    return range(1, min(mask, MAX_MODULES) + 1)
+    return Addressing(mask=mask).addresses
 
 
 T = typing.TypeVar("T")
@@ -109,7 +104,7 @@ def within(default: T, low: float, high: float, unit: str = "", *, off: float | 
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e7 else f"{value:g}"
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e10 else f"{value:g}"
 
 
 BITRATE = (5_000, 1_000_000, "bit/s")
@@ -138,27 +133,125 @@ class GatewaySection:
 
 
 @dataclass(frozen=True, slots=True)
+class PollSection:
+    """A request frame a bus entry declares instead of its profile's polls."""
+
+    id: int = within(0, 0, (1 << 29) - 1)
+    data: tuple[int, ...] = within((), 0, 255)
+    period: float = within(1.0, 0.05, 60.0, "s")
+    extended: bool = False
+    address_shift: int | None = within(None, 0, 28)
+    """Sent to each module address of the bus, its address on the wire at this bit of `id`; unset: once."""
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if len(self.data) > 8:
+            yield "data", f"a classic CAN frame carries at most 8 bytes, got {len(self.data)}"
+        if not self.extended and self.id > 0x7FF:
+            yield "id", f"{self.id:#x} needs 29 bits: set extended = true"
+
+
+@dataclass(frozen=True, slots=True)
 class ModuleBusSection:
+    """One module bus (`[[can.modules]]`): its port, its profile, and the profile's keys it overrides (unset: the
+    profile's)."""
+
     interface: str = "virtual"
     channel: str = "modules"
-    bitrate: int = within(500_000, *BITRATE)
+    profile: ModuleProfileName = "module"
+    bitrate: int | None = within(None, *BITRATE)
     dbc: Path | None = None
-    """None means the shipped dbc/module.dbc."""
-    address_mask: int = SHIPPED_ADDRESS_MASK
+    addressing: AddressScheme | None = None
+    """Unset: the scheme whose keys the entry sets (`address = 1` is `fixed`), else the profile's."""
+    address_mask: int | None = None
+    address_shift: int | None = None
+    address_width: int | None = None
+    address_stride: int | None = None
+    address_signal: str | None = None
+    address: int | None = None
+    address_offset: int | None = None
+    address_count: int | None = None
     signal_map: Mapping[str, str] = field(default_factory=dict)
-    """DBC signal name -> our signal name, for a user's own DBC."""
-    commands: bool = True
-    """Send MasterCommand frames to the modules."""
+    """DBC signal name -> our signal name, over the profile's map."""
+    polls: tuple[PollSection, ...] | None = None
+    commands: bool | None = None
+    """Send MasterCommand frames to the modules (unset: when the profile takes them)."""
     command_period: float = within(1.0, 0.1, 10.0, "s")
+    where: str = field(default="can.modules", compare=False, metadata={"where": True})
+    """The key this entry was read from (not a key): `can.modules` or `can.modules[1]`."""
+
+    @property
+    def row(self) -> ModuleProfile:
+        return profiles.profile(self.profile)
+
+    @property
+    def scheme(self) -> Scheme:
+        if self.addressing is not None:
+            return Scheme(self.addressing)
+        named = {scheme for scheme, keys in KEYS.items() for key in keys if getattr(self, key) is not None}
+        return named.pop() if len(named) == 1 else self.row.addressing.scheme
+
+    @property
+    def address_plan(self) -> Addressing:
+        """The addressing in force: the profile's, with the keys this entry sets (a scheme of its own starts from
+        that scheme's defaults)."""
+        scheme, own = self.scheme, self.row.addressing
+        start = own if own.scheme is scheme else Addressing(scheme=scheme)
+        keys: dict[str, Any] = {
+            "mask": self.address_mask,
+            "shift": self.address_shift,
+            "width": self.address_width,
+            "stride": self.address_stride,
+            "signal": self.address_signal,
+            "address": self.address,
+            "offset": self.address_offset,
+            "count": self.address_count,
+        }
+        return dataclasses.replace(start, **{k: v for k, v in keys.items() if v is not None})
 
     @property
     def addresses(self) -> range:
         """The module addresses this bus can carry."""
-        return module_addresses(self.address_mask)
+        return self.address_plan.addresses
+
+    @property
+    def rate(self) -> int:
+        """The bitrate in force."""
+        return self.row.bitrate if self.bitrate is None else self.bitrate
+
+    @property
+    def sends_commands(self) -> bool:
+        return self.row.commands if self.commands is None else self.commands
+
+    @property
+    def poll_frames(self) -> tuple[Poll, ...]:
+        """The request frames in force: the entry's own, else the profile's."""
+        if self.polls is None:
+            return self.row.polls
+        return tuple(Poll(p.id, bytes(p.data), p.period, p.extended, p.address_shift) for p in self.polls)
+
+    @property
+    def signals(self) -> Mapping[str, str]:
+        """The signal map in force: the profile's, with the entry's entries over it."""
+        return {**self.row.signal_map, **self.signal_map}
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        if problem := address_mask_problem(self.address_mask):
-            yield "address_mask", problem
+        plan = self.address_plan
+        own = self.row.addressing
+        if plan.scheme is Scheme.FIXED and self.address is None:
+            why = "addressing = 'fixed'" if own.scheme is not Scheme.FIXED else f"the {self.profile} profile"
+            yield "address", f"{why} carries one battery per bus: set its module address"
+        else:
+            yield from plan.problems()
+        wanted = set(KEYS[plan.scheme]) | (
+            {"address_offset", "address_count"} if plan.scheme is not Scheme.FIXED else set()
+        )
+        for scheme, keys in KEYS.items():
+            for key in keys:
+                if key not in wanted and getattr(self, key) is not None:
+                    yield key, f"belongs to addressing = '{scheme}', this bus has '{plan.scheme}'"
+        for key in ("address_offset", "address_count"):
+            if key not in wanted and getattr(self, key) is not None:
+                yield key, "does not apply to addressing = 'fixed'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,11 +282,36 @@ class InverterBusSection:
 
 @dataclass(frozen=True, slots=True)
 class CanSection:
-    modules: ModuleBusSection = field(default_factory=ModuleBusSection)
+    modules: tuple[ModuleBusSection, ...] = (ModuleBusSection(),)
+    """`[[can.modules]]`, one entry per module bus; a single `[can.modules]` table is a list of one."""
     inverter: InverterBusSection = field(default_factory=InverterBusSection)
 
+    @property
+    def addresses(self) -> range:
+        """From the lowest to the highest module address any bus can carry."""
+        every = [a for bus in self.modules for a in bus.addresses] or [1]
+        return range(min(every), max(every) + 1)
+
     def problems(self) -> Iterator[tuple[str, str]]:
-        return iter(())
+        if not self.modules:
+            yield "modules", "needs at least one module bus"
+        buses = [(bus, bus.addresses) for bus in self.modules if not any(bus.problems())]
+        for i, (bus, mine) in enumerate(buses):
+            for other, theirs in buses[:i]:
+                if bus.channel == other.channel and bus.interface == other.interface:
+                    yield bus.where.removeprefix("can."), f"uses the channel of {other.where} ({bus.channel!r})"
+                shared = sorted(set(mine) & set(theirs))
+                if shared:
+                    yield (
+                        bus.where.removeprefix("can."),
+                        f"module addresses {_span(mine)} overlap {other.where}'s {_span(theirs)} (both carry "
+                        f"{_span(shared)}): addresses must be unique across buses; narrow them with address_count, "
+                        "address_offset or address",
+                    )
+
+
+def _span(addresses: Sequence[int]) -> str:
+    return str(addresses[0]) if len(addresses) == 1 else f"{addresses[0]}..{addresses[-1]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,12 +625,12 @@ class Config:
     file caught half-written."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        """Module addresses in [bank] must be ones the [can.modules] address mask can carry."""
-        mask = self.can.modules.address_mask
-        if address_mask_problem(mask):
-            return  # reported under can.modules.address_mask; no address range to check against
-        valid = module_addresses(mask)
-        outside = f"is outside {valid[0]}..{valid[-1]} (can.modules.address_mask = {mask:#x})"
+        """Module addresses in [bank] must be ones a module bus can carry."""
+        buses = [bus for bus in self.can.modules if not any(bus.problems())]
+        if len(buses) < len(self.can.modules):
+            return  # reported under the bus entry; no address range to check against
+        valid = {a for bus in buses for a in bus.addresses}
+        outside = "is outside " + "; ".join(f"{_span(bus.addresses)} ({bus.where})" for bus in buses)
         for s, string in enumerate(self.bank.strings):
             for address in string:
                 if address not in valid:
@@ -587,7 +705,7 @@ def _shown(value: Any) -> str:
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
-        fields = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+        fields = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if "where" not in f.metadata)
         return {name: _plain(v) for name, v in fields if v is not None}  # TOML has no null: unset keys are absent
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -626,13 +744,14 @@ def _build(cls: type, raw: Any, path: str, ctx: _Context, skip: frozenset[str] |
         ctx.report(path, f"must be a table, got {_describe(raw)}")
         return cls()
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
+    names = [f.name for f in fields if "where" not in f.metadata]
     for key in raw:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             ctx.report(_join(path, key), f"unknown key{hint}")
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {f.name: path for f in fields if "where" in f.metadata}
     for name in names:
         if name in raw:
             key = _join(path, name)
@@ -713,6 +832,12 @@ def _convert(hint: Any, value: Any, key: str, ctx: _Context) -> Any:
             raise _Invalid(key, f"must be a path string, got {_describe(value)}")
         path = Path(_text(value, key)).expanduser()
         return path if path.is_absolute() else ctx.base / path
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and dataclasses.is_dataclass(args[0]):
+        if isinstance(value, Mapping):  # `[can.modules]`: a list of one, under the table's own key
+            return (_build(typing.cast("type", args[0]), value, key, ctx),)
+        if not isinstance(value, list):
+            raise _Invalid(key, f"must be a table or an array of tables, got {_describe(value)}")
+        return tuple(_build(typing.cast("type", args[0]), v, f"{key}[{i}]", ctx) for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, list):
             raise _Invalid(key, f"must be an array, got {_describe(value)}")

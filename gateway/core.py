@@ -28,7 +28,8 @@ import can
 
 from gateway.can.codec import ModuleCodec
 from gateway.can.commands import CommandSchedule
-from gateway.can.ingest import ModuleStore, Urgency
+from gateway.can.ingest import ModuleStore, ModuleStores, Urgency
+from gateway.can.polls import BusFrame, PollSchedule
 from gateway.config import Config, LimitsSection
 from gateway.history.counters import Counters, Daily, Lifetime
 from gateway.logs import BurstLog, get
@@ -80,10 +81,10 @@ def _first_below_full(table: tuple[tuple[float, float], ...], *, rising: bool) -
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """What one tick produced: the snapshot, and the MasterCommand frames due on the module bus."""
+    """What one tick produced: the snapshot, and the frames due on the module buses (MasterCommand, polls)."""
 
     snapshot: BankSnapshot
-    commands: tuple[tuple[int, bytes], ...]
+    frames: tuple[BusFrame, ...]
 
 
 class Core:
@@ -104,27 +105,45 @@ class Core:
         """`inverter_on_module_bus`: the inverter's frames arrive through `feed` (one shared bus, or a log that
         holds both); by default, when the config puts both on the same interface and channel."""
         self.config = config
-        modules, inverter = config.can.modules, config.can.inverter
-        if inverter_on_module_bus is None:
-            same = (inverter.interface, inverter.channel) == (modules.interface, modules.channel)
-            inverter_on_module_bus = inverter.enabled and same
+        buses, inverter = config.can.modules, config.can.inverter
+        self._inverter_bus = _inverter_bus(config, inverter_on_module_bus)
+        """The module bus the inverter's frames arrive on too (its index), or None."""
         profile = inverter_side.profile(inverter.protocol)
-        self._inverter_ids = profile.expects if inverter_on_module_bus else frozenset()
+        self._inverter_ids = profile.expects if self._inverter_bus is not None else frozenset()
         self._inverter_extended = profile.extended
         self._on_urgent = on_urgent
-        codec = ModuleCodec.from_config(modules)
-        self.store = ModuleStore(
-            codec, urgency=urgency(config.limits), on_urgent=self._mark_urgent, ignore_ids=self._inverter_ids
+        codecs = [ModuleCodec.from_config(bus) for bus in buses]
+        self.stores = tuple(
+            ModuleStore(
+                codec,
+                urgency=urgency(config.limits),
+                on_urgent=self._mark_urgent,
+                ignore_ids=self._inverter_ids if i == self._inverter_bus else frozenset(),
+            )
+            for i, codec in enumerate(codecs)
         )
+        """One store per module bus, in the order of `can.modules`."""
+        self.store = ModuleStores(self.stores)
         timeout = profile.timeout if inverter.inverter_timeout is None else inverter.inverter_timeout
-        self.master = Master(config, required_groups=codec.required_groups, inverter_timeout=timeout)
+        required = frozenset(g for codec in codecs for g in codec.required_groups)
+        self.master = Master(config, required_groups=required, inverter_timeout=timeout)
         self.link = inverter_side.InverterLink(profile)
         """The inverter's frames: its last word for the master, its requests for the schedule."""
         self.heartbeat = byd.Heartbeat(config.modbus_rtu.heartbeat_timeout) if config.modbus_rtu.enabled else None
         """The GEN24's heartbeat (register 401 of the BYD map), written by the Modbus RTU edge."""
         self.inverter = inverter_side.Schedule(inverter, bank=config.bank) if inverter.enabled else None
         """When the inverter gets what; the live publisher and replay both ask it, with what the link heard."""
-        self._commands = CommandSchedule(codec, modules.command_period) if modules.commands else None
+        self._commands = [
+            (i, frozenset(codec.addresses), CommandSchedule(codec, bus.command_period))
+            for i, (bus, codec) in enumerate(zip(buses, codecs, strict=True))
+            if bus.sends_commands
+        ]
+        """Per bus that takes MasterCommand: its index, the addresses it carries, its schedule."""
+        self._polls = [
+            PollSchedule(i, bus.poll_frames, codec.addressing)
+            for i, (bus, codec) in enumerate(zip(buses, codecs, strict=True))
+            if bus.poll_frames
+        ]
         self.latest = empty_snapshot(now, discharge_voltage=self.master.fallback_dvl())
         self.next_tick = now
         self.urgent = False
@@ -141,12 +160,16 @@ class Core:
 
     # -- frames in ----------------------------------------------------------------------------------------------
 
-    def feed(self, msg: can.Message, t: float) -> None:
-        """A frame from the module bus (where the inverter shares it, its frames go to the link)."""
-        if msg.arbitration_id in self._inverter_ids and msg.is_extended_id == self._inverter_extended:
+    def feed(self, msg: can.Message, t: float, bus: int = 0) -> None:
+        """A frame from module bus number `bus` (where the inverter shares it, its frames go to the link)."""
+        if (
+            bus == self._inverter_bus
+            and msg.arbitration_id in self._inverter_ids
+            and msg.is_extended_id == self._inverter_extended
+        ):
             self.link.on_message(msg, t)
         else:
-            self.store.on_message(msg, t)
+            self.stores[bus].on_message(msg, t)
 
     def hear(self, msg: can.Message, t: float) -> None:
         """A frame from the inverter bus."""
@@ -200,8 +223,16 @@ class Core:
         self.latest = snapshot
         return Tick(snapshot, due)
 
-    def _due(self, now: float, commands: tuple[MasterCommand, ...]) -> tuple[tuple[int, bytes], ...]:
-        return () if self._commands is None else tuple(self._commands.due(now, commands))
+    def _due(self, now: float, commands: tuple[MasterCommand, ...]) -> tuple[BusFrame, ...]:
+        """The frames due on the module buses: each bus's MasterCommands (only for the modules it carries), then
+        its polls."""
+        frames = [
+            BusFrame(bus, can_id, data)
+            for bus, addresses, schedule in self._commands
+            for can_id, data in schedule.due(now, [c for c in commands if c.address in addresses])
+        ]
+        frames += (frame for polls in self._polls for frame in polls.due(now))
+        return tuple(frames)
 
     def inverter_info(self) -> InverterInfo | None:
         """What the master hears of the inverter: the CAN link's or the GEN24 heartbeat's; with both, the one that
@@ -276,6 +307,20 @@ class Core:
         """Apply a reloaded config to the master, the urgency thresholds and the inverter's ratings."""
         self.config = config
         self.master.config = config
-        self.store.urgency = urgency(config.limits)
+        self.store.set_urgency(urgency(config.limits))
         if self.inverter is not None:
             self.inverter.bank = config.bank
+
+
+def _inverter_bus(config: Config, shared: bool | None) -> int | None:
+    """The module bus that carries the inverter's frames too: the one on the inverter's interface and channel (by
+    default only if there is one and the inverter is enabled); with `shared`, that one or else the first."""
+    inverter = config.can.inverter
+    same = [
+        i
+        for i, bus in enumerate(config.can.modules)
+        if (bus.interface, bus.channel) == (inverter.interface, inverter.channel)
+    ]
+    if shared is None:
+        return same[0] if same and inverter.enabled else None
+    return (same or [0])[0] if shared else None

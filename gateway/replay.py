@@ -4,11 +4,12 @@ The same objects as live operation decide everything: the store decodes each fra
 ticks every `bank.tick` seconds of log time and at once on an urgent frame, and the MasterCommand and inverter
 schedules say which frames the gateway would have sent. Installers send logs; this is how we answer them.
 
-A log of both buses (`candump -L can0 can1`): frames on the inverter's channel (`can.inverter.channel`, matched
-against each frame's `channel`) go to the inverter side as received, and its answers to them (requests, pairings,
-handshakes) go to `--output` at the frame's time, as the live publisher sends them at once. Frames on any other
-channel, or with none, go to the module side (the inverter's own IDs among them still reach the inverter side,
-as on a shared bus).
+A log of several buses (`candump -L can0 can1 can2`): each frame goes to the module bus whose `channel` matches the
+frame's, frames on the inverter's channel (`can.inverter.channel`) go to the inverter side as received, and its
+answers to them (requests, pairings, handshakes) go to `--output` at the frame's time, as the live publisher sends
+them at once. Frames on no configured channel, or with none (a single-bus log), go to the first module bus (the
+inverter's own IDs among them still reach the inverter side, as on a shared bus). MasterCommands and polls go to
+`--output` on their bus's channel.
 
 With a history file, replay writes what the live gateway would have written, on the log's clock: the events of
 every snapshot change (and a start and a stop), the lifetime counters and the master's memory, in the same
@@ -28,6 +29,7 @@ import can
 
 from gateway import __version__
 from gateway.can.logfile import LogFile
+from gateway.can.polls import BusFrame
 from gateway.changes import changes
 from gateway.config import Config
 from gateway.core import Core
@@ -100,9 +102,10 @@ def replay(
     `history`: write the history there (created if new; raises HistoryError when it cannot be written)."""
     core: Core | None = None
     result = ReplayResult()
-    modules, inverter = config.can.modules, config.can.inverter
-    same_bus = (modules.interface, modules.channel) == (inverter.interface, inverter.channel)
+    buses, inverter = config.can.modules, config.can.inverter
+    same_bus = any((bus.interface, bus.channel) == (inverter.interface, inverter.channel) for bus in buses)
     inverter_channel = None if same_bus else inverter.channel
+    bus_of = {bus.channel: i for i, bus in enumerate(buses)}
     frames = LogFile(log)
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -111,10 +114,11 @@ def replay(
         writer: Any = stack.enter_context(can.Logger(output)) if output else None
         recorder = _History(stack.enter_context(_opened(history)), log, config) if history else None
 
-        def send(frames: Iterable[tuple[int, bytes] | Frame], t: float, channel: str) -> None:
+        def send(frames: Iterable[BusFrame | Frame], t: float, channel: str | None = None) -> None:
             for frame in frames:
-                can_id, data = frame[0], frame[1]
-                extended = frame.extended if isinstance(frame, Frame) else False
+                can_id, data, extended = frame.can_id, frame.data, frame.extended
+                if isinstance(frame, BusFrame):
+                    channel = buses[frame.bus].channel
                 result.sent += 1
                 if writer is not None:
                     writer(
@@ -136,7 +140,7 @@ def replay(
                 recorder.tick(core, step.snapshot)
             if lines is not None:
                 lines.write(json_lines.line(step.snapshot) + "\n")
-            send(step.commands, t, "modules")
+            send(step.frames, t)
             if core.inverter is not None:
                 send(core.inverter.due(t, step.snapshot, core.link.drain()), t, "inverter")
 
@@ -160,7 +164,7 @@ def replay(
                 result.inverter_frames += 1
                 core.hear(msg, t)
             else:
-                core.feed(msg, t)
+                core.feed(msg, t, bus_of.get(str(msg.channel), 0))
             if core.link.pending:
                 send(core.answer(t), t, "inverter")
             if core.urgent:

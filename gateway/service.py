@@ -14,6 +14,7 @@ actions; the latest also goes to the MQTT events topic.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ import can
 from gateway import __version__, backoff
 from gateway import config as configuration
 from gateway.can.bus import DecodingListener, open_bus
+from gateway.can.polls import BusFrame
 from gateway.changes import changes
 from gateway.clock import LiveClock, WallClock
 from gateway.config import Config
@@ -142,8 +144,10 @@ class Gateway:
         self.publisher: inverter.InverterPublisher | None = None
         self.restarts: Counter[str] = Counter()
         self.command_errors = 0
-        self._module_bus: can.BusABC | None = None
-        self._send_burst = BurstLog(log, "MasterCommand not sent")
+        """Frames for the module buses (MasterCommand, polls) that failed to send."""
+        self._module_buses: list[can.BusABC | None] = [None] * len(config.can.modules)
+        """The open bus of each `can.modules` entry (None while it is down)."""
+        self._send_burst = BurstLog(log, "module bus frame not sent")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._wake_pending = False
@@ -169,13 +173,22 @@ class Gateway:
             self._stopped = True
             self.record(events.stopped(self.clock(), reason))
 
+    @property
+    def module_edges(self) -> tuple[str, ...]:
+        """The edge of each module bus: `module-bus`, or with several `module-bus:<channel>`."""
+        buses = self.config.can.modules
+        if len(buses) == 1:
+            return ("module-bus",)
+        return tuple(f"module-bus:{bus.channel}" for bus in buses)
+
     def edge_counters(self) -> dict[str, dict[str, int]]:
         """Counters of every edge, for the metrics endpoint."""
         out: dict[str, dict[str, int]] = {
             "master": {"step_failures": self.core.failures},
-            "module-bus": {"restarts": self.restarts["module-bus"], "command_send_errors": self.command_errors},
+            **{name: {"restarts": self.restarts[name]} for name in self.module_edges},
             "inverter-bus": {"restarts": self.restarts["inverter-bus"]},
         }
+        out[self.module_edges[0]]["command_send_errors"] = self.command_errors
         if self.publisher is not None:
             out["inverter-bus"].update(self.publisher.counters)
         if self.modbus is not None:
@@ -220,7 +233,9 @@ class Gateway:
         """Run every edge until cancelled; `extra` adds named tasks (the demo's simulator)."""
         self._loop = asyncio.get_running_loop()
         cfg = self.config
-        edges: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {"module-bus": self._module_bus_edge}
+        edges: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            name: functools.partial(self._module_bus_edge, i) for i, name in enumerate(self.module_edges)
+        }
         if cfg.can.inverter.enabled:
             edges["inverter-bus"] = self._inverter_bus_edge
         if self.modbus is not None:
@@ -368,7 +383,7 @@ class Gateway:
         before = self.hub.latest
         tick = self.core.tick(self.clock())
         self.hub.publish(tick.snapshot)
-        self._send_commands(tick.commands)
+        self._send(tick.frames)
         found = changes(before, tick.snapshot)
         for change in found:
             (log.warning if change.severity == "warning" else log.info)(change.event, **change.fields())
@@ -377,16 +392,18 @@ class Gateway:
             self.metrics.tick.observe(time.perf_counter() - started)
         return tick.snapshot
 
-    def _send_commands(self, commands: tuple[tuple[int, bytes], ...]) -> None:
-        bus = self._module_bus
-        if bus is None:
-            return
-        for can_id, data in commands:
+    def _send(self, frames: tuple[BusFrame, ...]) -> None:
+        """MasterCommands and polls, each on its module bus; none on a bus that is down (its edge reopens it)."""
+        for frame in frames:
+            bus = self._module_buses[frame.bus]
+            if bus is None:
+                continue
+            msg = can.Message(arbitration_id=frame.can_id, data=frame.data, is_extended_id=frame.extended)
             try:
-                bus.send(can.Message(arbitration_id=can_id, data=data, is_extended_id=False), timeout=0.0)
+                bus.send(msg, timeout=0.0)
             except can.CanError as err:
                 self.command_errors += 1
-                self._send_burst("send_error", error=str(err))
+                self._send_burst("send_error", error=str(err), bus=self.module_edges[frame.bus])
 
     def reload(self, new: Config) -> list[str]:
         """Apply what can change live (limits, bank thresholds, MQTT interval); return what needs a restart.
@@ -437,19 +454,22 @@ class Gateway:
 
     # -- edges ---------------------------------------------------------------------------------------------
 
-    async def _module_bus_edge(self) -> None:
-        m = self.config.can.modules
+    async def _module_bus_edge(self, index: int) -> None:
+        """Module bus number `index`: while it is down its modules fall silent and go offline by the master's
+        timeout (N-1); the other buses run on."""
+        m = self.config.can.modules[index]
+
+        def attach(bus: can.BusABC | None) -> None:
+            self._module_buses[index] = bus
+
         await self._run_bus(
-            "module-bus",
+            self.module_edges[index],
             interface=m.interface,
             channel=m.channel,
-            bitrate=m.bitrate,
-            sink=self.core.feed,
-            attach=self._attach_modules,
+            bitrate=m.rate,
+            sink=functools.partial(self.core.feed, bus=index),
+            attach=attach,
         )
-
-    def _attach_modules(self, bus: can.BusABC | None) -> None:
-        self._module_bus = bus
 
     async def _inverter_bus_edge(self) -> None:
         inv = self.config.can.inverter

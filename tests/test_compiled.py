@@ -19,6 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.can import compiled, dbc
+from gateway.can.addressing import Addressing
 from gateway.can.codec import ModuleCodec, Plan
 
 from helpers.frames import DATA, branches, messages, payloads
@@ -151,7 +152,7 @@ def test_generated_source_is_readable_in_tracebacks() -> None:
 MODULE_CODEC = ModuleCodec(dbc.load(None, "module.dbc", "can.modules.dbc"))
 ODD_CODEC = ModuleCodec(
     dbc.load(DATA / "decoders.dbc", "decoders.dbc", "can.modules.dbc"),
-    address_mask=0x0,
+    addressing=Addressing(mask=0x0),
     signal_map={
         "BeU17": "ModuleVoltage",  # big-endian, 17 bits, range narrower than the raw bits
         "BeS11": "ModuleCurrent",  # big-endian, signed, odd start bit

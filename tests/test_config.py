@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gateway import config
+from gateway.can.addressing import KEYS
 from gateway.errors import ConfigError
 
 PROTOCOLS = ", ".join(repr(name) for name in typing.get_args(config.InverterProtocol))
@@ -20,9 +21,9 @@ def test_empty_file_is_a_working_config_for_the_typical_module(tmp_path: Path) -
     path.write_text("")
     cfg = config.load(path)
     assert cfg.gateway.id == "stack1"
-    assert cfg.can.modules.interface == "virtual"
-    assert cfg.can.modules.bitrate == 500_000
-    assert cfg.can.modules.address_mask == 0x1F
+    assert cfg.can.modules[0].interface == "virtual"
+    assert cfg.can.modules[0].rate == 500_000
+    assert cfg.can.modules[0].address_plan.mask == 0x1F
     assert cfg.can.inverter.protocol == "pylontech"
     assert cfg.can.inverter.period == 1.0
     assert cfg.bank.cells_in_series == 16
@@ -62,9 +63,9 @@ password_file = "/etc/bms-gateway/mqtt.pass"
     )
     cfg = config.load(path)
     assert cfg.gateway.id == "garage"
-    assert cfg.can.modules.dbc == tmp_path / "conf" / "vendor.dbc"
-    assert cfg.can.modules.address_mask == 0x0F
-    assert dict(cfg.can.modules.signal_map) == {"PackV": "ModuleVoltage"}
+    assert cfg.can.modules[0].dbc == tmp_path / "conf" / "vendor.dbc"
+    assert cfg.can.modules[0].address_plan.mask == 0x0F
+    assert dict(cfg.can.modules[0].signal_map) == {"PackV": "ModuleVoltage"}
     assert cfg.bank.strings == ((1, 2), (3, 4))
     assert dict(cfg.bank.positions) == {1: 1, 2: 2, 3: 1, 4: 2}
     assert cfg.bank.rated_charge_current == 50.0
@@ -136,7 +137,7 @@ protocol = "growatt"
         ("[limits]\ncharge_soc = [[95, 100, 1]]", "limits.charge_soc[0]: must be an array of 2 values, got 3"),
         ("[limits]\ncharge_soc = 5", "limits.charge_soc: must be an array, got an integer (5)"),
         ("[can.inverter]\nperiod = 30", "can.inverter.period: must be within 0.05..10 s"),
-        ("[can]\nmodules = 3", "can.modules: must be a table, got an integer (3)"),
+        ("[can]\nmodules = 3", "can.modules: must be a table or an array of tables, got an integer (3)"),
         ("[mqtt]\nenabled = 'yes'", "mqtt.enabled: must be true or false, got a string ('yes')"),
         ("[mqtt]\npassword_file = 'p'", "mqtt.password_file: needs mqtt.username"),
         ("[can.modules]\nbitrate = 5e5", "can.modules.bitrate: must be an integer, got a number (500000.0)"),
@@ -155,7 +156,7 @@ def test_single_problems(tmp_path: Path, text: str, expected: str) -> None:
     [(0x1, range(1, 2)), (0x0F, range(1, 16)), (0x1F, range(1, 32)), (0x3F, range(1, 32)), (0xFF, range(1, 32))],
 )
 def test_module_addresses_come_from_the_address_mask(mask: int, addresses: range) -> None:
-    assert config.parse({"can": {"modules": {"address_mask": mask}}}).can.modules.addresses == addresses
+    assert config.parse({"can": {"modules": {"address_mask": mask}}}).can.modules[0].addresses == addresses
 
 
 @pytest.mark.parametrize("mask", [0, -1, 0x18, 0x1E, 0x21, 0x1FF, 0x400, 0x7FF])
@@ -172,8 +173,8 @@ def test_bank_addresses_must_fit_the_address_mask() -> None:
     with pytest.raises(ConfigError) as info:
         config.parse(raw)
     assert info.value.problems == [
-        "bank.strings[1]: module address 16 is outside 1..15 (can.modules.address_mask = 0xf)",
-        "bank.positions.16: module address 16 is outside 1..15 (can.modules.address_mask = 0xf)",
+        "bank.strings[1]: module address 16 is outside 1..15 (can.modules)",
+        "bank.positions.16: module address 16 is outside 1..15 (can.modules)",
     ]
     raw["can"] = {"modules": {"address_mask": 0x1F}}
     assert config.parse(raw).bank.strings == ((1, 15), (16,))
@@ -220,6 +221,16 @@ FALLING_TEMPERATURE = ([[125, -40]], [[125.1, 0], [0, -40.1]])
 BOUNDARIES: dict[str, tuple[list[Any], list[Any]]] = {
     "can.modules.bitrate": ([5_000, 1_000_000], [4_999, 1_000_001]),
     "can.modules.address_mask": ([0x1, 0xFF], [0x0, 0x1FF]),
+    "can.modules.address_shift": ([0, 21], [-1, 22]),
+    "can.modules.address_width": ([1, 8], [0, 9]),
+    "can.modules.address_stride": ([1, 256], [0, 257]),
+    "can.modules.address": ([1, 31], [0, 32]),
+    "can.modules.address_offset": ([0, 30], [-1, 31]),
+    "can.modules.address_count": ([1, 31], [0, 32]),
+    "can.modules.polls.id": ([0, 0x7FF], [-1, 0x2000_0000]),
+    "can.modules.polls.data": ([[0, 255]], [[256], [-1]]),
+    "can.modules.polls.period": ([0.05, 60], [0.049, 60.1]),
+    "can.modules.polls.address_shift": ([0, 28], [-1, 29]),
     "can.modules.command_period": ([0.1, 10], [0.099, 10.01]),
     "can.inverter.bitrate": ([5_000, 1_000_000], [4_999, 1_000_001]),
     "can.inverter.period": ([0.05, 10], [0.049, 10.01]),
@@ -310,6 +321,21 @@ def test_range_boundaries(key: str, value: Any, accepted: bool) -> None:
     assert any(p.startswith(key) and "within" in p for p in info.value.problems), info.value.problems
 
 
+def _element(hint: Any) -> Any:
+    """A list of tables' table (`[[can.modules]]`), or the hint itself; unset (None) is the default's."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        hint, args = args[0], list(typing.get_args(args[0]))
+    if (
+        typing.get_origin(hint) is tuple
+        and len(args) == 2
+        and args[1] is Ellipsis
+        and dataclasses.is_dataclass(args[0])
+    ):
+        return args[0]
+    return hint
+
+
 def number_keys(cls: Any, prefix: str = "") -> list[str]:
     """Every key whose value is or holds numbers."""
     hints = typing.get_type_hints(cls)
@@ -320,6 +346,7 @@ def number_keys(cls: Any, prefix: str = "") -> list[str]:
         if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(optional) == 1:
             hint = optional[0]  # unset (None): the default of whatever reads it
         key = f"{prefix}{f.name}"
+        hint = _element(hint)
         if dataclasses.is_dataclass(hint):
             out += number_keys(hint, f"{key}.")
         elif hint in (int, float) or (typing.get_origin(hint) in (tuple, Mapping) and hint != Mapping[str, str]):
@@ -330,7 +357,9 @@ def number_keys(cls: Any, prefix: str = "") -> list[str]:
 def test_every_number_key_has_a_range_and_a_boundary_row() -> None:
     """A new number key needs a range (or its own check) and rows in BOUNDARIES."""
     keys = set(number_keys(config.Config))
-    own_checks = {"bank.strings", "bank.min_online", "can.modules.address_mask"}
+    addressing = {key for keys in KEYS.values() for key in keys} - {"address_signal"}
+    addressing |= {"address_offset", "address_count"}  # checked by `Addressing.problems`
+    own_checks = {"bank.strings", "bank.min_online", *(f"can.modules.{key}" for key in addressing)}
     ranged = {key for key in keys if _field(key).metadata.get("range")}
     assert keys - ranged == own_checks
     assert keys - {"bank.strings", "bank.min_online"} == BOUNDARIES.keys()
@@ -340,7 +369,7 @@ def _field(key: str) -> dataclasses.Field[Any]:
     cls: Any = config.Config
     *sections, name = key.split(".")
     for section in sections:
-        cls = typing.get_type_hints(cls)[section]
+        cls = _element(typing.get_type_hints(cls)[section])
     return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 

@@ -14,6 +14,7 @@ import pytest
 import structlog
 
 from gateway import config
+from gateway.can.polls import BusFrame
 from gateway.core import Core
 from gateway.master.model import Level
 from gateway.sim import Simulator
@@ -79,7 +80,7 @@ def test_a_master_step_that_raises_sends_the_fail_safe_set_and_the_core_recovers
     assert [t.snapshot.seq for t in ticks] == sorted({t.snapshot.seq for t in ticks})  # always newer
     assert core.failures == 20
     # The modules are told not to charge or discharge; their contactors are not opened under load.
-    commands = [t.commands for t in ticks if t.commands]
+    commands = [t.frames for t in ticks if t.frames]
     assert commands
     decoded = [cmd for frames in commands for cmd in _commands(frames)]
     assert decoded and all(not c["ChargeAllowed"] and not c["DischargeAllowed"] for c in decoded)
@@ -98,11 +99,11 @@ def test_a_master_step_that_raises_sends_the_fail_safe_set_and_the_core_recovers
     assert [e["event"] for e in logs if "succeed" in e["event"]] == ["master steps succeed again"]
 
 
-def _commands(frames: tuple[tuple[int, bytes], ...]) -> list[dict[str, Any]]:
+def _commands(frames: tuple[BusFrame, ...]) -> list[dict[str, Any]]:
     from gateway.can import dbc  # noqa: PLC0415
 
     message = dbc.load(None, "module.dbc", "can.modules.dbc").get_message_by_name("MasterCommand")
-    return [dict(message.decode(data)) for _, data in frames]
+    return [dict(message.decode(frame.data)) for frame in frames]
 
 
 def test_frames_of_the_inverter_on_a_shared_bus_go_to_the_link_not_the_store() -> None:

@@ -235,7 +235,7 @@ def test_buttons_are_the_commands_mqtt_accepts_and_only_with_commands_on() -> No
     actions = Actions()
     for p in buttons.values():  # what a press publishes is a command the gateway executes
         name = p["command_topic"].removeprefix(Topics.of(cfg).command_prefix)
-        assert execute(actions, name, p["payload_press"], addresses=cfg.can.modules.addresses)[0]
+        assert execute(actions, name, p["payload_press"], addresses=cfg.can.modules[0].addresses)[0]
     assert actions.calls == [("full_charge",), ("readmit", 3)]
     # With commands off, the publisher clears the buttons a previous run may have offered.
     assert discovery.withdrawn(off) == ["homeassistant/button/bms_g7/request_full_charge/config"]

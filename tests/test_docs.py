@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,19 +25,37 @@ def leaf_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:
     out = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in config.NOT_KEYS:
+        if f.name in config.NOT_KEYS or "where" in f.metadata:
             continue
-        if dataclasses.is_dataclass(hints[f.name]):
+        hint = table(hints[f.name])
+        if dataclasses.is_dataclass(hint):
             section = f"{prefix}.{f.name}" if prefix else f.name
-            out += leaf_keys(hints[f.name], section)
+            out += leaf_keys(hint, section)
         else:
             out.append((prefix, f.name))
     return out
 
 
+def table(hint: Any) -> Any:
+    """The table of a list of tables (`[[can.modules]]`, its `polls`), else the hint itself."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if len(args) == 1:
+        hint, args = args[0], list(typing.get_args(args[0]))
+    if (
+        typing.get_origin(hint) is tuple
+        and len(args) == 2
+        and args[1] is Ellipsis
+        and dataclasses.is_dataclass(args[0])
+    ):
+        return args[0]
+    return hint
+
+
 def section_text(section: str) -> str:
-    top = section.removesuffix(".tls")
-    start = README.index(f"**`[{top}]`**")
+    """A section's table in the reference; `[[can.modules]]` documents its `polls` in its own table."""
+    top = "can.modules" if section.startswith("can.modules") else section.removesuffix(".tls")
+    heading = f"**`[[{top}]]`**" if f"**`[[{top}]]`**" in README else f"**`[{top}]`**"
+    start = README.index(heading)
     end = README.find("**`[", start + 5)
     return README[start : end if end > 0 else None]
 
@@ -53,8 +72,9 @@ def ranges(cls: type, prefix: str = "") -> list[tuple[str, str, config.Range]]:
     out = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            out += ranges(hints[f.name], f"{prefix}.{f.name}" if prefix else f.name)
+        hint = table(hints[f.name])
+        if dataclasses.is_dataclass(hint):
+            out += ranges(hint, f"{prefix}.{f.name}" if prefix else f.name)
         elif "range" in f.metadata:
             out.append((prefix, f.name, f.metadata["range"]))
     return out

@@ -63,7 +63,7 @@ async def test_stack_to_inverter_cadence_values_fast_path_and_fail_safe(channel:
     cfg = make_config(channel, bank={"tick": TICK})
     gateway = Gateway(cfg)
     sim = Simulator(modules=4, current=10.0, seed=7)
-    module_channel, inverter_channel = cfg.can.modules.channel, cfg.can.inverter.channel
+    module_channel, inverter_channel = cfg.can.modules[0].channel, cfg.can.inverter.channel
     async with (
         tapped(module_channel) as modules,
         tapped(inverter_channel) as inverter,
@@ -182,7 +182,7 @@ async def test_master_commands_admit_matching_modules_and_hold_back_a_mismatched
     cfg = make_config(channel)
     gateway = Gateway(cfg)
     sim = Simulator(modules=3, current=20.0, seed=3, faults=[parse_fault("soc_offset:3=20")])
-    module_channel = cfg.can.modules.channel
+    module_channel = cfg.can.modules[0].channel
     async with tapped(module_channel) as modules, running(gateway), simulating(module_channel, sim):
         await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules 1 and 2 online")
         snapshot = gateway.hub.latest

@@ -42,7 +42,7 @@ async def test_energy_and_events_on_mqtt_and_an_operator_command_recorded(
     async with (
         subscriber(mosquitto, f"{root}/#") as (client, seen),
         running(gateway),
-        simulating(cfg.can.modules.channel, Simulator(modules=2, current=40.0)),
+        simulating(cfg.can.modules[0].channel, Simulator(modules=2, current=40.0)),
     ):
         await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
         bank = loads(

@@ -47,7 +47,7 @@ async def test_a_run_records_its_start_its_changes_and_a_clean_stop(channel: str
     db = tmp_path / "history.sqlite"
     cfg = history_config(channel, db)
     gateway = Gateway(cfg)
-    async with running(gateway), simulating(cfg.can.modules.channel, Simulator(modules=2, current=20.0)):
+    async with running(gateway), simulating(cfg.can.modules[0].channel, Simulator(modules=2, current=20.0)):
         await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
         await asyncio.sleep(1.5)
         last = gateway.hub.latest
@@ -68,7 +68,7 @@ async def test_a_run_records_its_start_its_changes_and_a_clean_stop(channel: str
 async def test_the_next_run_starts_from_the_stored_counters(channel: str, tmp_path: Path) -> None:
     db = tmp_path / "history.sqlite"
     cfg = history_config(channel, db)
-    await run_until_online(Gateway(cfg), cfg.can.modules.channel, Simulator(modules=2, current=20.0), then=1.0)
+    await run_until_online(Gateway(cfg), cfg.can.modules[0].channel, Simulator(modules=2, current=20.0), then=1.0)
     stored = history(db)["counters"]["bank"]["charged_kwh"]
     gateway = Gateway(cfg)
     first = None
@@ -171,7 +171,7 @@ async def test_a_full_disk_costs_history_not_protection(
         gateway = Gateway(cfg)
         with structlog.testing.capture_logs() as logs:
             sim = Simulator(modules=2, current=20.0)
-            async with running(gateway) as task, simulating(cfg.can.modules.channel, sim):
+            async with running(gateway) as task, simulating(cfg.can.modules[0].channel, sim):
                 await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
                 assert gateway.history is not None
                 await until(lambda: gateway.history.batches >= 2, within=5.0, what="history written")

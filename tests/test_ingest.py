@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gateway import config
 from gateway.can import dbc
+from gateway.can.addressing import Addressing
 from gateway.can.bus import DecodingListener, open_bus
 from gateway.can.codec import ModuleCodec
 from gateway.can.ingest import ModuleStore
@@ -261,7 +262,7 @@ def test_user_dbc_with_a_signal_map(tmp_path: Path) -> None:
     db = dbc.load(path, "module.dbc", "can.modules.dbc")
     codec = ModuleCodec(
         db,
-        address_mask=0x0F,
+        addressing=Addressing(mask=0x0F),
         signal_map={"PackV": "ModuleVoltage", "PackI": "ModuleCurrent", "StateOfCharge": "SOC", "Life": "AliveCounter"},
     )
     store = ModuleStore(codec)
@@ -277,13 +278,13 @@ def test_a_mask_that_gives_two_messages_one_base_id_is_refused() -> None:
     """Under 0x3F the shipped bases (0x20 apart) pair up: 0x421 would be module 33's ModuleStatus, not module 1's
     ModuleLimits, and ModuleLimits would be gone."""
     with pytest.raises(ConfigError) as info:
-        ModuleCodec.from_config(config.parse({"can": {"modules": {"address_mask": 0x3F}}}).can.modules)
+        ModuleCodec.from_config(config.parse({"can": {"modules": {"address_mask": 0x3F}}}).can.modules[0])
     first = info.value.problems[0]
     assert first.startswith("can.modules.address_mask: 0x3f gives ModuleStatus (0x400) and ModuleLimits (0x420)")
     assert "frame 0x421 could be ModuleLimits of module 1 or ModuleStatus of module 33" in first
     assert first.endswith("needs a mask of at most 0x1f")
     assert any("CellSummary (0x440) and Temperatures (0x460)" in p for p in info.value.problems)
-    assert ModuleCodec.from_config(config.parse({}).can.modules).addresses == range(1, 32)
+    assert ModuleCodec.from_config(config.parse({}).can.modules[0]).addresses == range(1, 32)
 
 
 def test_addresses_come_from_the_mask_and_stop_at_31(tmp_path: Path) -> None:
@@ -296,7 +297,7 @@ def test_addresses_come_from_the_mask_and_stop_at_31(tmp_path: Path) -> None:
     )
     db = dbc.load(path, "module.dbc", "can.modules.dbc")
     store = ModuleStore(
-        ModuleCodec(db, address_mask=0x3F, signal_map={"PackV": "ModuleVoltage", "StateOfCharge": "SOC"})
+        ModuleCodec(db, addressing=Addressing(mask=0x3F), signal_map={"PackV": "ModuleVoltage", "StateOfCharge": "SOC"})
     )
     data = db.get_message_by_name("PackData").encode({"PackV": 51.2, "StateOfCharge": 64})
     for address in (0, 1, 31, 32, 33, 63):

@@ -69,7 +69,7 @@ async def test_request_response_answers_at_once_never_unasked_silence_and_fail_s
     async with (
         tapped(cfg.can.inverter.channel) as bus,
         running(gateway),
-        simulating(cfg.can.modules.channel, modules) as module_sim,
+        simulating(cfg.can.modules[0].channel, modules) as module_sim,
     ):
         await until(lambda: online(gateway) == (1, 2, 3, 4) and gateway.hub.latest.valid, within=10.0, what="bank")
         await until(lambda: gateway.publisher is not None, within=5.0, what="publisher")
@@ -159,7 +159,7 @@ async def test_handshake_completes_silence_raises_comm_lost_and_silent_modules_g
     async with (
         tapped(cfg.can.inverter.channel) as bus,
         running(gateway),
-        simulating(cfg.can.modules.channel, modules) as module_sim,
+        simulating(cfg.can.modules[0].channel, modules) as module_sim,
     ):
         await until(lambda: online(gateway) == (1, 2, 3, 4) and gateway.hub.latest.valid, within=10.0, what="bank")
         schedule = gateway.core.inverter
@@ -232,7 +232,7 @@ async def test_on_stop_a_request_response_inverter_gets_the_fail_safe_set_as_its
     async with (
         tapped(cfg.can.inverter.channel) as bus,
         running(gateway),
-        simulating(cfg.can.modules.channel, modules),
+        simulating(cfg.can.modules[0].channel, modules),
         inverting(cfg.can.inverter.channel, inverter),
     ):
         await until(lambda: gateway.hub.latest.valid, within=10.0, what="bank")

@@ -29,8 +29,13 @@ def pair(limit: Limit) -> tuple[float, str]:
     return round(limit.value, 3), limit.bound_by
 
 
+NO_LIMITS = frozenset({"charge_current_limit", "discharge_current_limit"})
+"""What a DBC without the modules' own current limits leaves absent."""
+
+
 def own(cfg: Config = CFG, *, reported: bool = True, **values: Any) -> Limits:
-    return module_limits(reading(1, 0.0, **values), cfg.bank, cfg.limits, reported=reported)
+    absent = frozenset() if reported else NO_LIMITS
+    return module_limits(reading(1, 0.0, absent=absent, **values), cfg.bank, cfg.limits)
 
 
 # -- one module ---------------------------------------------------------------------------------------------------
@@ -341,7 +346,8 @@ def test_module_limits_are_remembered_while_their_inputs_stay_the_same() -> None
 
 
 def test_a_limiter_without_reported_limits_uses_the_rating() -> None:
-    limits = Limiter(reported=False).module(tick_input(CFG, 0.0, {}), reading(1, 0.0, charge_current_limit=None))
+    without = reading(1, 0.0, charge_current_limit=None, absent=NO_LIMITS)
+    limits = Limiter().module(tick_input(CFG, 0.0, {}), without)
     assert limits.charge_current == Limit(100.0, "rating module 1")
 
 

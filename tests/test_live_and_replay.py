@@ -106,8 +106,8 @@ async def live(log: Path, cfg: config.Config, channel: str) -> tuple[list[BankSn
     clock.t = frames[0].timestamp
     gateway = Gateway(cfg, clock=clock)
     snapshots: list[BankSnapshot] = []
-    modules, inverter = Recorder(cfg.can.modules.channel), Recorder(cfg.can.inverter.channel)
-    sender = open_bus("virtual", cfg.can.modules.channel, 500_000)
+    modules, inverter = Recorder(cfg.can.modules[0].channel), Recorder(cfg.can.inverter.channel)
+    sender = open_bus("virtual", cfg.can.modules[0].channel, 500_000)
     speaker = open_bus("virtual", cfg.can.inverter.channel, 500_000)
     """The inverter: sends the log's frames on the inverter's channel."""
     expects = gateway.core.link.profile.expects
@@ -204,7 +204,7 @@ def test_replay_and_the_live_gateway_give_the_same_snapshots_and_frames_tick_by_
     result = replay(log, cfg, snapshots=lines, output=out)
     replayed = [json.loads(line) for line in lines.read_text().splitlines()]
     written = list(LogFile(out))
-    replay_commands = [(m.arbitration_id, bytes(m.data)) for m in written if m.channel == "modules"]
+    replay_commands = [(m.arbitration_id, bytes(m.data)) for m in written if m.channel == cfg.can.modules[0].channel]
     replay_inverter = [(m.arbitration_id, bytes(m.data)) for m in written if m.channel == "inverter"]
 
     loop = LogTimeLoop(LogClock(0.0))
@@ -251,7 +251,7 @@ def test_a_request_response_inverter_gets_the_same_answers_live_and_in_replay(tm
         sim,
         12.0,
         inverter=profile("pylon-hv"),
-        modules_channel=cfg.can.modules.channel,
+        modules_channel=cfg.can.modules[0].channel,
         inverter_channel=cfg.can.inverter.channel,
         frames=polls,
         start=1.0,

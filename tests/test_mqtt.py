@@ -190,7 +190,7 @@ def test_commands_are_validated(name: str, payload: str, ok: bool, detail: str) 
 
 
 def test_readmit_takes_the_addresses_of_the_address_mask() -> None:
-    addresses = config.parse({"can": {"modules": {"address_mask": 0x0F}}}).can.modules.addresses
+    addresses = config.parse({"can": {"modules": {"address_mask": 0x0F}}}).can.modules[0].addresses
     assert execute(FakeActions({15}), "readmit", "15", addresses=addresses)[0]
     assert execute(FakeActions({16}), "readmit", "16", addresses=addresses) == (
         False,

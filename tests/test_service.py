@@ -72,7 +72,7 @@ async def test_an_edge_that_keeps_failing_is_restarted_while_the_others_keep_pub
         async with (
             tapped(cfg.can.inverter.channel) as inverter,
             running(gateway) as task,
-            simulating(cfg.can.modules.channel, sim),
+            simulating(cfg.can.modules[0].channel, sim),
         ):
             await until(lambda: gateway.restarts["modbus"] >= 2, within=10.0, what="two Modbus restarts")
             # The rest runs on: the master ticks, the bank forms, the inverter gets sets with its limits.
@@ -99,14 +99,14 @@ async def test_a_closed_module_bus_is_reopened_and_the_bank_comes_back(channel: 
     cfg = make_config(channel)
     gateway = Gateway(cfg)
     sim = Simulator(modules=2, current=5.0)
-    async with running(gateway), simulating(cfg.can.modules.channel, sim):
+    async with running(gateway), simulating(cfg.can.modules[0].channel, sim):
         await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
         received = gateway.core.store.counters["received"]
-        bus = gateway._module_bus
+        bus = gateway._module_buses[0]
         assert bus is not None
         bus.shutdown()  # as when the CAN adapter is unplugged: the receive thread fails
         await until(lambda: gateway.restarts["module-bus"] >= 1, within=5.0, what="module bus restarted")
-        await until(lambda: gateway._module_bus not in (None, bus), within=5.0, what="module bus reopened")
+        await until(lambda: gateway._module_buses[0] not in (None, bus), within=5.0, what="module bus reopened")
         await until(
             lambda: gateway.core.store.counters["received"] > received + 20, within=5.0, what="frames received again"
         )
@@ -145,7 +145,7 @@ async def test_a_module_that_stops_sending_is_logged_offline_once_with_its_reaso
         return [e for e in logs if e["event"] == name]
 
     with structlog.testing.capture_logs() as logs:
-        async with running(gateway), simulating(cfg.can.modules.channel, sim):
+        async with running(gateway), simulating(cfg.can.modules[0].channel, sim):
             await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
             await until(lambda: bool(events("module offline")), within=15.0, what="module offline logged")
             seq = gateway.hub.latest.seq
@@ -186,7 +186,7 @@ async def test_ready_only_once_buses_are_open_and_modbus_listens_then_status_and
             # At READY the buses are open and Modbus listens on its port.
             assert listening(port)
             assert gateway.modbus is not None and gateway.modbus.port == port
-            assert {cfg.can.modules.channel, cfg.can.inverter.channel} <= set(can.interfaces.virtual.channels)
+            assert {cfg.can.modules[0].channel, cfg.can.inverter.channel} <= set(can.interfaces.virtual.channels)
             assert ready["READY"] == "1"
             assert ready["STATUS"].startswith("NOT VALID (")  # no modules on the bus: it says why
             # The master tick keeps pinging the watchdog.
@@ -227,7 +227,7 @@ async def test_sigterm_sends_the_fail_safe_set_three_times_says_offline_and_stop
     async with (
         subscriber(mosquitto, "bms/svc/status") as (_, mqtt),
         tapped(cfg.can.inverter.channel) as inverter,
-        serving(cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules.channel, sim)}) as task,
+        serving(cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules[0].channel, sim)}) as task,
     ):
         await notify.wait("READY")
         await mqtt.wait(lambda m: m.payload == b"online")
@@ -275,7 +275,7 @@ async def test_sighup_applies_live_limits_and_keeps_what_needs_a_restart(channel
     sim = Simulator(modules=2, current=5.0)
     with structlog.testing.capture_logs() as logs:
         async with serving(
-            cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules.channel, sim)}
+            cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules[0].channel, sim)}
         ) as task:
             await status_becomes(url, 0)
             assert (await asyncio.to_thread(scrape, url))[cell_alarm] == 0
@@ -323,7 +323,7 @@ async def test_a_half_written_config_on_sighup_never_raises_a_limit(channel: str
     with structlog.testing.capture_logs() as logs:
         async with (
             tapped(cfg.can.inverter.channel) as inverter,
-            serving(cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules.channel, sim)}),
+            serving(cfg, reload_from=path, extra={"simulator": simulator_task(cfg.can.modules[0].channel, sim)}),
         ):
             await inverter.wait(lambda m: m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0, within=10)
 
@@ -388,7 +388,7 @@ async def test_a_slow_stop_still_sends_the_fail_safe_set_and_exits_0(channel: st
             raise
 
     sim = Simulator(modules=2, current=5.0)
-    extra = {"simulator": simulator_task(cfg.can.modules.channel, sim), "slow": slow}
+    extra = {"simulator": simulator_task(cfg.can.modules[0].channel, sim), "slow": slow}
     with structlog.testing.capture_logs() as logs:
         async with tapped(cfg.can.inverter.channel) as inverter, serving(cfg, reload_from=path, extra=extra) as task:
             await inverter.wait(lambda m: m.arbitration_id == 0x351 and decode(m)["ChargeCurrentLimit"] > 0, within=10)
@@ -416,7 +416,7 @@ async def test_a_slow_stop_still_sends_the_fail_safe_set_and_exits_0(channel: st
 async def test_metrics_endpoint_and_status_exit_codes(channel: str, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = make_config(channel, metrics={"enabled": True, "host": "127.0.0.1", "port": 0})
     gateway = Gateway(cfg)
-    module_channel = cfg.can.modules.channel
+    module_channel = cfg.can.modules[0].channel
     async with running(gateway):
         await until(gateway.ready.is_set, within=5.0, what="ready")
         assert gateway.metrics is not None
@@ -519,7 +519,7 @@ async def test_a_failing_master_step_stops_the_inverter_says_why_everywhere_and_
     async with (
         subscriber(mosquitto, "bms/e2e/alarms") as (_, mqtt),
         tapped(cfg.can.inverter.channel) as inverter,
-        simulating(cfg.can.modules.channel, Simulator(modules=2, current=10.0)),
+        simulating(cfg.can.modules[0].channel, Simulator(modules=2, current=10.0)),
         running(gateway),
     ):
         await inverter.wait(charging, within=10.0)

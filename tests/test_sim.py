@@ -39,7 +39,7 @@ def decoded(messages: list[can.Message]) -> list[tuple[float, str, int, dict[str
     """(time, message name, module address, values) of each frame, decoded with the gateway's codec."""
     out = []
     for msg in messages:
-        plan, address = CODEC.plan(msg.arbitration_id)
+        plan, address = CODEC.route(msg.arbitration_id)
         assert plan is not None
         out.append((msg.timestamp, plan.message.name, address, plan.message.decode(msg.data, decode_choices=False)))
     return out

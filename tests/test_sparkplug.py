@@ -64,7 +64,7 @@ def gateway_config(tmp_path: Path, channel: str, broker: Broker, **sparkplug: An
 
 
 def simulated(cfg: config.Config, modules: int = 3, **kwargs: Any) -> dict[str, Any]:
-    return {"simulator": simulator_task(cfg.can.modules.channel, Simulator(modules=modules, current=5.0, **kwargs))}
+    return {"simulator": simulator_task(cfg.can.modules[0].channel, Simulator(modules=modules, current=5.0, **kwargs))}
 
 
 def after(received: list[host.Received], kind: str, device: str | None = None) -> list[host.Received]:

@@ -98,11 +98,11 @@ def test_the_unit_gives_the_history_its_state_directory(unit: dict[tuple[str, st
 def test_the_unit_starts_after_the_can_links_of_the_example_config(unit: dict[tuple[str, str], list[str]]) -> None:
     cfg = config.load(EXAMPLE)
     after = words(unit, "After", "Unit")
-    for bus in (cfg.can.modules, cfg.can.inverter):
+    for bus in (*cfg.can.modules, cfg.can.inverter):
         assert bus.interface == "socketcan"
         assert f"sys-subsystem-net-devices-{bus.channel}.device" in after
     network = unit_keys((SYSTEMD / "80-can.network").read_text())
-    assert set(words(network, "Name", "Match")) == {cfg.can.modules.channel, cfg.can.inverter.channel}
+    assert set(words(network, "Name", "Match")) == {cfg.can.modules[0].channel, cfg.can.inverter.channel}
 
 
 def test_systemd_analyze_verify_finds_nothing(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path: Path) -> None:
 
 def test_the_example_config_loads_and_the_gateway_constructs(tmp_path: Path) -> None:
     cfg = config.load(EXAMPLE)
-    assert cfg.can.modules.channel == "can0" and cfg.can.inverter.channel == "can1"
+    assert cfg.can.modules[0].channel == "can0" and cfg.can.inverter.channel == "can1"
     assert cfg.bank.strings == ((1,), (2,), (3,), (4,))
     assert cfg.bank.min_online <= len(cfg.bank.strings) <= cfg.bank.max_modules
     # The MQTT password lives next to the config, in the unit's ConfigurationDirectory; this machine has none,

@@ -101,7 +101,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     sim = Simulator(modules=5, current=40.0, faults=[parse_fault(f) for f in FAULTS])
     async with (
         running(gateway),
-        simulating(cfg.can.modules.channel, sim),
+        simulating(cfg.can.modules[0].channel, sim),
         async_api.async_playwright() as playwright,
     ):
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)

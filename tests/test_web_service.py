@@ -37,7 +37,7 @@ async def test_the_dashboard_serves_the_live_bank_and_the_journal_of_its_events(
     cfg = make_config(channel, web={"enabled": True, "host": "127.0.0.1", "port": 0})
     gateway = Gateway(cfg)
     sim = Simulator(modules=3, current=10.0, faults=[parse_fault("drop:3@6")])
-    async with running(gateway), simulating(cfg.can.modules.channel, sim):
+    async with running(gateway), simulating(cfg.can.modules[0].channel, sim):
         await until(gateway.ready.is_set, within=10.0, what="gateway ready (the web edge listening)")
         assert gateway.web is not None and gateway.web.port
         url = gateway.web.url
@@ -56,7 +56,7 @@ async def test_a_web_edge_whose_port_is_taken_is_restarted_and_holds_back_ready(
     with occupied() as (blocker, port):
         cfg = make_config(channel, web={"enabled": True, "host": "127.0.0.1", "port": port})
         gateway = Gateway(cfg)
-        async with running(gateway), simulating(cfg.can.modules.channel, Simulator(modules=1)):
+        async with running(gateway), simulating(cfg.can.modules[0].channel, Simulator(modules=1)):
             await until(lambda: gateway.restarts["web"] >= 1, within=10.0, what="the web edge restarted")
             assert not gateway.ready.is_set()
             blocker.close()
@@ -69,7 +69,7 @@ async def test_join_check_answers_from_the_running_gateway(channel: str, capsys:
     gateway = Gateway(cfg)
     sim = Simulator(modules=3, current=20.0, faults=[parse_fault("soc_offset:3=20")])
     with structlog.testing.capture_logs():  # the gateway's journal stays off the command's output
-        async with running(gateway), simulating(cfg.can.modules.channel, sim):
+        async with running(gateway), simulating(cfg.can.modules[0].channel, sim):
             await join_checks(gateway, capsys)
     with occupied() as (_, port):
         code = await asyncio.to_thread(main, ["join-check", "3", "--url", f"http://127.0.0.1:{port}/"])

@@ -22,9 +22,10 @@ import cantools.database.errors
 from cantools.database.can import Database, Message, Signal
 
 from gateway.can import compiled, dbc
-from gateway.config import SHIPPED_ADDRESS_MASK, ModuleBusSection, module_addresses
+from gateway.can.addressing import KEYS, Addressing, Scheme
+from gateway.config import ModuleBusSection
 from gateway.errors import ConfigError
-from gateway.master.model import ALARM_BITS, MAX_CELLS, MAX_SENSORS, MasterCommand
+from gateway.master.model import ALARM_BITS, MAX_CELLS, MAX_SENSORS, RULE_INPUTS, MasterCommand
 
 SCALARS: dict[str, tuple[str, str]] = {
     "ModuleVoltage": ("status", "voltage"),
@@ -61,6 +62,8 @@ SCALARS: dict[str, tuple[str, str]] = {
 }
 """Our signal names (those of the protocol page) -> (group, field of the module's state)."""
 
+_DERIVED = {"cells": "cell_voltages", "temperatures": "cell_temperatures"}
+"""Where the store derives a group's extremes from when the DBC has no summary message."""
 _INDEXED = re.compile(r"^(?:Cell(\d\d)(Voltage|Balancing)|Temp(\d\d)|(Warn|Prot)(\w+))$")
 REQUIRED_GROUPS = ("status", "limits", "cells", "temperatures")
 """Groups a module must have sent recently to count in the limits (where the DBC carries them at all)."""
@@ -82,6 +85,8 @@ class TargetKind(enum.Enum):
     CELL_TEMPERATURES = "cell_temperatures"
     WARNINGS = "warnings"
     PROTECTIONS = "protections"
+    ADDRESS = "address"
+    """The payload signal that names the module (`signal` addressing): always a message's first target."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,64 +164,137 @@ def canonical_target(name: str) -> Target | None:
 
 
 class ModuleCodec:
-    """Decodes module frames of one DBC; encodes MasterCommand when the DBC has it."""
+    """Decodes module frames of one DBC on one bus, routed by its addressing; encodes MasterCommand when the DBC
+    has it."""
 
     def __init__(
-        self, db: Database, *, address_mask: int = SHIPPED_ADDRESS_MASK, signal_map: Mapping[str, str] | None = None
+        self,
+        db: Database,
+        *,
+        addressing: Addressing | None = None,
+        signal_map: Mapping[str, str] | None = None,
+        provides: frozenset[str] | None = None,
+        where: str = "can.modules",
     ):
-        self.address_mask = address_mask
-        self.addresses = module_addresses(address_mask)
+        """`provides`: the groups the profile declares (None: whatever the DBC carries); `where` names the bus
+        entry in errors."""
+        self.addressing = addressing = addressing or Addressing()
+        self.addresses = addressing.addresses
         """The module addresses a frame may carry; frames with others are rejected."""
+        self.where = where
         self._plans: dict[int, Plan] = {}
         self.plans: Mapping[int, Plan] = MappingProxyType(self._plans)
-        """Base ID (frame ID without the address bits) -> its plan."""
+        """Base ID (the message's ID at wire address 0) -> its plan."""
         signal_map = dict(signal_map or {})
         problems = [
-            f"can.modules.signal_map.{theirs}: '{ours}' is not a signal of the module protocol"
+            f"{where}.signal_map.{theirs}: '{ours}' is not a signal of the module protocol"
             for theirs, ours in signal_map.items()
             if canonical_target(ours) is None
         ]
         known = {s.name for m in db.messages for s in m.signals}
         problems += [
-            f"can.modules.signal_map.{theirs}: the DBC has no signal of that name"
+            f"{where}.signal_map.{theirs}: the DBC has no signal of that name"
             for theirs in signal_map
             if theirs not in known
         ]
-        problems += _collisions(db, address_mask)
+        if addressing.scheme is Scheme.MASK:
+            problems += _collisions(db, addressing.mask, where)
         if problems:
             raise ConfigError(problems)
         self._command = _find(db, "MasterCommand")
+        by_signal = addressing.signal if addressing.scheme is Scheme.SIGNAL else None
         for message in db.messages:
             if message is self._command:
                 continue
-            plan = _plan(message, signal_map)
-            if plan.targets:
-                self._plans[message.frame_id & ~address_mask] = plan
-        if not any("status" in p.groups for p in self._plans.values()):
-            raise ConfigError(["can.modules.dbc: no message carries ModuleVoltage/SOC (map them with signal_map)"])
-        self.required_groups = frozenset(g for g in REQUIRED_GROUPS if any(g in p.groups for p in self._plans.values()))
+            plan = _plan(message, signal_map, by_signal)
+            if plan is None:
+                raise ConfigError([f"{where}.address_signal: message {message.name} has no signal {by_signal!r}"])
+            if plan.groups:
+                other = self._plans.setdefault(addressing.base(message.frame_id), plan)
+                if other is not plan:
+                    raise ConfigError(
+                        [
+                            f"{where}.{KEYS[addressing.scheme][0]}: {other.message.name} ({other.message.frame_id:#x}) "
+                            f"and {message.name} ({message.frame_id:#x}) differ only in the address bits"
+                        ]
+                    )
+        carried = frozenset(g for p in self._plans.values() for g in p.groups)
+        if "status" not in carried:
+            raise ConfigError([f"{where}.dbc: no message carries ModuleVoltage/SOC (map them with signal_map)"])
+        if provides is not None and not provides <= carried:
+            missing = ", ".join(sorted(provides - carried))
+            raise ConfigError([f"{where}.dbc: the profile provides {missing}, but no message of the DBC carries it"])
+        self.provides = carried if provides is None else provides
+        """The groups this bus's modules send."""
+        self.required_groups = frozenset(g for g in REQUIRED_GROUPS if g in self.provides)
         self.alive_counter = any(t.key == "alive" for p in self._plans.values() for t in p.targets)
         """The DBC carries an AliveCounter: a module proves it is real by advancing it."""
-        self.command_base = None if self._command is None else self._command.frame_id & ~address_mask
+        sent = {t.key for p in self._plans.values() for t in p.targets if t.group in self.provides}
+        self.absent = _absent(self.provides, sent)
+        """The rule inputs these modules never send (see `_absent`); every reading of this bus carries them."""
+        self.command_base = None if self._command is None else addressing.base(self._command.frame_id)
+        self.routes: Mapping[int, tuple[Plan, int]] = MappingProxyType(self._routes(db))
+        """Frame ID -> (plan, module address): one dict lookup per frame. Under `signal` addressing the address
+        is the payload's, and the one here is 0."""
 
     @classmethod
-    def from_config(cls, modules: ModuleBusSection) -> ModuleCodec:
-        """The codec `[can.modules]` describes; a DBC without MasterCommand while `commands` is on is a config
-        error found here, not at the first command the master sends."""
-        db = dbc.load(modules.dbc, "module.dbc", "can.modules.dbc")
-        codec = cls(db, address_mask=modules.address_mask, signal_map=modules.signal_map)
-        if modules.commands and codec.command_base is None:
-            raise ConfigError(["can.modules.dbc: the DBC has no MasterCommand message (set commands = false)"])
+    def from_config(cls, bus: ModuleBusSection) -> ModuleCodec:
+        """The codec a `[[can.modules]]` entry describes; a DBC without MasterCommand while `commands` is on is a
+        config error found here, not at the first command the master sends."""
+        row = bus.row
+        own_dbc = bus.dbc is not None
+        db = dbc.load(bus.dbc, row.dbc, f"{bus.where}.dbc")
+        codec = cls(
+            db,
+            addressing=bus.address_plan,
+            signal_map=bus.signals,
+            provides=None if own_dbc else row.provides or None,
+            where=bus.where,
+        )
+        if bus.sends_commands and codec.command_base is None:
+            raise ConfigError([f"{bus.where}.dbc: the DBC has no MasterCommand message (set commands = false)"])
+        if bus.sends_commands and codec.addressing.scheme is Scheme.SIGNAL:
+            raise ConfigError([f"{bus.where}.commands: MasterCommand needs the address in the ID, not a signal"])
         return codec
 
-    def plan(self, can_id: int) -> tuple[Plan | None, int]:
-        """The plan for a frame ID and the module address it carries."""
-        return self._plans.get(can_id & ~self.address_mask), can_id & self.address_mask
+    def _routes(self, db: Database) -> dict[int, tuple[Plan, int]]:
+        """Every frame ID a module of this bus may send, with its plan and address; two that meet are refused."""
+        addressing = self.addressing
+        addresses = range(1) if addressing.scheme is Scheme.SIGNAL else self.addresses
+        routes: dict[int, tuple[Plan, int]] = {}
+        problems = []
+        for base, plan in self._plans.items():
+            bits = 29 if plan.extended else 11
+            for address in addresses:
+                can_id = addressing.frame_id(base, address)
+                if can_id >= 1 << bits:
+                    problems.append(
+                        f"{self.where}.{KEYS[addressing.scheme][0]}: {plan.message.name} of module {address} would be "
+                        f"frame {can_id:#x}, beyond a {bits}-bit ID"
+                    )
+                    break
+                other = routes.setdefault(can_id, (plan, address))
+                if other != (plan, address):
+                    problems.append(
+                        f"{self.where}.{KEYS[addressing.scheme][0]}: frame {can_id:#x} could be {plan.message.name} "
+                        f"of module {address} or {other[0].message.name} of module {other[1]}"
+                    )
+                    break
+        if problems:
+            raise ConfigError(problems)
+        return routes
+
+    def route(self, can_id: int) -> tuple[Plan | None, int | None]:
+        """The plan a frame ID's message has whatever its address, and the address if it is one this bus
+        carries; the slow path, for a frame the route table does not know."""
+        if can_id in self.routes:
+            return self.routes[can_id]
+        return self._plans.get(self.addressing.base(can_id)), None
 
     def encode_command(self, command: MasterCommand, counter: int) -> tuple[int, bytes]:
         """The (frame ID, payload) of a MasterCommand."""
-        if self._command is None:
-            raise ConfigError(["can.modules.dbc: the DBC has no MasterCommand message (set commands = false)"])
+        if self._command is None or self.command_base is None:
+            raise ConfigError([f"{self.where}.dbc: the DBC has no MasterCommand message (set commands = false)"])
         data = self._command.encode(
             {
                 "ConnectPermit": int(command.connect_permit),
@@ -230,14 +308,28 @@ class ModuleCodec:
             },
             strict=True,
         )
-        return (self._command.frame_id & ~self.address_mask) | command.address, bytes(data)
+        return self.addressing.frame_id(self.command_base, command.address), bytes(data)
+
+
+def _absent(provides: frozenset[str], sent: set[str | int]) -> frozenset[str]:
+    """The rule inputs a module never sends, when its own current limits stand in for them.
+
+    A module that reports its limits but no cell data (a Pylontech battery) is bounded by its own limits: the cell
+    rules do not apply to it. One that reports no limits keeps every rule: what it does not send derates to zero.
+    An extreme the store derives from per-cell values (`_DERIVED`) counts as sent.
+    """
+    limits = RULE_INPUTS["limits"]
+    if not all(key in sent for key in limits):
+        return frozenset(limits)
+    derived = {key for group, source in _DERIVED.items() if source in provides for key in RULE_INPUTS[group]}
+    return frozenset(key for keys in RULE_INPUTS.values() for key in keys if key not in sent | derived)
 
 
 DecodeFailure = (cantools.database.errors.DecodeError, ValueError, KeyError, IndexError)
 """What cantools raises for a payload it cannot decode."""
 
 
-def _collisions(db: Database, mask: int) -> list[str]:
+def _collisions(db: Database, mask: int, where: str) -> list[str]:
     """Messages whose frame IDs the mask maps onto one base ID: the codec could tell only one of them."""
     problems = []
     seen: dict[int, Message] = {}
@@ -249,7 +341,7 @@ def _collisions(db: Database, mask: int) -> list[str]:
         frame = message.frame_id + 1
         widest = (1 << ((other.frame_id ^ message.frame_id).bit_length() - 1)) - 1
         problems.append(
-            f"can.modules.address_mask: {mask:#x} gives {other.name} ({other.frame_id:#x}) and {message.name} "
+            f"{where}.address_mask: {mask:#x} gives {other.name} ({other.frame_id:#x}) and {message.name} "
             f"({message.frame_id:#x}) the same base ID {base:#x}: frame {frame:#x} could be {message.name} of "
             f"module 1 or {other.name} of module {frame & mask}; this DBC needs a mask of at most {widest:#x}"
         )
@@ -263,7 +355,8 @@ def _find(db: Database, name: str) -> Message | None:
         return None
 
 
-def _plan(message: Message, signal_map: Mapping[str, str]) -> Plan:
+def _plan(message: Message, signal_map: Mapping[str, str], address_signal: str | None = None) -> Plan | None:
+    """The message's plan; None when `address_signal` is given and the message lacks it."""
     always: list[Target] = []
     branched: list[Target] = []
     for signal in message.signals:
@@ -290,6 +383,11 @@ def _plan(message: Message, signal_map: Mapping[str, str]) -> Plan:
             no_value,
         )
         (branched if signal.multiplexer_ids else always).append(target)
+    if address_signal is not None and (always or branched):
+        found = next((s for s in message.signals if s.name == address_signal and not s.multiplexer_ids), None)
+        if found is None:
+            return None
+        always = [_address_target(found), *(t for t in always if t.signal != address_signal)]
     targets = (*always, *branched)
     decode = compiled.decoder(message)
     return Plan(
@@ -297,10 +395,16 @@ def _plan(message: Message, signal_map: Mapping[str, str]) -> Plan:
         length=message.length,
         extended=message.is_extended_frame,
         targets=targets,
-        groups=frozenset(t.group for t in targets),
+        groups=frozenset(t.group for t in targets if t.kind is not TargetKind.ADDRESS),
         decode=decode,
         read=_compiled_read(message, targets) or _read_with(decode, targets),
     )
+
+
+def _address_target(signal: Signal) -> Target:
+    low = -_FINITE if signal.minimum is None else float(signal.minimum)
+    high = _FINITE if signal.maximum is None else float(signal.maximum)
+    return Target(signal.name, "", TargetKind.ADDRESS, "address", low, high)
 
 
 def _compiled_read(message: Message, targets: Sequence[Target]) -> Read | None:

@@ -11,13 +11,14 @@ deeper into a derating zone) calls `on_urgent` so the master does not wait for i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import can
 
+from gateway.can.addressing import Scheme
 from gateway.can.codec import SCALARS, DecodeFailure, ModuleCodec, Target, TargetKind
 from gateway.logs import BurstLog, get
 from gateway.master.model import MAX_CELLS, MAX_SENSORS, ModuleReading
@@ -111,7 +112,7 @@ class _Slot:
     frozen: ModuleReading | None = None
     frozen_version: int = -1
 
-    def freeze(self, derive_extremes: bool) -> ModuleReading:
+    def freeze(self, derive_extremes: bool, absent: frozenset[str]) -> ModuleReading:
         """Frozen copy; `derive_extremes` fills min/max from the cells when the DBC has no summary message."""
         f = dict(self.fields)
         key = (self.cells_version, f.get("cell_count"), f.get("cells_in_series"))
@@ -132,6 +133,7 @@ class _Slot:
             cell_temperatures=sensors,
             seen=MappingProxyType(dict(self.seen)),
             first_seen=self.first_seen,
+            absent=absent,
             **f,
         )
 
@@ -195,25 +197,18 @@ class ModuleStore:
         self._derive_extremes = "cells" not in codec.required_groups
         self._counted = codec.alive_counter
         self._addresses = codec.addresses
-        self._plans = codec.plans
-        self._address_mask = codec.address_mask
-        self._base_mask = ~codec.address_mask
+        self._routes = codec.routes
+        self._by_signal = codec.addressing.scheme is Scheme.SIGNAL
+        self._offset = codec.addressing.offset
 
     def feed(self, can_id: int, data: bytes | bytearray, t: float, *, extended: bool = False) -> None:
         """Take one received frame; never raises for anything the bus can deliver."""
         self.received += 1
-        plan = self._plans.get(can_id & self._base_mask)
-        if plan is None or plan.extended != extended:
-            if can_id in self.ignore_ids:
-                self.received -= 1
-                return
-            kind = "master_command" if self._is_command(can_id) else "unknown_id"
-            self._reject(kind, can_id)
+        route = self._routes.get(can_id)
+        if route is None or route[0].extended != extended:
+            self._unrouted(can_id, extended)
             return
-        address = can_id & self._address_mask
-        if address not in self._addresses:
-            self._reject("bad_address", can_id)
-            return
+        plan, address = route
         if len(data) != plan.length:
             self._reject("bad_length", can_id, dlc=len(data))
             return
@@ -227,10 +222,16 @@ class ModuleStore:
             signal, value = plan.implausible(data) or ("", None)
             self._reject("out_of_range", can_id, signal=signal, value=value)
             return
+        targets, values = read
+        if self._by_signal:  # the first value names the module
+            address = int(values[0]) + self._offset
+            if address not in self._addresses:
+                self._reject("bad_address", can_id, address=address)
+                return
+            targets, values = targets[1:], values[1:]
         slot = self._slots.get(address)
         if slot is None:
             slot = self._slots[address] = _Slot(address, t)
-        targets, values = read
         urgent = self._apply(slot, targets, values)
         seen = slot.seen
         for group in plan.groups:
@@ -258,7 +259,7 @@ class ModuleStore:
                 continue
             version = slot.version
             if slot.frozen is None or slot.frozen_version != version:
-                slot.frozen = slot.freeze(self._derive_extremes)
+                slot.frozen = slot.freeze(self._derive_extremes, self.codec.absent)
                 slot.frozen_version = version
             out[address] = slot.frozen
         return out
@@ -274,9 +275,20 @@ class ModuleStore:
     def flush_log(self) -> None:
         self._burst.flush()
 
-    def _is_command(self, can_id: int) -> bool:
-        base = self.codec.command_base
-        return base is not None and can_id & ~self.codec.address_mask == base
+    def _unrouted(self, can_id: int, extended: bool) -> None:
+        """Count a frame the route table does not know: someone else's, a MasterCommand, a known message from an
+        address this bus does not carry, or an unknown ID."""
+        if can_id in self.ignore_ids:
+            self.received -= 1
+            return
+        codec = self.codec
+        plan, _ = codec.route(can_id)
+        if plan is not None and plan.extended == extended:
+            self._reject("bad_address", can_id)
+        elif codec.command_base is not None and codec.addressing.base(can_id) == codec.command_base:
+            self._reject("master_command", can_id)
+        else:
+            self._reject("unknown_id", can_id)
 
     def _reject(self, kind: str, can_id: int, **details: Any) -> None:
         self.rejected[kind] += 1
@@ -334,3 +346,43 @@ class ModuleStore:
             slot.warnings, slot.protections = warnings, protections
             urgent = True
         return urgent
+
+
+class ModuleStores:
+    """The stores of every module bus as one: their readings together (addresses are unique across buses, the
+    config sees to it) and their counters added up."""
+
+    def __init__(self, stores: Sequence[ModuleStore]) -> None:
+        self.stores = tuple(stores)
+
+    def readings(self) -> dict[int, ModuleReading]:
+        if len(self.stores) == 1:
+            return self.stores[0].readings()
+        out: dict[int, ModuleReading] = {}
+        for store in self.stores:
+            out.update(store.readings())
+        return out
+
+    @property
+    def received(self) -> int:
+        return sum(s.received for s in self.stores)
+
+    @property
+    def decoded(self) -> int:
+        return sum(s.decoded for s in self.stores)
+
+    @property
+    def rejected(self) -> Counter[str]:
+        return sum((s.rejected for s in self.stores), Counter())
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        return {k: sum(s.counters[k] for s in self.stores) for k in ("received", "decoded", *REJECT_KINDS)}
+
+    def set_urgency(self, urgency: Urgency) -> None:
+        for store in self.stores:
+            store.urgency = urgency
+
+    def flush_log(self) -> None:
+        for store in self.stores:
+            store.flush_log()

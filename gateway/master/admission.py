@@ -19,6 +19,7 @@ from gateway.master import aggregate
 from gateway.master.inputs import TickInput
 from gateway.master.model import (
     ALARM_BITS,
+    RULE_INPUTS,
     Electrical,
     IsolateReason,
     Isolation,
@@ -174,7 +175,7 @@ class Admission:
             return Health(Lifecycle.OFFLINE, f"no ModuleStatus for {age:.1f} s", IsolateReason.COMMUNICATION_LOST)
         if r.alive_repeats >= bank.frozen_counter_frames - 1:
             return Health(Lifecycle.OFFLINE, f"AliveCounter frozen at {r.alive}", IsolateReason.COMMUNICATION_LOST)
-        for group in sorted(self.required_groups - {"status"}):
+        for group in sorted(self.required_groups - {"status"} - _never_sent(r)):
             seen = r.seen.get(group)
             if seen is None:
                 return Health(Lifecycle.PENDING, f"waiting for {GROUP_NAMES[group]}", IsolateReason.NOT_ADMITTED)
@@ -339,6 +340,11 @@ def reference(
 
 def _at_cutoff(limit: Limit) -> bool:
     return limit.value == 0.0 and limit.bound_by.startswith("cell_voltage")
+
+
+def _never_sent(r: ModuleReading) -> set[str]:
+    """The required groups whose every field the module's profile never sends: not waited for, not timed out."""
+    return {g for g, keys in RULE_INPUTS.items() if all(k in r.absent for k in keys)}
 
 
 def _trouble(r: ModuleReading) -> str | None:

@@ -23,32 +23,41 @@ MIN_CURRENT = 0.1
 """Current limits below this (the inverter protocol's resolution) are 0, so flags and limits agree."""
 
 
-def module_limits(reading: ModuleReading, bank: BankSection, limits: LimitsSection, *, reported: bool = True) -> Limits:
+NO_CELL_DATA = "module's own limit, no cell data"
+"""Why a module's limit is its own when its profile sends no cell voltages (or temperatures): its BMS watches them."""
+
+
+def module_limits(reading: ModuleReading, bank: BankSection, limits: LimitsSection) -> Limits:
     """min(reported limit, rating) x every derating factor; an unknown input derates to zero.
 
-    `reported` says the module's DBC carries its own current limits: a missing one then counts as 0, not as
-    "no limit" (for a DBC without limits, the rating alone is in force).
+    Inputs the module's profile never sends (`reading.absent`) are no input: their rules do not apply, and the
+    module's own reported limit is authoritative ("module's own limit, no cell data"). Without its own current
+    limits (a DBC without them) the rating alone is in force.
     """
     a = reading.address
+    absent = reading.absent
+    reported = "charge_current_limit" not in absent
     charge = _derated(
         reading.charge_current_limit if reported else bank.rated_charge_current,
         bank.rated_charge_current,
         a,
         (
-            ("cell_voltage", factor(limits.charge_cell_voltage, reading.cell_voltage_max)),
+            ("cell_voltage", _factor(limits.charge_cell_voltage, reading, "cell_voltage_max")),
             ("temperature", _temperature_factor(limits.charge_temperature, reading)),
             ("soc", factor(limits.charge_soc, reading.soc)),
         ),
+        absent,
     )
     discharge = _derated(
         reading.discharge_current_limit if reported else bank.rated_discharge_current,
         bank.rated_discharge_current,
         a,
         (
-            ("cell_voltage", factor(limits.discharge_cell_voltage, reading.cell_voltage_min)),
+            ("cell_voltage", _factor(limits.discharge_cell_voltage, reading, "cell_voltage_min")),
             ("temperature", _temperature_factor(limits.discharge_temperature, reading)),
             ("soc", factor(limits.discharge_soc, reading.soc)),
         ),
+        absent,
     )
     # Voltages: the module's own if they are tighter, always within [cells x DVL per cell, cells x CVL per cell].
     # A reported CVL below that floor is not a voltage to charge to (0 V would read as "charge to 0 V"): the
@@ -66,17 +75,29 @@ def module_limits(reading: ModuleReading, bank: BankSection, limits: LimitsSecti
     return Limits(charge, discharge, cvl, dvl)
 
 
+def _factor(table: tuple[tuple[float, float], ...], reading: ModuleReading, key: str) -> float:
+    """The table's factor at the reading's `key`; 1 when the module's profile never sends it (not an input)."""
+    return 1.0 if key in reading.absent else factor(table, getattr(reading, key))
+
+
 def _temperature_factor(table: tuple[tuple[float, float], ...], reading: ModuleReading) -> float:
-    return min(factor(table, reading.temperature_max), factor(table, reading.temperature_min))
+    return min(_factor(table, reading, "temperature_max"), _factor(table, reading, "temperature_min"))
 
 
-def _derated(reported: float | None, rating: float, address: int, factors: tuple[tuple[str, float], ...]) -> Limit:
+def _derated(
+    reported: float | None,
+    rating: float,
+    address: int,
+    factors: tuple[tuple[str, float], ...],
+    absent: frozenset[str] = frozenset(),
+) -> Limit:
     if reported is None:
         return Limit(0.0, f"no reported limit module {address}")
     if reported >= rating:
         value, bound = rating, f"rating module {address}"
     else:
-        value, bound = max(reported, 0.0), f"reported module {address}"
+        own = f": {NO_CELL_DATA}" if "cell_voltage_max" in absent else ""
+        value, bound = max(reported, 0.0), f"reported module {address}{own}"
     lowest = 1.0
     for rule, f in factors:
         value *= f
@@ -204,8 +225,6 @@ class _Held:
 class Limiter:
     """Module limits (cached), the bank's limits from them, held bounds of strings that left, and the slew."""
 
-    reported: bool = True
-    """The DBC carries the modules' own current limits (see `module_limits`)."""
     _cache: dict[int, tuple[tuple[object, ...], Limits]] = field(default_factory=dict)
     _held: dict[tuple[int, ...], _Held] = field(default_factory=dict)
     _last_charge: float = 0.0
@@ -228,11 +247,12 @@ class Limiter:
             r.temperature_max,
             r.temperature_min,
             r.soc,
+            r.absent,
         )
         cached = self._cache.get(r.address)
         if cached is not None and cached[0][0] is bank and cached[0][1] is limits and cached[0] == key:
             return cached[1]
-        result = module_limits(r, bank, limits, reported=self.reported)
+        result = module_limits(r, bank, limits)
         self._cache[r.address] = (key, result)
         return result
 

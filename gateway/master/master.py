@@ -76,7 +76,7 @@ class Master:
 
     def __post_init__(self) -> None:
         self._admission = Admission(self.required_groups)
-        self._limiter = Limiter(reported="limits" in self.required_groups)
+        self._limiter = Limiter()
 
     def readmit(self, address: int) -> bool:
         """Operator action: lift an isolation now; the module still has to pass admission. True if it was isolated."""

@@ -35,6 +35,15 @@ ALARM_BITS = (
 """The module protocol's alarm bit order: bit n of the warnings, bit 16 + n of the protections."""
 
 
+RULE_INPUTS = {
+    "limits": ("charge_current_limit", "discharge_current_limit"),
+    "cells": ("cell_voltage_max", "cell_voltage_min"),
+    "temperatures": ("temperature_max", "temperature_min"),
+}
+"""The fields of the master's limit rules, by the group that carries them: a profile that never sends a group
+leaves them `ModuleReading.absent`."""
+
+
 class ModuleState(enum.IntEnum):
     """What a module reports about itself (ModuleStatus.ModuleState)."""
 
@@ -156,6 +165,10 @@ class ModuleReading:
     seen: Mapping[str, float] = field(default_factory=dict)
     """Group name (status, limits, cells, temperatures, alarms, info, capacity, ...) -> last arrival time."""
     first_seen: float = 0.0
+    absent: frozenset[str] = frozenset()
+    """Fields the module's profile never sends (e.g. cell_voltage_max for a Pylontech battery, which reports its
+    own limits instead): the rules that read them do not apply. Empty for our protocol: what it does not send
+    derates to zero."""
 
 
 @dataclass(frozen=True, slots=True)

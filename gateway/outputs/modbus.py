@@ -30,8 +30,9 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
+from gateway.can.addressing import MAX_MODULES
 from gateway.clock import Clock
-from gateway.config import MAX_MODULES, Config
+from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog, get

@@ -140,7 +140,7 @@ def preview(payload: bytes | str, limit: int = 40) -> str:
 def execute(actions: Actions, name: str, payload: str, *, addresses: range) -> tuple[bool, str]:
     """Validate and run one operator command; returns (accepted and done, what happened).
 
-    `addresses` are the valid module addresses (`ModuleBusSection.addresses`).
+    `addresses` are the valid module addresses (`CanSection.addresses`).
     """
     if name == "readmit":
         if not re.fullmatch(r"[0-9]{1,3}", payload.strip()) or int(payload) not in addresses:
@@ -446,7 +446,7 @@ class MqttPublisher:
         it; put ours back in place of one we could not have written."""
         self._record_read = True
         try:
-            addresses = read_record(payload, self._config.can.modules.addresses)
+            addresses = read_record(payload, self._config.can.addresses)
         except DecodeError as err:
             self._rejected("module_record", topic=self._topics.modules, payload=preview(payload), reason=str(err))
             self._reconcile(outbox, self._hub.latest, record=True)
@@ -487,7 +487,7 @@ class MqttPublisher:
             if retained:
                 ok, detail = False, "retained commands are ignored: publish commands without the retain flag"
             else:
-                ok, detail = execute(self._actions, name, text, addresses=self._config.can.modules.addresses)
+                ok, detail = execute(self._actions, name, text, addresses=self._config.can.addresses)
         if ok:
             _log.info("mqtt command", command=name, payload=text, ok=ok, detail=detail)
         else:

@@ -377,7 +377,7 @@ class SparkplugPublisher:
             if isinstance(decision, Rebirth):
                 self._rebirth = self._born
             elif isinstance(decision, Action) and self._actions is not None:
-                addresses = self._config.can.modules.addresses
+                addresses = self._config.can.addresses
                 ok, detail = execute(self._actions, decision.command, decision.payload, addresses=addresses)
                 (_log.info if ok else _log.warning)("sparkplug command", command=decision.command, ok=ok, detail=detail)
             elif isinstance(decision, Refused):

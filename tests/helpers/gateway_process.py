@@ -24,10 +24,10 @@ def main(argv: Sequence[str]) -> int:
     modules = int(argv[2]) if len(argv) > 2 else 2
     logs.configure("warning", "console")
     sim = Simulator(modules=modules, current=5.0)
-    m = cfg.can.modules
+    m = cfg.can.modules[0]
 
     async def simulate() -> None:
-        bus = open_bus(m.interface, m.channel, m.bitrate)
+        bus = open_bus(m.interface, m.channel, m.rate)
         try:
             await run_on_bus(bus, sim, duration=None)
         finally:

@@ -309,14 +309,14 @@ class WebServer:
 
     def _address(self, request: web.Request) -> int:
         address = int(request.match_info["address"])
-        valid = self._config.can.modules.addresses
+        valid = self._config.can.addresses
         if address not in valid:
             raise _problem(web.HTTPNotFound, f"module addresses are {valid[0]}..{valid[-1]}, not {address}")
         return address
 
     async def _info(self, _: web.Request) -> web.Response:
         cfg = self._config
-        valid = cfg.can.modules.addresses
+        valid = cfg.can.addresses
         return web.json_response(
             {
                 "id": cfg.gateway.id,
@@ -402,7 +402,7 @@ class WebServer:
 
     @property
     def _valid(self) -> range:
-        return self._config.can.modules.addresses
+        return self._config.can.addresses
 
     def _acted(self, request: web.Request, action: str, ok: bool, detail: str) -> web.Response:
         log.info("web action", action=action, ok=ok, detail=detail, remote=request.remote)

@@ -1,0 +1,309 @@
+"""Module profiles end to end without a bus: the addressing a config may declare, each profile's frames decoded
+into readings, its decoder fuzzed, polls on schedule, and a replayed log to the bank's limits in numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import can
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import cli, config
+from gateway.can.codec import ModuleCodec
+from gateway.can.ingest import ModuleStore
+from gateway.can.polls import PollSchedule
+from gateway.can.profiles import PROFILES
+from gateway.core import Core
+from gateway.errors import ConfigError
+from gateway.master.limits import module_limits
+from gateway.replay import replay
+from gateway.sim import Simulator
+from gateway.sim.bus import translated, write_log
+from gateway.sim.profiled import Translator, bus_entries
+
+from helpers.factories import reading
+
+OTHERS = ("pylon-lv-battery", "pylon-hv-battery", "jk-bms-can", "daly-can")
+
+
+def test_the_config_names_every_profile() -> None:
+    assert set(PROFILES) == set(cli.PROFILE_NAMES)
+
+
+# -- check-config: addressing a bus cannot have ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("modules", "expected"),
+    [
+        (
+            [{"channel": "a"}, {"channel": "b", "profile": "pylon-lv-battery", "address": 3}],
+            "can.modules[1]: module addresses 3 overlap can.modules[0]'s 1..31 (both carry 3)",
+        ),
+        (
+            [{"channel": "a", "address_count": 4}, {"channel": "b", "address_offset": 3, "address_count": 2}],
+            "can.modules[1]: module addresses 3..4 overlap can.modules[0]'s 1..4 (both carry 3..4)",
+        ),
+        ([{"channel": "a"}, {"channel": "a", "address": 9}], "can.modules[1]: uses the channel of can.modules[0]"),
+        ({"address_stride": 0}, "can.modules.address_stride: must be within 1..256 IDs per module, got 0"),
+        ({"address": 40}, "can.modules.address: must be within 1..31, got 40"),
+        ({"profile": "pylon-lv-battery"}, "can.modules.address: the pylon-lv-battery profile carries one battery"),
+        ({"address_width": 9}, "can.modules.address_width: must be within 1..8 bits, got 9"),
+        ({"address_shift": 24, "address_width": 8}, "can.modules.address_shift: must be within 0..21"),
+        (
+            {"address_offset": 20, "address_count": 20},
+            "can.modules.address_count: must be within 1..12 from address 20",
+        ),
+        (
+            {"addressing": "mask", "address_stride": 2},
+            "can.modules.address_stride: belongs to addressing = 'stride', this bus has 'mask'",
+        ),
+        ({"address": 2, "address_count": 2}, "can.modules.address_count: does not apply to addressing = 'fixed'"),
+        ({"addressing": "signal"}, "can.modules.address_signal: needs the name of the payload signal"),
+    ],
+)
+def test_check_config_refuses_colliding_and_impossible_addressing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], modules: Any, expected: str
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(_toml(modules))
+    assert cli.main(["check-config", str(path)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"bms-gateway: {expected}" in err, err
+
+
+def test_addressing_that_gives_two_messages_one_frame_id_is_refused_naming_the_key() -> None:
+    """module.dbc's messages are 0x20 apart: a field of 8 bits from bit 0 maps them all onto one base ID."""
+    bus = config.parse({"can": {"modules": {"address_width": 8}}}).can.modules[0]
+    with pytest.raises(ConfigError) as info:
+        ModuleCodec.from_config(bus)
+    assert info.value.problems[0].startswith("can.modules.address_shift: ModuleStatus (0x400) and ModuleLimits")
+
+
+def test_a_stride_that_runs_one_module_into_the_next_message_is_refused() -> None:
+    bus = config.parse({"can": {"modules": {"address_stride": 2, "commands": False}}}).can.modules[0]
+    with pytest.raises(ConfigError) as info:
+        ModuleCodec.from_config(bus)
+    assert info.value.problems[0] == (
+        "can.modules.address_stride: frame 0x422 could be ModuleLimits of module 1 or ModuleStatus of module 17"
+    )
+
+
+def _toml(modules: Any) -> str:
+    if isinstance(modules, dict):
+        return "[can.modules]\n" + "".join(f"{k} = {_value(v)}\n" for k, v in modules.items())
+    return "".join("[[can.modules]]\n" + "".join(f"{k} = {_value(v)}\n" for k, v in entry.items()) for entry in modules)
+
+
+def _value(v: Any) -> str:
+    return f'"{v}"' if isinstance(v, str) else str(v)
+
+
+# -- addressing routes frames --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profile", "keys", "frame", "address"),
+    [
+        ("pylon-lv-battery", {"address": 7}, (0x356, False), 7),
+        ("pylon-hv-battery", {}, (0x4210, True), 1),  # a lone tower: nibble 0 is module 1
+        ("pylon-hv-battery", {}, (0x4213, True), 4),
+        ("jk-bms-can", {}, (0x2F4, False), 1),  # DIP 0
+        ("jk-bms-can", {}, (0x18F128F6, True), 3),  # DIP 2, a 29-bit frame
+        ("daly-can", {}, (0x18904001, True), 1),
+        ("daly-can", {"address_offset": 8}, (0x18904001, True), 9),
+    ],
+)
+def test_each_profile_routes_a_frame_id_to_its_module(
+    profile: str, keys: dict[str, Any], frame: tuple[int, bool], address: int
+) -> None:
+    codec = ModuleCodec.from_config(config.parse({"can": {"modules": {"profile": profile, **keys}}}).can.modules[0])
+    plan, found = codec.routes[frame[0]]
+    assert found == address
+    assert plan.extended is frame[1]
+
+
+def test_a_payload_signal_can_name_the_module(tmp_path: Path) -> None:
+    path = tmp_path / "signal.dbc"
+    path.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_: BMS\n\n'
+        "BO_ 1536 Pack: 8 BMS\n"
+        ' SG_ PackV : 0|16@1+ (0.1,0) [0|1000] "V" Vector__XXX\n'
+        ' SG_ StateOfCharge : 16|8@1+ (1,0) [0|100] "%" Vector__XXX\n'
+        ' SG_ Battery : 56|8@1+ (1,0) [0|15] "" Vector__XXX\n'
+    )
+    raw = {
+        "dbc": str(path),
+        "address_signal": "Battery",
+        "address_offset": 1,
+        "commands": False,
+        "signal_map": {"PackV": "ModuleVoltage", "StateOfCharge": "SOC"},
+    }
+    store = ModuleStore(ModuleCodec.from_config(config.parse({"can": {"modules": raw}}).can.modules[0]))
+    store.feed(1536, bytes([0x10, 0x02, 55, 0, 0, 0, 0, 4]), 1.0)
+    store.feed(1536, bytes([0x20, 0x02, 60, 0, 0, 0, 0, 15]), 1.0)  # battery 15 is module 16
+    store.feed(1536, bytes([0x20, 0x02, 60, 0, 0, 0, 0, 16]), 1.0)  # 16 is beyond the signal's range
+    readings = store.readings()
+    assert sorted(readings) == [5, 16]
+    assert (readings[5].voltage, readings[5].soc) == (pytest.approx(52.8), 55)
+    assert store.counters["out_of_range"] == 1
+
+
+# -- each profile: simulated module -> frames -> readings ----------------------------------------------------------
+
+
+def _profile_config(profile: str, modules: int, **bank: Any) -> config.Config:
+    entries = bus_entries(profile, modules, interface="virtual", channel="modules")
+    return config.parse(
+        {"can": {"modules": entries}, "bank": {"module_timeout": 3.0, **bank}, "limits": {"slew_rate": 1000.0}}
+    )
+
+
+@pytest.mark.parametrize("profile", OTHERS)
+def test_round_trip_from_the_simulator_to_readings(profile: str) -> None:
+    cfg = _profile_config(profile, 2)
+    core = Core(cfg, now=0.0)
+    sim = Simulator(modules=2, current=20.0, seed=3)
+    translators = [Translator(bus, index=i) for i, bus in enumerate(cfg.can.modules)]
+    channels = {bus.channel: i for i, bus in enumerate(cfg.can.modules)}
+    for msg in translated(sim, translators, 6.0):
+        core.feed(msg, msg.timestamp, channels[msg.channel])
+    readings = core.store.readings()
+    assert sorted(readings) == [1, 2]
+    assert core.store.counters["decoded"] == core.store.counters["received"] > 0
+    for a in (1, 2):
+        r, truth = readings[a], sim.module(a)
+        assert r.voltage == pytest.approx(truth.voltage, abs=0.11)  # 0.1 V resolution (Pylon LV: 0.01 V)
+        assert r.current == pytest.approx(truth.current, abs=0.11)
+        assert r.soc == pytest.approx(truth.soc, abs=1.0)
+        assert r.temperature_max == pytest.approx(truth.temperature, abs=1.5)
+        if profile != "pylon-lv-battery":
+            assert r.cell_voltage_max == pytest.approx(max(truth.cell_voltages), abs=0.002)
+            assert r.cell_voltage_min == pytest.approx(min(truth.cell_voltages), abs=0.002)
+
+
+@pytest.mark.parametrize("profile", OTHERS)
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_random_frames_never_crash_a_profile_decoder_nor_raise_a_limit(profile: str, data: st.DataObject) -> None:
+    """Frames with known IDs (and some random ones) and random payloads: the store never raises, keeps only
+    plausible values, and no module's limit exceeds its rating."""
+    cfg = _profile_config(profile, 2)
+    codec = ModuleCodec.from_config(cfg.can.modules[0])
+    store = ModuleStore(codec)
+    ids = sorted(codec.routes)
+    for _ in range(data.draw(st.integers(1, 30))):
+        can_id = data.draw(st.sampled_from(ids) | st.integers(0, (1 << 29) - 1))
+        payload = data.draw(st.binary(min_size=0, max_size=8))
+        extended = data.draw(st.booleans())
+        store.on_message(can.Message(arbitration_id=can_id, data=payload, is_extended_id=extended), 1.0)
+    for r in store.readings().values():
+        own = module_limits(r, cfg.bank, cfg.limits)
+        assert 0.0 <= own.charge_current.value <= cfg.bank.rated_charge_current
+        assert 0.0 <= own.discharge_current.value <= cfg.bank.rated_discharge_current
+        assert r.soc is None or 0.0 <= r.soc <= 100.0
+
+
+# -- polls ---------------------------------------------------------------------------------------------------------
+
+
+def test_daly_is_polled_per_module_with_its_address_in_the_request_id() -> None:
+    bus = config.parse({"can": {"modules": {"profile": "daly-can", "address_count": 2}}}).can.modules[0]
+    schedule = PollSchedule(0, bus.poll_frames, bus.address_plan)
+    first = schedule.due(0.0)
+    assert [hex(f.can_id) for f in first] == [
+        hex(0x18000040 | data_id << 16 | n << 8)
+        for data_id in (0x90, 0x91, 0x92, 0x93, 0x94, 0x98, 0x50)
+        for n in (1, 2)
+    ]
+    assert all(f.extended and f.data == bytes(8) for f in first)
+    assert schedule.due(0.5) == []
+    each_second = {f.can_id >> 16 & 0xFF for f in schedule.due(0.9995)}  # a tick a hair early still counts
+    assert each_second == {0x90, 0x91, 0x92, 0x93, 0x98}
+    later = [f.can_id >> 16 & 0xFF for t in range(2, 11) for f in schedule.due(float(t))]
+    assert later.count(0x94) == 2 and later.count(0x50) == 0  # every 10 s; every 60 s
+
+
+def test_pylon_hv_is_polled_once_for_every_tower_on_the_bus() -> None:
+    bus = config.parse({"can": {"modules": {"profile": "pylon-hv-battery"}}}).can.modules[0]
+    frames = PollSchedule(0, bus.poll_frames, bus.address_plan).due(0.0)
+    assert [(f.can_id, f.data[0], f.extended) for f in frames] == [(0x4200, 0, True), (0x4200, 2, True)]
+
+
+# -- a replayed log to the bank's limits ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profile", "own", "bound"),
+    [
+        # The batteries report 100 A at 50 % SOC; the Pylontech LV sends no cell data, so its own limit is
+        # authoritative (rating 200 A).
+        ("pylon-lv-battery", 100.0, "reported module {a}: module's own limit, no cell data"),
+        ("pylon-hv-battery", 100.0, "reported module {a}"),
+        # No limits of their own: the 200 A rating, with every derating rule (cells at 3.3 V, 25 degC: 100 %).
+        ("jk-bms-can", 200.0, "rating module {a}"),
+        ("daly-can", 200.0, "rating module {a}"),
+    ],
+)
+def test_replay_of_each_profile_to_bank_limits(tmp_path: Path, profile: str, own: float, bound: str) -> None:
+    """Two modules in parallel: each at its own limit, the bank at min(limit / share), at most their sum."""
+    cfg = _profile_config(profile, 2, rated_charge_current=200.0, rated_discharge_current=200.0)
+    log = tmp_path / "traffic.log"
+    sim = Simulator(modules=2, current=0.0, seed=5)
+    translators = [Translator(bus, index=i) for i, bus in enumerate(cfg.can.modules)]
+    assert write_log(log, sim, 10.0, translators) > 0
+    result = replay(log, cfg)
+    s = result.last
+    assert s is not None and s.valid, s and s.reason
+    assert not any(result.rejected.values())
+    assert sorted(s.modules) == [1, 2]
+    shares = []
+    for a in (1, 2):
+        limits, share = s.modules[a].limits, s.modules[a].share
+        assert limits is not None and share is not None
+        assert (limits.charge_current.value, limits.charge_current.bound_by) == (own, bound.format(a=a))
+        shares.append(share)
+    assert sum(shares) == pytest.approx(1.0)
+    expected = min(2 * own, own / max(shares))
+    assert s.limits.charge_current.value == pytest.approx(expected)
+    assert s.limits.discharge_current.value == pytest.approx(expected)
+
+
+# -- modules that send less ----------------------------------------------------------------------------------------
+
+NO_CELLS = frozenset({"cell_voltage_max", "cell_voltage_min", "temperature_min"})
+"""What a Pylontech LV battery never sends (its codec's `absent`)."""
+
+
+def test_a_module_without_cell_data_is_bounded_by_its_own_limit() -> None:
+    cfg = config.parse({"bank": {"rated_charge_current": 200.0}})
+    r = reading(1, 0.0, absent=NO_CELLS, cell_voltage_max=None, cell_voltage_min=None, temperature_min=None)
+    own = module_limits(r, cfg.bank, cfg.limits)
+    assert (own.charge_current.value, own.charge_current.bound_by) == (
+        100.0,
+        "reported module 1: module's own limit, no cell data",
+    )
+
+
+def test_data_a_profile_provides_that_goes_missing_still_derates_to_zero() -> None:
+    cfg = config.parse({})
+    missing_temperature = reading(1, 0.0, absent=NO_CELLS, temperature_max=None, temperature_min=None)
+    assert module_limits(missing_temperature, cfg.bank, cfg.limits).charge_current.value == 0.0
+    missing_cells = reading(1, 0.0, cell_voltage_max=None)  # our protocol sends cells: missing is unknown
+    limits = module_limits(missing_cells, cfg.bank, cfg.limits)
+    assert (limits.charge_current.value, limits.charge_current.bound_by) == (0.0, "cell_voltage module 1")
+
+
+def test_the_codec_says_what_each_profile_never_sends() -> None:
+    def absent(profile: str, **keys: Any) -> frozenset[str]:
+        bus = config.parse({"can": {"modules": {"profile": profile, **keys}}}).can.modules[0]
+        return ModuleCodec.from_config(bus).absent
+
+    assert absent("module") == frozenset()
+    assert absent("pylon-lv-battery", address=1) == NO_CELLS
+    assert absent("pylon-hv-battery") == frozenset()
+    # Without limits of their own, nothing stands in for the cell rules: only the limits are absent (rating).
+    assert absent("jk-bms-can") == absent("daly-can") == {"charge_current_limit", "discharge_current_limit"}
