@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from gateway.config import Config
-from gateway.master.admission import GROUP_NAMES, Admission, Health, Membership
+from gateway.master.admission import DEFAULT_REQUIRED, Admission, Health, Membership
 from gateway.master.inputs import TickInput
 from gateway.master.limits import module_limits
 from gateway.master.model import IsolateReason, Lifecycle, ModuleReading
 
 from helpers.factories import configured, reading, tick_input
 
-ALL_GROUPS = frozenset(GROUP_NAMES)
+ALL_GROUPS = DEFAULT_REQUIRED
 ONLINE = Health(Lifecycle.ONLINE, "", IsolateReason.NONE)
 WAITING = Health(Lifecycle.PENDING, "", IsolateReason.NOT_ADMITTED)
 """Healthy but not admitted (yet): while starting, or in a broken series string."""

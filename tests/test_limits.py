@@ -17,7 +17,7 @@ import pytest
 from gateway.config import Config
 from gateway.master import aggregate
 from gateway.master.limits import Limiter, Shares, module_limits, parallel_current, string_limits
-from gateway.master.model import Electrical, Limit, Limits, ModuleReading
+from gateway.master.model import NO_PERMITS, Electrical, Limit, Limits, ModuleReading
 
 from helpers.factories import configured, reading, tick_input
 
@@ -29,12 +29,13 @@ def pair(limit: Limit) -> tuple[float, str]:
     return round(limit.value, 3), limit.bound_by
 
 
-NO_LIMITS = frozenset({"charge_current_limit", "discharge_current_limit"})
-"""What a DBC without the modules' own current limits leaves absent."""
+NO_LIMITS = frozenset({"charge_current_limit", "discharge_current_limit"}) | NO_PERMITS
+"""What a DBC without the modules' own current limits (nor permits) leaves absent."""
 
 
-def own(cfg: Config = CFG, *, reported: bool = True, **values: Any) -> Limits:
-    absent = frozenset() if reported else NO_LIMITS
+def own(cfg: Config = CFG, *, reported: bool = True, permits: bool = False, **values: Any) -> Limits:
+    """`reported`: the DBC carries the module's own current limits; `permits`: and its charge/discharge permits."""
+    absent = (NO_PERMITS if reported else NO_LIMITS) - (NO_PERMITS if permits else frozenset())
     return module_limits(reading(1, 0.0, absent=absent, **values), cfg.bank, cfg.limits)
 
 
@@ -114,6 +115,27 @@ def test_derating_tables(values: dict[str, Any], charge: float, discharge: float
 )
 def test_an_unknown_input_derates_to_zero(values: dict[str, Any], charge: Limit, discharge: Limit) -> None:
     limits = own(**values)
+    assert (limits.charge_current, limits.discharge_current) == (charge, discharge)
+
+
+RATED = Limit(100.0, "rating module 1")
+
+
+@pytest.mark.parametrize(
+    ("sent", "values", "charge", "discharge"),
+    [
+        (False, {}, RATED, RATED),  # our protocol: no permits at all
+        (True, {"charge_permitted": 1, "discharge_permitted": 1}, RATED, RATED),
+        (True, {"charge_permitted": 0, "discharge_permitted": 1}, Limit(0.0, "module 1 forbids charging"), RATED),
+        (True, {"charge_permitted": 1, "discharge_permitted": 0}, RATED, Limit(0.0, "module 1 forbids discharging")),
+        # Sent by its profile but not known: missing data never raises a limit.
+        (True, {}, Limit(0.0, "module 1 forbids charging"), Limit(0.0, "module 1 forbids discharging")),
+    ],
+)
+def test_a_module_s_own_bms_may_forbid_a_direction(
+    sent: bool, values: dict[str, int], charge: Limit, discharge: Limit
+) -> None:
+    limits = own(permits=sent, **values)
     assert (limits.charge_current, limits.discharge_current) == (charge, discharge)
 
 

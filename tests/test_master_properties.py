@@ -18,7 +18,7 @@ from gateway import config
 from gateway.can import dbc
 from gateway.can.codec import SCALARS
 from gateway.master.master import Master
-from gateway.master.model import BankSnapshot, InverterInfo, Lifecycle, ModuleReading
+from gateway.master.model import NO_PERMITS, RULE_INPUTS, BankSnapshot, InverterInfo, Lifecycle, ModuleReading
 
 from helpers.factories import reading
 
@@ -147,7 +147,7 @@ def _limits(s: BankSnapshot) -> tuple[float, float]:
     return s.limits.charge_current.value, s.limits.discharge_current.value
 
 
-REMOVALS = ("module", "stale", "temperature", "cell_voltage", "soc", "reported_limits", "frozen")
+REMOVALS = ("module", "stale", "temperature", "cell_voltage", "soc", "reported_limits", "permits", "frozen")
 CIRCULATING = [  # strings charging and discharging each other: module 1's 37 A tips the bank current's sign
     {**EMPTY, "current": 37.0, "discharge_current_limit": 1.0},
     {**EMPTY, "current": -61.0, "discharge_current_limit": 1.0},
@@ -186,6 +186,9 @@ def test_removing_a_module_or_data_never_raises_a_limit(modules: list[dict], vic
         reduced[victim] = replace(r, soc=None)
     elif removal == "reported_limits":
         reduced[victim] = replace(r, charge_current_limit=None, discharge_current_limit=None)
+    elif removal == "permits":  # a BMS whose profile sends its permits (Pylontech 0x35C): both known, then not
+        readings[victim] = replace(r, absent=frozenset(), charge_permitted=1, discharge_permitted=1)
+        reduced[victim] = replace(r, absent=frozenset(), charge_permitted=None, discharge_permitted=None)
     else:
         reduced[victim] = replace(r, alive_repeats=10)
     a = full.step(t, readings).snapshot
@@ -300,7 +303,13 @@ def _decodable(name: str) -> st.SearchStrategy[float | int]:
     return st.integers(low, high).map(lambda raw: raw * s.scale + s.offset)
 
 
-_FIELDS = {key: _decodable(name) for name, (_, key) in SCALARS.items() if not key.startswith("firmware")}
+_BEYOND_OURS = {"ChargePermitted": st.integers(0, 1), "DischargePermitted": st.integers(0, 1)}
+"""Signals of other BMSs' profiles that our DBC does not carry (Pylontech's 0x35C flags: one bit each)."""
+_FIELDS = {
+    key: _BEYOND_OURS[name] if name in _BEYOND_OURS else _decodable(name)
+    for name, (_, key) in SCALARS.items()
+    if not key.startswith("firmware")
+}
 _GROUPS = ("status", "limits", "cells", "temperatures", "alarms", "info", "capacity")
 
 
@@ -322,6 +331,7 @@ def any_reading(draw: st.DrawFn, address: int, now: float) -> ModuleReading:
     return ModuleReading(
         address=address,
         **{k: v for k, v in values.items() if v is not None},
+        absent=draw(st.sampled_from([NO_PERMITS, frozenset(), frozenset(RULE_INPUTS["cells"]) | NO_PERMITS])),
         alive_repeats=draw(st.integers(0, 10)),
         warnings=draw(st.integers(0, 0xFFFF)),
         protections=draw(st.sampled_from([0, 0, 0, 1, 1 << 11, 0xFFFF])),

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import cli, config
+from gateway.can import dbc
 from gateway.can.codec import ModuleCodec
 from gateway.can.ingest import ModuleStore
 from gateway.can.polls import PollSchedule
@@ -19,6 +20,7 @@ from gateway.can.profiles import PROFILES
 from gateway.core import Core
 from gateway.errors import ConfigError
 from gateway.master.limits import module_limits
+from gateway.master.model import BankSnapshot
 from gateway.replay import replay
 from gateway.sim import Simulator
 from gateway.sim.bus import translated, write_log
@@ -180,7 +182,9 @@ def test_round_trip_from_the_simulator_to_readings(profile: str) -> None:
         assert r.current == pytest.approx(truth.current, abs=0.11)
         assert r.soc == pytest.approx(truth.soc, abs=1.0)
         assert r.temperature_max == pytest.approx(truth.temperature, abs=1.5)
-        if profile != "pylon-lv-battery":
+        if profile == "pylon-lv-battery":
+            assert (r.charge_permitted, r.discharge_permitted) == (1, 1)
+        else:
             assert r.cell_voltage_max == pytest.approx(max(truth.cell_voltages), abs=0.002)
             assert r.cell_voltage_min == pytest.approx(min(truth.cell_voltages), abs=0.002)
 
@@ -280,7 +284,16 @@ NO_CELLS = frozenset({"cell_voltage_max", "cell_voltage_min", "temperature_min"}
 
 def test_a_module_without_cell_data_is_bounded_by_its_own_limit() -> None:
     cfg = config.parse({"bank": {"rated_charge_current": 200.0}})
-    r = reading(1, 0.0, absent=NO_CELLS, cell_voltage_max=None, cell_voltage_min=None, temperature_min=None)
+    r = reading(
+        1,
+        0.0,
+        absent=NO_CELLS,
+        cell_voltage_max=None,
+        cell_voltage_min=None,
+        temperature_min=None,
+        charge_permitted=1,
+        discharge_permitted=1,
+    )
     own = module_limits(r, cfg.bank, cfg.limits)
     assert (own.charge_current.value, own.charge_current.bound_by) == (
         100.0,
@@ -302,8 +315,79 @@ def test_the_codec_says_what_each_profile_never_sends() -> None:
         bus = config.parse({"can": {"modules": {"profile": profile, **keys}}}).can.modules[0]
         return ModuleCodec.from_config(bus).absent
 
-    assert absent("module") == frozenset()
+    permits = {"charge_permitted", "discharge_permitted"}  # a veto only some BMSs send: never waited for
+    assert absent("module") == permits
     assert absent("pylon-lv-battery", address=1) == NO_CELLS
-    assert absent("pylon-hv-battery") == frozenset()
+    assert absent("pylon-hv-battery") == permits
     # Without limits of their own, nothing stands in for the cell rules: only the limits are absent (rating).
-    assert absent("jk-bms-can") == absent("daly-can") == {"charge_current_limit", "discharge_current_limit"}
+    assert absent("jk-bms-can") == absent("daly-can") == {"charge_current_limit", "discharge_current_limit"} | permits
+
+
+def test_a_pylontech_battery_that_forbids_charging_gets_no_charge_current() -> None:
+    """0x35C ChargeEnable = 0: the battery's own BMS says no, whatever its 0x351 current limit says; the bank's
+    charge limit is 0 with the reason, discharge goes on. The flag back at 1 gives the current back."""
+    cfg = config.parse(
+        {
+            "can": {"modules": {"profile": "pylon-lv-battery", "address": 1}},
+            "bank": {"rated_charge_current": 200.0, "rated_discharge_current": 200.0, "module_timeout": 3.0},
+            "limits": {"slew_rate": 1000.0},
+        }
+    )
+    db = dbc.load(None, "modules/pylon_lv_battery.dbc", "test")
+    core = Core(cfg, now=0.0)
+
+    def frames(t: float, charge: int) -> list[can.Message]:
+        values = {
+            "BatteryLimits": {
+                "ChargeVoltageLimit": 53.2,
+                "ChargeCurrentLimit": 100.0,
+                "DischargeCurrentLimit": 100.0,
+                "DischargeVoltageLimit": 46.0,
+            },
+            "StateOfCharge": {"SOC": 50, "SOH": 100},
+            "BatteryStatus": {"ModuleVoltage": 52.0, "ModuleCurrent": 0.0, "BatteryTemperature": 25.0},
+            "RequestFlags": {"ChargeEnable": charge, "DischargeEnable": 1},
+        }
+        out = []
+        for name, signals in values.items():
+            message = db.get_message_by_name(name)
+            data = message.encode({s.name: signals.get(s.name, 0) for s in message.signals}, strict=False)
+            out.append(can.Message(timestamp=t, arbitration_id=message.frame_id, data=data, is_extended_id=False))
+        return out
+
+    def run(start: float, stop: float, charge: int) -> BankSnapshot:
+        t = start
+        while t < stop:
+            for msg in frames(t, charge):
+                core.feed(msg, t, 0)
+            snapshot = core.tick(t).snapshot
+            t = round(t + 0.5, 3)
+        return snapshot
+
+    allowed = run(0.0, 6.0, charge=1)
+    assert allowed.valid, allowed.reason
+    assert allowed.limits.charge_current.value == pytest.approx(100.0)
+    forbidden = run(6.0, 8.0, charge=0)
+    assert forbidden.limits.charge_current.value == 0.0
+    assert forbidden.modules[1].limits is not None
+    assert forbidden.modules[1].limits.charge_current.bound_by == "module 1 forbids charging"
+    assert forbidden.limits.discharge_current.value == pytest.approx(100.0)
+    again = run(8.0, 12.0, charge=1)
+    assert again.limits.charge_current.value == pytest.approx(100.0)
+
+
+def test_pylontech_clones_that_pad_every_frame_to_8_bytes_are_read_and_ours_are_not_padded() -> None:
+    """Pytes, diyBMS and other clones send 0x355/0x356/0x359/0x35C with DLC 8: the extra bytes are ignored. Our own
+    protocol keeps its exact lengths: a frame of another length is not one of its messages."""
+    pylon = ModuleStore(ModuleCodec.from_config(_profile_config("pylon-lv-battery", 1).can.modules[0]))
+    pylon.feed(0x355, bytes([0x1A, 0x00, 0x64, 0x00]) + bytes(4), 1.0)  # SOC 26 %, SOH 100 %, padded
+    pylon.feed(0x356, bytes([0x02, 0x13, 0x00, 0x00, 0x4A, 0x01, 0xFF, 0xFF]), 1.0)  # 48.66 V, 0 A, 33.0 degC
+    assert pylon.counters["decoded"] == 2 and not pylon.counters["bad_length"]
+    r = pylon.readings()[1]
+    assert (r.soc, r.soh, r.voltage, r.temperature_max) == (26, 100, pytest.approx(48.66), pytest.approx(33.0))
+    pylon.feed(0x355, bytes([0x1A, 0x00]), 2.0)  # cut short: never a reading
+    assert pylon.counters["bad_length"] == 1
+
+    ours = ModuleStore(ModuleCodec.from_config(config.parse({}).can.modules[0]))
+    ours.feed(0x401, bytes(7), 1.0)
+    assert ours.counters["bad_length"] == 1

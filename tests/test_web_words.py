@@ -20,6 +20,13 @@ FORMS = [
         "module 2 asks for a charge voltage of 40 V, below its lowest: no charging",
     ),
     ("no reported limit module 5", "discharge_current", "module 5 has not reported its limits yet"),
+    (
+        "reported module 2: module's own limit, no cell data",
+        "charge_current",
+        "module 2's own limit: it sends no cell data, so its own BMS watches its cells",
+    ),
+    ("module 3 forbids charging", "charge_current", "module 3's own BMS forbids charging"),
+    ("module 3 forbids discharging", "discharge_current", "module 3's own BMS forbids discharging"),
     ("cell_voltage module 4", "charge_current", "module 4's highest cell is near full ([limits] charge_cell_voltage)"),
     (
         "cell_voltage module 4",

@@ -38,6 +38,8 @@ SCALARS: dict[str, tuple[str, str]] = {
     "DischargeCurrentLimit": ("limits", "discharge_current_limit"),
     "ChargeVoltageLimit": ("limits", "charge_voltage_limit"),
     "DischargeVoltageLimit": ("limits", "discharge_voltage_limit"),
+    "ChargePermitted": ("permits", "charge_permitted"),
+    "DischargePermitted": ("permits", "discharge_permitted"),
     "CellVoltageMax": ("cells", "cell_voltage_max"),
     "CellVoltageMin": ("cells", "cell_voltage_min"),
     "CellVoltageMaxIndex": ("cells", "cell_voltage_max_index"),
@@ -65,7 +67,7 @@ SCALARS: dict[str, tuple[str, str]] = {
 _DERIVED = {"cells": "cell_voltages", "temperatures": "cell_temperatures"}
 """Where the store derives a group's extremes from when the DBC has no summary message."""
 _INDEXED = re.compile(r"^(?:Cell(\d\d)(Voltage|Balancing)|Temp(\d\d)|(Warn|Prot)(\w+))$")
-REQUIRED_GROUPS = ("status", "limits", "cells", "temperatures")
+REQUIRED_GROUPS = ("status", "limits", "cells", "temperatures", "permits")
 """Groups a module must have sent recently to count in the limits (where the DBC carries them at all)."""
 _FINITE = sys.float_info.max
 """The widest range a signal may have: an IEEE float signal's inf or NaN is out of range, never a reading."""
@@ -174,10 +176,12 @@ class ModuleCodec:
         addressing: Addressing | None = None,
         signal_map: Mapping[str, str] | None = None,
         provides: frozenset[str] | None = None,
+        padded: bool = False,
         where: str = "can.modules",
     ):
-        """`provides`: the groups the profile declares (None: whatever the DBC carries); `where` names the bus
-        entry in errors."""
+        """`provides`: the groups the profile declares (None: whatever the DBC carries); `padded`: frames longer
+        than the DBC's are taken, the extra bytes ignored; `where` names the bus entry in errors."""
+        self.padded = padded
         self.addressing = addressing = addressing or Addressing()
         self.addresses = addressing.addresses
         """The module addresses a frame may carry; frames with others are rejected."""
@@ -249,6 +253,7 @@ class ModuleCodec:
             addressing=bus.address_plan,
             signal_map=bus.signals,
             provides=None if own_dbc else row.provides or None,
+            padded=row.padded and not own_dbc,
             where=bus.where,
         )
         if bus.sends_commands and codec.command_base is None:
@@ -316,11 +321,12 @@ def _absent(provides: frozenset[str], sent: set[str | int]) -> frozenset[str]:
 
     A module that reports its limits but no cell data (a Pylontech battery) is bounded by its own limits: the cell
     rules do not apply to it. One that reports no limits keeps every rule: what it does not send derates to zero.
-    An extreme the store derives from per-cell values (`_DERIVED`) counts as sent.
+    An extreme the store derives from per-cell values (`_DERIVED`) counts as sent. Permits are a veto, never a
+    measurement: a module that never sends them is never waited for them.
     """
     limits = RULE_INPUTS["limits"]
     if not all(key in sent for key in limits):
-        return frozenset(limits)
+        return frozenset(limits) | frozenset(key for key in RULE_INPUTS["permits"] if key not in sent)
     derived = {key for group, source in _DERIVED.items() if source in provides for key in RULE_INPUTS[group]}
     return frozenset(key for keys in RULE_INPUTS.values() for key in keys if key not in sent | derived)
 

@@ -200,6 +200,7 @@ class ModuleStore:
         self._routes = codec.routes
         self._by_signal = codec.addressing.scheme is Scheme.SIGNAL
         self._offset = codec.addressing.offset
+        self._padded = codec.padded
 
     def feed(self, can_id: int, data: bytes | bytearray, t: float, *, extended: bool = False) -> None:
         """Take one received frame; never raises for anything the bus can deliver."""
@@ -209,7 +210,7 @@ class ModuleStore:
             self._unrouted(can_id, extended)
             return
         plan, address = route
-        if len(data) != plan.length:
+        if len(data) != plan.length and not (self._padded and len(data) > plan.length):
             self._reject("bad_length", can_id, dlc=len(data))
             return
         try:

@@ -41,6 +41,8 @@ class ModuleProfile:
     polls: tuple[Poll, ...] = ()
     commands: bool = False
     """The BMS takes our MasterCommand (only our own protocol does)."""
+    padded: bool = False
+    """Frames may be longer than the DBC's, the extra bytes ignored (clones of a BMS that pad every frame to 8)."""
     provides: frozenset[str] = frozenset()
     """The groups of values the BMS sends (see `gateway.can.codec.SCALARS`); the master applies no rule whose
     inputs a profile never provides, and takes the module's own limits as authoritative instead."""
@@ -77,10 +79,18 @@ PYLON_LV = ModuleProfile(
     dbc="modules/pylon_lv_battery.dbc",
     bitrate=500_000,
     addressing=Addressing(scheme=Scheme.FIXED),
-    signal_map=MappingProxyType({"BatteryTemperature": "TemperatureMax"}),
-    provides=frozenset({"status", "limits", "temperatures", "alarms"}),
+    signal_map=MappingProxyType(
+        {
+            "BatteryTemperature": "TemperatureMax",
+            "ChargeEnable": "ChargePermitted",
+            "DischargeEnable": "DischargePermitted",
+        }
+    ),
+    provides=frozenset({"status", "limits", "temperatures", "alarms", "permits"}),
+    padded=True,
     summary="a Pylontech-protocol LV battery as one module: 0x351 limits, 0x355 SOC/SOH, 0x356 V/I/T, 0x359 "
-    "alarms, broadcast every 1 s; one battery per bus",
+    "alarms, 0x35C charge/discharge enable (0 forbids: the master's limit is 0), broadcast every 1 s; one battery "
+    "per bus",
     verified="a published capture of a 10-module Pylontech stack, and two readers (OpenDTU-OnBattery, bms-to-inverter)",
 )
 

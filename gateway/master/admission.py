@@ -35,7 +35,10 @@ GROUP_NAMES = {
     "limits": "ModuleLimits",
     "cells": "CellSummary",
     "temperatures": "Temperatures",
+    "permits": "charge/discharge permits",
 }
+DEFAULT_REQUIRED = frozenset({"status", "limits", "cells", "temperatures"})
+"""What a module of our protocol must keep sending (`permits` only where a profile provides them)."""
 
 
 @dataclass(frozen=True, slots=True)

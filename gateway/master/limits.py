@@ -59,6 +59,12 @@ def module_limits(reading: ModuleReading, bank: BankSection, limits: LimitsSecti
         ),
         absent,
     )
+    # The module's own BMS may forbid a direction outright (a Pylontech battery's 0x35C flags): that is 0 A, and so
+    # is a permit its profile sends but that is not known (missing data never raises a limit).
+    if _forbidden(reading, "charge_permitted"):
+        charge = Limit(0.0, f"module {a} forbids charging")
+    if _forbidden(reading, "discharge_permitted"):
+        discharge = Limit(0.0, f"module {a} forbids discharging")
     # Voltages: the module's own if they are tighter, always within [cells x DVL per cell, cells x CVL per cell].
     # A reported CVL below that floor is not a voltage to charge to (0 V would read as "charge to 0 V"): the
     # module is telling us not to charge it, so its charge current is 0 and its CVL stays at the floor.
@@ -73,6 +79,11 @@ def module_limits(reading: ModuleReading, bank: BankSection, limits: LimitsSecti
     if reported_dvl is not None and reported_dvl > dvl.value:
         dvl = Limit(min(reported_dvl, cvl.value), f"reported module {a}")
     return Limits(charge, discharge, cvl, dvl)
+
+
+def _forbidden(reading: ModuleReading, key: str) -> bool:
+    permit = getattr(reading, key)
+    return permit == 0 or (permit is None and key not in reading.absent)
 
 
 def _factor(table: tuple[tuple[float, float], ...], reading: ModuleReading, key: str) -> float:
@@ -248,6 +259,8 @@ class Limiter:
             r.temperature_min,
             r.soc,
             r.absent,
+            r.charge_permitted,
+            r.discharge_permitted,
         )
         cached = self._cache.get(r.address)
         if cached is not None and cached[0][0] is bank and cached[0][1] is limits and cached[0] == key:

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from gateway.config import Config
 from gateway.master import aggregate, thermal
-from gateway.master.admission import GROUP_NAMES, Admission, Membership
+from gateway.master.admission import DEFAULT_REQUIRED, Admission, Membership
 from gateway.master.alarms import AlarmTracker, Condition, module_conditions, quiet
 from gateway.master.commands import commands
 from gateway.master.conditions import bank_conditions, mismatch, mismatch_conditions
@@ -61,7 +61,7 @@ class Master:
     only `bank` and `limits`: the inverter's silence timeout comes as `inverter_timeout`."""
 
     config: Config
-    required_groups: frozenset[str] = frozenset(GROUP_NAMES)
+    required_groups: frozenset[str] = DEFAULT_REQUIRED
     """Message groups a module must keep sending to count (the ones its DBC carries)."""
     inverter_timeout: float = 30.0
     """Seconds without a frame from the inverter (after one was seen) before `inverter_comm_lost`; 0 disables."""

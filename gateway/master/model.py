@@ -39,9 +39,12 @@ RULE_INPUTS = {
     "limits": ("charge_current_limit", "discharge_current_limit"),
     "cells": ("cell_voltage_max", "cell_voltage_min"),
     "temperatures": ("temperature_max", "temperature_min"),
+    "permits": ("charge_permitted", "discharge_permitted"),
 }
 """The fields of the master's limit rules, by the group that carries them: a profile that never sends a group
 leaves them `ModuleReading.absent`."""
+NO_PERMITS = frozenset(RULE_INPUTS["permits"])
+"""What our own module protocol never sends: the charge/discharge permits of other BMSs."""
 
 
 class ModuleState(enum.IntEnum):
@@ -136,6 +139,11 @@ class ModuleReading:
     discharge_current_limit: float | None = None
     charge_voltage_limit: float | None = None
     discharge_voltage_limit: float | None = None
+    charge_permitted: int | None = None
+    """0: the module's own BMS forbids charging (a Pylontech battery's 0x35C ChargeEnable flag); the master's charge
+    limit for it is then 0 whatever its reported current limit says. None: the module does not say."""
+    discharge_permitted: int | None = None
+    """0: the module's own BMS forbids discharging; its discharge limit is then 0."""
     cell_voltage_max: float | None = None
     cell_voltage_min: float | None = None
     cell_voltage_max_index: int | None = None
@@ -165,10 +173,10 @@ class ModuleReading:
     seen: Mapping[str, float] = field(default_factory=dict)
     """Group name (status, limits, cells, temperatures, alarms, info, capacity, ...) -> last arrival time."""
     first_seen: float = 0.0
-    absent: frozenset[str] = frozenset()
+    absent: frozenset[str] = NO_PERMITS
     """Fields the module's profile never sends (e.g. cell_voltage_max for a Pylontech battery, which reports its
-    own limits instead): the rules that read them do not apply. Empty for our protocol: what it does not send
-    derates to zero."""
+    own limits instead): the rules that read them do not apply. For our protocol only the permits, which it does
+    not carry: whatever else it does not send derates to zero."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ from gateway.config import ModuleBusSection
 
 BROADCAST_PERIOD = 1.0
 """Seconds between a broadcast message's frames when its DBC gives no cycle time."""
+BEYOND_OURS = {"ChargePermitted": 1.0, "DischargePermitted": 1.0}
+"""What a simulated module says where our protocol has no signal: a healthy BMS permits both directions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ class Translator:
             values = dbc.decode(message, bytes(msg.data))
         except DecodeFailure:
             return
-        self._values.setdefault(address, {}).update(values)
+        self._values.setdefault(address, dict(BEYOND_OURS)).update(values)
 
     def broadcast(self, until: float) -> Iterator[can.Message]:
         """The frames a broadcasting BMS sends by `until`; none for a polled profile."""

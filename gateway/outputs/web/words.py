@@ -84,6 +84,14 @@ _RULES: tuple[_Rule, ...] = (
     ),
     (re.compile(r"reported module (?P<m>\d+)"), lambda m, limit: f"module {m['m']}'s own limit (what it reports)"),
     (
+        re.compile(r"reported module (?P<m>\d+): module's own limit, no cell data"),
+        lambda m, limit: f"module {m['m']}'s own limit: it sends no cell data, so its own BMS watches its cells",
+    ),
+    (
+        re.compile(r"module (?P<m>\d+) forbids (?P<what>charging|discharging)"),
+        lambda m, limit: f"module {m['m']}'s own BMS forbids {m['what']}",
+    ),
+    (
         re.compile(r"no reported limit module (?P<m>\d+)"),
         lambda m, limit: f"module {m['m']} has not reported its limits yet",
     ),
