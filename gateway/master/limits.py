@@ -212,6 +212,10 @@ class Limiter:
     _last_discharge: float = 0.0
     _last_voltage: float | None = None
 
+    def forget(self) -> None:
+        """Drop the cached module limits (full-recompute mode)."""
+        self._cache.clear()
+
     def module(self, tick: TickInput, r: ModuleReading) -> Limits:
         """`module_limits`, remembered per module while its inputs and the config stay the same: most ticks change
         a module's current and alive counter, not what its limits depend on."""

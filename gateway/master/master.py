@@ -65,6 +65,9 @@ class Master:
     """Message groups a module must keep sending to count (the ones its DBC carries)."""
     inverter_timeout: float = 30.0
     """Seconds without a frame from the inverter (after one was seen) before `inverter_comm_lost`; 0 disables."""
+    incremental: bool = True
+    """Redo a rule's per-module work only when its inputs changed (see "Performance" in the README); False forgets
+    every cache at each step: the full recompute the equivalence test holds the incremental master to."""
     _admission: Admission = field(init=False)
     _limiter: Limiter = field(init=False)
     _shares: Shares = field(default_factory=Shares)
@@ -172,6 +175,8 @@ class Master:
 
     def _begin(self, now: float, readings: Mapping[int, ModuleReading], inverter: InverterInfo | None) -> TickInput:
         cfg = self.config
+        if not self.incremental:
+            self._limiter.forget()
         if self._start is None:
             self._start = now
         dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
