@@ -93,6 +93,10 @@ class _Memory:
     cutoff_firsts: int = 0
 
 
+_Healthy = tuple[ModuleReading, BankSection, float]
+"""A module found a candidate: on which reading and config, and its oldest required group's arrival time."""
+
+
 @dataclass(slots=True)
 class Admission:
     """The admission and isolation rules, with what they remember per module."""
@@ -100,6 +104,17 @@ class Admission:
     required_groups: frozenset[str]
     _memory: dict[int, _Memory] = field(default_factory=dict)
     _cutoff_last: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+    _healthy: dict[int, _Healthy] = field(default_factory=dict)
+    """The modules last found candidates (see `_health`)."""
+    _stamps: tuple[str, ...] = field(init=False)
+    """ModuleStatus, then the other required groups in the order they are checked."""
+
+    def __post_init__(self) -> None:
+        self._stamps = ("status", *sorted(self.required_groups - {"status"}))
+
+    def forget(self) -> None:
+        """Drop the remembered health checks (full-recompute mode)."""
+        self._healthy.clear()
 
     def readmit(self, address: int) -> bool:
         """Operator action: lift an isolation now; the module still has to pass admission. True if it was isolated."""
@@ -161,12 +176,36 @@ class Admission:
         )
 
     def _health(self, tick: TickInput, a: int, members: set[int], overflow: set[int]) -> Health:
-        """A module's state before admission: offline, rejected, isolated, or a candidate (healthy)."""
+        """A module's state before admission: offline, rejected, isolated, or a candidate (healthy).
+
+        A candidate stays one without a new check while its reading and the config are the same objects, it is not
+        isolated, and its oldest required group is not yet older than `module_timeout` (the check's own test)."""
         bank, now = tick.bank, tick.now
         r = tick.readings.get(a)
         memory = self._memory.setdefault(a, _Memory())
         if (out := _placement(a, members, overflow, bank)) is not None:
             return out
+        healthy = self._healthy.get(a)
+        if (
+            healthy is not None
+            and healthy[0] is r
+            and healthy[1] is bank
+            and memory.isolated is None
+            and not now - healthy[2] > bank.module_timeout
+        ):
+            return CANDIDATE
+        health = self._check(tick, a, memory)
+        if health is CANDIDATE and r is not None:
+            # A NaN time passes every age test: min() skips one, except ModuleStatus's (then: check every tick).
+            oldest = min(map(r.seen.__getitem__, self._stamps))
+            if not math.isnan(oldest):
+                self._healthy[a] = (r, bank, oldest)
+        return health
+
+    def _check(self, tick: TickInput, a: int, memory: _Memory) -> Health:
+        """`_health` without the placement and the memory of the last check."""
+        bank, now = tick.bank, tick.now
+        r = tick.readings.get(a)
         if r is None or "status" not in r.seen:
             return Health(Lifecycle.OFFLINE, "never seen", IsolateReason.COMMUNICATION_LOST)
         age = now - r.seen["status"]
@@ -174,7 +213,7 @@ class Admission:
             return Health(Lifecycle.OFFLINE, f"no ModuleStatus for {age:.1f} s", IsolateReason.COMMUNICATION_LOST)
         if r.alive_repeats >= bank.frozen_counter_frames - 1:
             return Health(Lifecycle.OFFLINE, f"AliveCounter frozen at {r.alive}", IsolateReason.COMMUNICATION_LOST)
-        for group in sorted(self.required_groups - {"status"}):
+        for group in self._stamps[1:]:
             seen = r.seen.get(group)
             if seen is None:
                 return Health(Lifecycle.PENDING, f"waiting for {GROUP_NAMES[group]}", IsolateReason.NOT_ADMITTED)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import BankSection, LimitsSection
 from gateway.master.inputs import TickInput
+from gateway.master.memo import same_values
 from gateway.master.model import Electrical, Limit, Limits, ModuleReading
 from gateway.master.tables import factor
 
@@ -190,13 +191,13 @@ class Shares:
 
 @dataclass(slots=True)
 class _Held:
-    """The bank-level bounds a string implied at its last tick in the bank (current limits divided by its
-    share), kept for `offline_hold` seconds after it left: a silent module may still be connected."""
+    """What a string implied for the bank at its last tick in it (its limits, its share, its CVL), kept for
+    `offline_hold` seconds after it left: a silent module may still be connected. The bounds (current limits divided
+    by the share) are worked out only once it has left."""
 
-    charge: Limit
-    discharge: Limit
+    limits: Limits
+    share: float
     charge_voltage: Limit
-    discharge_voltage: Limit
     left: float | None = None
 
 
@@ -206,7 +207,9 @@ class Limiter:
 
     reported: bool = True
     """The DBC carries the modules' own current limits (see `module_limits`)."""
-    _cache: dict[int, tuple[tuple[object, ...], Limits]] = field(default_factory=dict)
+    _cache: dict[int, tuple[ModuleReading, BankSection, LimitsSection, tuple[float | None, ...], Limits]] = field(
+        default_factory=dict
+    )
     _held: dict[tuple[int, ...], _Held] = field(default_factory=dict)
     _last_charge: float = 0.0
     _last_discharge: float = 0.0
@@ -217,12 +220,13 @@ class Limiter:
         self._cache.clear()
 
     def module(self, tick: TickInput, r: ModuleReading) -> Limits:
-        """`module_limits`, remembered per module while its inputs and the config stay the same: most ticks change
-        a module's current and alive counter, not what its limits depend on."""
+        """`module_limits`, remembered per module while its inputs and the config stay the same (`same_values`): most
+        ticks change a module's current and alive counter, not what its limits depend on."""
         bank, limits = tick.bank, tick.limits
-        key = (
-            bank,
-            limits,
+        cached = self._cache.get(r.address)
+        if cached is not None and cached[0] is r and cached[1] is bank and cached[2] is limits:
+            return cached[4]
+        values = (
             r.charge_current_limit,
             r.discharge_current_limit,
             r.charge_voltage_limit,
@@ -233,11 +237,11 @@ class Limiter:
             r.temperature_min,
             r.soc,
         )
-        cached = self._cache.get(r.address)
-        if cached is not None and cached[0][0] is bank and cached[0][1] is limits and cached[0] == key:
-            return cached[1]
-        result = module_limits(r, bank, limits, reported=self.reported)
-        self._cache[r.address] = (key, result)
+        if cached is not None and cached[1] is bank and cached[2] is limits and same_values(cached[3], values):
+            result = cached[4]
+        else:
+            result = module_limits(r, bank, limits, reported=self.reported)
+        self._cache[r.address] = (r, bank, limits, values, result)
         return result
 
     def bank(
@@ -260,26 +264,30 @@ class Limiter:
         cvl = min(cvls, key=_value)
         dvl = max((s.discharge_voltage for s in per_string), key=_value)
         # A string that just left the bank may still be connected: its last bounds stay in force a while.
+        held_now = self._held
         for string, lims, share, string_cvl in zip(admitted, per_string, shares, cvls, strict=True):
-            self._held[string] = _Held(
-                Limit(lims.charge_current.value / share, lims.charge_current.bound_by),
-                Limit(lims.discharge_current.value / share, lims.discharge_current.bound_by),
-                string_cvl,
-                lims.discharge_voltage,
-            )
-        for string, held in list(self._held.items()):
-            if string in admitted:
-                continue
-            if held.left is None:
-                held.left = tick.now
-            if tick.now - held.left > bank.offline_hold:
-                del self._held[string]
-                continue
-            why = f" (held: module {string[0]} left the bank)"
-            charge = min(charge, Limit(held.charge.value, held.charge.bound_by + why), key=_value)
-            discharge = min(discharge, Limit(held.discharge.value, held.discharge.bound_by + why), key=_value)
-            cvl = min(cvl, Limit(held.charge_voltage.value, held.charge_voltage.bound_by + why), key=_value)
-            dvl = max(dvl, Limit(held.discharge_voltage.value, held.discharge_voltage.bound_by + why), key=_value)
+            held_now[string] = _Held(lims, share, string_cvl)
+        if len(held_now) > len(admitted):
+            for string, held in list(held_now.items()):
+                if string in admitted:
+                    continue
+                if held.left is None:
+                    held.left = tick.now
+                if tick.now - held.left > bank.offline_hold:
+                    del held_now[string]
+                    continue
+                why = f" (held: module {string[0]} left the bank)"
+                lims, share = held.limits, held.share
+                charge = min(
+                    charge, Limit(lims.charge_current.value / share, lims.charge_current.bound_by + why), key=_value
+                )
+                discharge = min(
+                    discharge,
+                    Limit(lims.discharge_current.value / share, lims.discharge_current.bound_by + why),
+                    key=_value,
+                )
+                cvl = min(cvl, Limit(held.charge_voltage.value, held.charge_voltage.bound_by + why), key=_value)
+                dvl = max(dvl, Limit(lims.discharge_voltage.value, lims.discharge_voltage.bound_by + why), key=_value)
         slew = tick.limits.slew_rate / 100.0 * tick.dt * len(admitted)
         charge, self._last_charge = _slewed(charge, self._last_charge, slew * bank.rated_charge_current)
         discharge, self._last_discharge = _slewed(discharge, self._last_discharge, slew * bank.rated_discharge_current)
