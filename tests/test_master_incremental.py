@@ -16,7 +16,7 @@ from test_master_properties import CONFIGS, SETTINGS, any_reading, module_values
 
 from gateway import config
 from gateway.master.master import Master
-from gateway.master.model import InverterInfo, ModuleReading
+from gateway.master.model import InverterInfo, IsolateReason, Isolation, Memory, ModuleReading
 
 from helpers.factories import reading
 
@@ -42,11 +42,35 @@ class Step:
     reload: int = 0
 
 
+MEMORIES = st.one_of(
+    st.none(),
+    st.builds(
+        Memory,
+        last_full_charge=st.one_of(st.none(), st.floats(0.0, 1e6)),
+        isolations=st.lists(
+            st.builds(
+                Isolation,
+                st.sampled_from(ADDRESSES),
+                st.just("restored"),
+                st.just(IsolateReason.FAULT),
+                st.floats(0.0, 400.0),
+            ),
+            max_size=2,
+        ).map(tuple),
+        shares=st.lists(st.tuples(st.sampled_from([(1,), (2,), (1, 2)]), st.floats(0.0, 1.0)), max_size=2).map(tuple),
+    ),
+)
+"""What the history may restore before the first step: isolations with their hold-off, learned shares."""
+
+
+History = tuple[int, Memory | None, list[Step]]
+
+
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[int, list[Step]]:
-    """A config and up to 40 steps. Each module, at each step, keeps its reading (identical object), sends a new
-    healthy one (values drawn once per module, so they often repeat), a new one equal to the last (another
-    object), anything the DBC can decode, or falls silent."""
+def histories(draw: st.DrawFn) -> History:
+    """A config, a restored memory and up to 40 steps. Each module, at each step, keeps its reading (identical
+    object), sends a new healthy one (values drawn once per module, so they often repeat), a new one equal to the
+    last (another object), anything the DBC can decode, or falls silent."""
     values = {a: draw(module_values()) for a in ADDRESSES}
     now = draw(st.floats(0.0, 1e6))
     readings: dict[int, ModuleReading] = {}
@@ -72,12 +96,15 @@ def histories(draw: st.DrawFn) -> tuple[int, list[Step]]:
         action = draw(st.sampled_from(["", "", "", "", "", "readmit", "full_charge", "reload"]))
         reload = draw(st.integers(0, len(RELOADS) - 1)) if action == "reload" else 0
         steps.append(Step(now, dict(readings), inverter, action, reload))
-    return draw(st.integers(0, len(CONFIGS) - 1)), steps
+    return draw(st.integers(0, len(CONFIGS) - 1)), draw(MEMORIES), steps
 
 
-def run(history: tuple[int, list[Step]]) -> None:
-    index, steps = history
+def run(history: History) -> None:
+    index, memory, steps = history
     fast, full = Master(CONFIGS[index]), Master(CONFIGS[index], incremental=False)
+    if memory is not None and steps:
+        fast.restore(memory, steps[0].now)
+        full.restore(memory, steps[0].now)
     for n, step in enumerate(steps):
         for m in (fast, full):
             if step.action == "readmit":
@@ -94,5 +121,5 @@ def run(history: tuple[int, list[Step]]) -> None:
 
 @settings(SETTINGS, max_examples=400, print_blob=True)
 @given(history=histories())
-def test_the_incremental_master_gives_the_ticks_of_a_full_recompute(history: tuple[int, list[Step]]) -> None:
+def test_the_incremental_master_gives_the_ticks_of_a_full_recompute(history: History) -> None:
     run(history)

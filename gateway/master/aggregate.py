@@ -85,14 +85,16 @@ def extremes(modules: Iterable[ModuleReading]) -> Extremes:
 
 @dataclass(slots=True)
 class Aggregates:
-    """`series` per string and the bank's `extremes`, redone only when a module's reading (or the configured
-    capacity) is another object than last tick."""
+    """`series` per string, `parallel` of the strings and the bank's `extremes`, each redone only when one of its
+    inputs (a module's reading, a string's values, the configured capacity) is another object than last tick."""
 
     _series: Memo[Electrical] = field(default_factory=Memo)
+    _parallel: Memo[Electrical] = field(default_factory=Memo)
     _extremes: Memo[Extremes] = field(default_factory=Memo)
 
     def forget(self) -> None:
         self._series.forget()
+        self._parallel.forget()
         self._extremes.forget()
 
     def series(self, string: tuple[int, ...], modules: Sequence[ModuleReading], default_ah: float) -> Electrical:
@@ -100,6 +102,11 @@ class Aggregates:
         inputs = (*modules, default_ah)
         cached = self._series.get(string, inputs)
         return self._series.put(string, inputs, series(modules, default_ah)) if cached is None else cached
+
+    def parallel(self, strings: Sequence[Electrical]) -> Electrical:
+        inputs = tuple(strings)
+        cached = self._parallel.get(None, inputs)
+        return self._parallel.put(None, inputs, parallel(strings)) if cached is None else cached
 
     def extremes(self, modules: Sequence[ModuleReading]) -> Extremes:
         inputs = tuple(modules)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import BankSection, LimitsSection
 from gateway.master.inputs import TickInput
-from gateway.master.memo import same_values
+from gateway.master.memo import Memo, same_values
 from gateway.master.model import Electrical, Limit, Limits, ModuleReading
 from gateway.master.tables import factor
 
@@ -164,7 +164,9 @@ class Shares:
         # rise on it, never decay, so that a string lost from the data cannot lower the others' shares.
         settled = tuple(admitted) == self._bank
         self._bank = tuple(admitted)
-        self._smoothed = {s: v for s, v in self._smoothed.items() if s in admitted}
+        if not settled:  # else every string here was in the bank last tick, as it is now
+            kept = set(admitted)
+            self._smoothed = {s: v for s, v in self._smoothed.items() if s in kept}
         if not admitted:
             return []
         if self._learned:
@@ -179,10 +181,14 @@ class Shares:
             direction = math.copysign(1.0, total)
             flowing = [max(0.0, direction * e.current) for e in strings]
             alpha = 1.0 - math.exp(-tick.dt / lim.share_smoothing) if settled else 0.0
+            flow = sum(flowing)
             for string, f in zip(admitted, flowing, strict=True):
-                measured = f / sum(flowing)
+                measured = f / flow
                 old = self._smoothed.get(string, measured)
-                self._smoothed[string] = measured if measured >= old else old + alpha * (measured - old)
+                if not measured >= old:  # a falling share (or a NaN) decays
+                    self._smoothed[string] = old + alpha * (measured - old)
+                elif measured != old or measured == 0.0 or string not in self._smoothed:
+                    self._smoothed[string] = measured  # else the same number: it keeps its object (memo.Memo)
         return [max(self._smoothed.get(s, 0.0), c) for s, c in zip(admitted, by_capacity, strict=True)]
 
 
@@ -210,14 +216,16 @@ class Limiter:
     _cache: dict[int, tuple[ModuleReading, BankSection, LimitsSection, tuple[float | None, ...], Limits]] = field(
         default_factory=dict
     )
+    _cvl: Memo[Limit] = field(default_factory=Memo)
     _held: dict[tuple[int, ...], _Held] = field(default_factory=dict)
     _last_charge: float = 0.0
     _last_discharge: float = 0.0
     _last_voltage: float | None = None
 
     def forget(self) -> None:
-        """Drop the cached module limits (full-recompute mode)."""
+        """Drop the cached module limits and string CVLs (full-recompute mode)."""
         self._cache.clear()
+        self._cvl.forget()
 
     def module(self, tick: TickInput, r: ModuleReading) -> Limits:
         """`module_limits`, remembered per module while its inputs and the config stay the same (`same_values`): most
@@ -260,7 +268,7 @@ class Limiter:
         names = [f"module {s[0]}" for s in admitted]
         charge = parallel_current([s.charge_current for s in per_string], shares, names)
         discharge = parallel_current([s.discharge_current for s in per_string], shares, names)
-        cvls = [_string_cvl(tick, s, lims, e) for s, lims, e in zip(admitted, per_string, strings, strict=True)]
+        cvls = [self._string_cvl(tick, s, lims, e) for s, lims, e in zip(admitted, per_string, strings, strict=True)]
         cvl = min(cvls, key=_value)
         dvl = max((s.discharge_voltage for s in per_string), key=_value)
         # A string that just left the bank may still be connected: its last bounds stay in force a while.
@@ -268,8 +276,9 @@ class Limiter:
         for string, lims, share, string_cvl in zip(admitted, per_string, shares, cvls, strict=True):
             held_now[string] = _Held(lims, share, string_cvl)
         if len(held_now) > len(admitted):
+            inside = set(admitted)
             for string, held in list(held_now.items()):
-                if string in admitted:
+                if string in inside:
                     continue
                 if held.left is None:
                     held.left = tick.now
@@ -300,6 +309,14 @@ class Limiter:
             cvl = Limit(floor, cvl.bound_by)
         self.remember(total)
         return Limits(charge, discharge, cvl, dvl)
+
+    def _string_cvl(self, tick: TickInput, string: tuple[int, ...], limits: Limits, electrical: Electrical) -> Limit:
+        """`_string_cvl`, redone only when the string's limits, values, readings or the config changed."""
+        inputs = (electrical, limits, *(tick.readings[a] for a in string), tick.limits, tick.bank)
+        cached = self._cvl.get(string, inputs)
+        return (
+            self._cvl.put(string, inputs, _string_cvl(tick, string, limits, electrical)) if cached is None else cached
+        )
 
     def stopped(self, reason: str, total: Electrical | None, dvl: float) -> Limits:
         """The limits while the master cannot vouch for the bank: no current, and CVL holding the bank where it is;

@@ -276,7 +276,7 @@ def _electrical(
     shown = [readings[a] for a in sorted(membership.online)] or [
         r for r in fresh if membership.health[r.address].lifecycle is not Lifecycle.REJECTED
     ]
-    total = aggregate.parallel(strings) if strings else None
+    total = aggregates.parallel(strings) if strings else None
     if total is None and shown:
         total = aggregate.parallel([aggregate.series([r], ah) for r in shown])
     return _Electrical(strings, MappingProxyType(by_string), total, aggregates.extremes(shown))
