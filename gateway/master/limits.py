@@ -274,7 +274,11 @@ class Limiter:
         # A string that just left the bank may still be connected: its last bounds stay in force a while.
         held_now = self._held
         for string, lims, share, string_cvl in zip(admitted, per_string, shares, cvls, strict=True):
-            held_now[string] = _Held(lims, share, string_cvl)
+            held = held_now.get(string)
+            if held is None:
+                held_now[string] = _Held(lims, share, string_cvl)
+            else:
+                held.limits, held.share, held.charge_voltage, held.left = lims, share, string_cvl, None
         if len(held_now) > len(admitted):
             inside = set(admitted)
             for string, held in list(held_now.items()):
@@ -302,7 +306,7 @@ class Limiter:
         discharge, self._last_discharge = _slewed(discharge, self._last_discharge, slew * bank.rated_discharge_current)
         if charge.value == 0.0 and total.voltage < cvl.value:
             cvl = Limit(total.voltage, f"charge_stop ({charge.bound_by})")
-        floor = min(_lowest(tick, s) for s in admitted)
+        floor = _lowest(tick, min(admitted, key=len))  # the shortest string's: `_lowest` grows with the length
         if cvl.value < floor:
             # Never 0 V or below a voltage the string can have: a module reporting 0 V must not read as "charge to
             # 0 V". Any plausible voltage is kept, so a charge stop holds CVL at the bank's voltage however low.
