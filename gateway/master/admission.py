@@ -9,7 +9,7 @@ A module that is time after time the only one to reach the cell-voltage cutoff i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -17,6 +17,7 @@ from typing import Literal
 from gateway.config import BankSection
 from gateway.master import aggregate
 from gateway.master.inputs import TickInput
+from gateway.master.memo import Memo
 from gateway.master.model import (
     ALARM_BITS,
     Electrical,
@@ -93,6 +94,8 @@ class _Memory:
     cutoff_firsts: int = 0
 
 
+_Layout = tuple[tuple[tuple[int, ...], ...], frozenset[int], frozenset[int], tuple[int, ...]]
+"""The bank's strings, their members, the modules over the stack limit, and every address known."""
 _Healthy = tuple[ModuleReading, BankSection, float]
 """A module found a candidate: on which reading and config, and its oldest required group's arrival time."""
 
@@ -106,6 +109,7 @@ class Admission:
     _cutoff_last: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
     _healthy: dict[int, _Healthy] = field(default_factory=dict)
     """The modules last found candidates (see `_health`)."""
+    _layouts: Memo[_Layout] = field(default_factory=Memo)
     _stamps: tuple[str, ...] = field(init=False)
     """ModuleStatus, then the other required groups in the order they are checked."""
 
@@ -113,8 +117,9 @@ class Admission:
         self._stamps = ("status", *sorted(self.required_groups - {"status"}))
 
     def forget(self) -> None:
-        """Drop the remembered health checks (full-recompute mode)."""
+        """Drop the remembered layout and health checks (full-recompute mode)."""
         self._healthy.clear()
+        self._layouts.forget()
 
     def readmit(self, address: int) -> bool:
         """Operator action: lift an isolation now; the module still has to pass admission. True if it was isolated."""
@@ -141,9 +146,7 @@ class Admission:
             memory.isolated_at, memory.admitted = now - max(0.0, isolation.held), False
 
     def update(self, tick: TickInput) -> Membership:
-        strings, overflow = _topology(tick.readings, tick.bank)
-        members = {a for s in strings for a in s}
-        addresses = tuple(sorted(members | set(tick.readings) | overflow))
+        strings, members, overflow, addresses = self._layout(tick)
         health = {a: self._health(tick, a, members, overflow) for a in addresses}
         admitted: list[tuple[int, ...]] = []
         candidates: list[tuple[int, ...]] = []
@@ -167,7 +170,7 @@ class Admission:
         for a in online:
             health[a] = ONLINE
         return Membership(
-            strings=tuple(strings),
+            strings=strings,
             addresses=addresses,
             health=MappingProxyType(health),
             admitted=tuple(admitted),
@@ -175,7 +178,20 @@ class Admission:
             online=online,
         )
 
-    def _health(self, tick: TickInput, a: int, members: set[int], overflow: set[int]) -> Health:
+    def _layout(self, tick: TickInput) -> _Layout:
+        """`_topology` with the members and every address known, redone only when the config, the addresses or
+        when they were first seen changed."""
+        readings = tick.readings
+        inputs = (tick.bank, *readings, *[r.first_seen for r in readings.values()])
+        cached = self._layouts.get(None, inputs)
+        if cached is None:
+            strings, overflow = _topology(readings, tick.bank)
+            members = frozenset(a for s in strings for a in s)
+            addresses = tuple(sorted(members | set(readings) | overflow))
+            cached = self._layouts.put(None, inputs, (tuple(strings), members, frozenset(overflow), addresses))
+        return cached
+
+    def _health(self, tick: TickInput, a: int, members: frozenset[int], overflow: frozenset[int]) -> Health:
         """A module's state before admission: offline, rejected, isolated, or a candidate (healthy).
 
         A candidate stays one without a new check while its reading and the config are the same objects, it is not
@@ -301,7 +317,7 @@ def _topology(readings: Mapping[int, ModuleReading], bank: BankSection) -> tuple
     return [(a,) for a in kept], set(seen[bank.max_modules :])
 
 
-def _placement(a: int, members: set[int], overflow: set[int], bank: BankSection) -> Health | None:
+def _placement(a: int, members: Set[int], overflow: Set[int], bank: BankSection) -> Health | None:
     """Why the topology leaves module `a` out of every string (stack limit, not configured), or None."""
     if a in overflow:
         return Health(Lifecycle.ISOLATED, f"stack limit: max_modules is {bank.max_modules}", IsolateReason.STACK_LIMIT)

@@ -147,6 +147,12 @@ class Shares:
     """The strings of the last tick: a share decays only while they stay the same."""
     _learned: dict[tuple[int, ...], float] = field(default_factory=dict)
     """Shares restored from before a restart, for strings not admitted since: where each starts when it joins."""
+    _by_capacity: Memo[list[float]] = field(default_factory=Memo)
+    """The capacity shares, redone only when a string's values changed (an unchanged share keeps its object)."""
+
+    def forget(self) -> None:
+        """Drop the remembered capacity shares (full-recompute mode)."""
+        self._by_capacity.forget()
 
     def export(self) -> tuple[tuple[tuple[int, ...], float], ...]:
         """Each string's learned share (restored ones not yet used included), for the history."""
@@ -173,8 +179,11 @@ class Shares:
             for string in admitted:
                 if string not in self._smoothed and string in self._learned:
                     self._smoothed[string] = self._learned.pop(string)
-        capacity = sum(e.capacity_ah for e in strings)
-        by_capacity = [e.capacity_ah / capacity for e in strings]
+        inputs = tuple(strings)
+        by_capacity = self._by_capacity.get(None, inputs)
+        if by_capacity is None:
+            capacity = sum(e.capacity_ah for e in strings)
+            by_capacity = self._by_capacity.put(None, inputs, [e.capacity_ah / capacity for e in strings])
         total = sum(e.current for e in strings)
         rated = bank.rated_charge_current if total >= 0 else bank.rated_discharge_current
         if abs(total) > lim.share_threshold / 100.0 * rated * len(admitted):
@@ -216,16 +225,14 @@ class Limiter:
     _cache: dict[int, tuple[ModuleReading, BankSection, LimitsSection, tuple[float | None, ...], Limits]] = field(
         default_factory=dict
     )
-    _cvl: Memo[Limit] = field(default_factory=Memo)
     _held: dict[tuple[int, ...], _Held] = field(default_factory=dict)
     _last_charge: float = 0.0
     _last_discharge: float = 0.0
     _last_voltage: float | None = None
 
     def forget(self) -> None:
-        """Drop the cached module limits and string CVLs (full-recompute mode)."""
+        """Drop the cached module limits (full-recompute mode)."""
         self._cache.clear()
-        self._cvl.forget()
 
     def module(self, tick: TickInput, r: ModuleReading) -> Limits:
         """`module_limits`, remembered per module while its inputs and the config stay the same (`same_values`): most
@@ -268,7 +275,7 @@ class Limiter:
         names = [f"module {s[0]}" for s in admitted]
         charge = parallel_current([s.charge_current for s in per_string], shares, names)
         discharge = parallel_current([s.discharge_current for s in per_string], shares, names)
-        cvls = [self._string_cvl(tick, s, lims, e) for s, lims, e in zip(admitted, per_string, strings, strict=True)]
+        cvls = [_string_cvl(tick, s, lims, e) for s, lims, e in zip(admitted, per_string, strings, strict=True)]
         cvl = min(cvls, key=_value)
         dvl = max((s.discharge_voltage for s in per_string), key=_value)
         # A string that just left the bank may still be connected: its last bounds stay in force a while.
@@ -313,14 +320,6 @@ class Limiter:
             cvl = Limit(floor, cvl.bound_by)
         self.remember(total)
         return Limits(charge, discharge, cvl, dvl)
-
-    def _string_cvl(self, tick: TickInput, string: tuple[int, ...], limits: Limits, electrical: Electrical) -> Limit:
-        """`_string_cvl`, redone only when the string's limits, values, readings or the config changed."""
-        inputs = (electrical, limits, *(tick.readings[a] for a in string), tick.limits, tick.bank)
-        cached = self._cvl.get(string, inputs)
-        return (
-            self._cvl.put(string, inputs, _string_cvl(tick, string, limits, electrical)) if cached is None else cached
-        )
 
     def stopped(self, reason: str, total: Electrical | None, dvl: float) -> Limits:
         """The limits while the master cannot vouch for the bank: no current, and CVL holding the bank where it is;

@@ -184,6 +184,7 @@ class Master:
         cfg = self.config
         if not self.incremental:
             self._limiter.forget()
+            self._shares.forget()
             self._admission.forget()
             self._aggregates.forget()
             self._quiet.forget()
