@@ -30,6 +30,8 @@ SIZES = (1, 16, 31)
 CELLS = 48
 WARM_TICKS = 40
 """4 s: the master admits the modules after bank.module_timeout (3 s)."""
+TARGETS = {"changing": 0.5, "unchanged": 0.1}
+"""Issue 19's p99 at 31 modules, ms: a tick with nothing new must be cheap (the master redoes only what changed)."""
 
 
 def bare_pass(readings: Mapping[int, ModuleReading]) -> float:
@@ -90,9 +92,9 @@ def run(opts: Options) -> list[Row]:
             "max_ms": {k: max(v) for k, v in ms.items()},
         }
         common.progress(f"master: {modules} modules: {details}")
-        target = Target(2.0, at_most=True, unit="ms") if modules == 31 else None
         for kind in ("changing", "unchanged"):
             label = f"{modules} modules, {kind}"
+            target = Target(TARGETS[kind], at_most=True, unit="ms") if modules == 31 else None
             p50, p99 = statistics.median(ms[kind]), common.percentile(ms[kind], 99)
             rows.append(Row("master", f"p50 {label}", p50, "ms", base50, "plain pass", details=details))
             rows.append(Row("master", f"p99 {label}", p99, "ms", base99, "plain pass", target))

@@ -9,7 +9,7 @@ A module that is time after time the only one to reach the cell-voltage cutoff i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -17,6 +17,7 @@ from typing import Literal
 from gateway.config import BankSection
 from gateway.master import aggregate
 from gateway.master.inputs import TickInput
+from gateway.master.memo import Memo
 from gateway.master.model import (
     ALARM_BITS,
     RULE_INPUTS,
@@ -97,6 +98,12 @@ class _Memory:
     cutoff_firsts: int = 0
 
 
+_Layout = tuple[tuple[tuple[int, ...], ...], frozenset[int], frozenset[int], tuple[int, ...]]
+"""The bank's strings, their members, the modules over the stack limit, and every address known."""
+_Healthy = tuple[ModuleReading, BankSection, float]
+"""A module found a candidate: on which reading and config, and its oldest required group's arrival time."""
+
+
 @dataclass(slots=True)
 class Admission:
     """The admission and isolation rules, with what they remember per module."""
@@ -104,6 +111,25 @@ class Admission:
     required_groups: frozenset[str]
     _memory: dict[int, _Memory] = field(default_factory=dict)
     _cutoff_last: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+    _healthy: dict[int, _Healthy] = field(default_factory=dict)
+    """The modules last found candidates (see `_health`)."""
+    _layouts: Memo[_Layout] = field(default_factory=Memo)
+    _stamps: dict[frozenset[str], tuple[str, ...]] = field(default_factory=dict)
+    """By a reading's `absent`: ModuleStatus, then the other required groups its profile sends, in the order they
+    are checked (see `_stamps_of`)."""
+
+    def _stamps_of(self, r: ModuleReading) -> tuple[str, ...]:
+        """The groups a module must keep sending: the required ones but those its profile never sends."""
+        stamps = self._stamps.get(r.absent)
+        if stamps is None:
+            wanted = self.required_groups - {"status"} - _never_sent(r)
+            stamps = self._stamps[r.absent] = ("status", *sorted(wanted))
+        return stamps
+
+    def forget(self) -> None:
+        """Drop the remembered layout and health checks (full-recompute mode)."""
+        self._healthy.clear()
+        self._layouts.forget()
 
     def readmit(self, address: int) -> bool:
         """Operator action: lift an isolation now; the module still has to pass admission. True if it was isolated."""
@@ -130,9 +156,7 @@ class Admission:
             memory.isolated_at, memory.admitted = now - max(0.0, isolation.held), False
 
     def update(self, tick: TickInput) -> Membership:
-        strings, overflow = _topology(tick.readings, tick.bank)
-        members = {a for s in strings for a in s}
-        addresses = tuple(sorted(members | set(tick.readings) | overflow))
+        strings, members, overflow, addresses = self._layout(tick)
         health = {a: self._health(tick, a, members, overflow) for a in addresses}
         admitted: list[tuple[int, ...]] = []
         candidates: list[tuple[int, ...]] = []
@@ -156,7 +180,7 @@ class Admission:
         for a in online:
             health[a] = ONLINE
         return Membership(
-            strings=tuple(strings),
+            strings=strings,
             addresses=addresses,
             health=MappingProxyType(health),
             admitted=tuple(admitted),
@@ -164,13 +188,50 @@ class Admission:
             online=online,
         )
 
-    def _health(self, tick: TickInput, a: int, members: set[int], overflow: set[int]) -> Health:
-        """A module's state before admission: offline, rejected, isolated, or a candidate (healthy)."""
+    def _layout(self, tick: TickInput) -> _Layout:
+        """`_topology` with the members and every address known, redone only when the config, the addresses or
+        when they were first seen changed."""
+        readings = tick.readings
+        inputs = (tick.bank, *readings, *[r.first_seen for r in readings.values()])
+        cached = self._layouts.get(None, inputs)
+        if cached is None:
+            strings, overflow = _topology(readings, tick.bank)
+            members = frozenset(a for s in strings for a in s)
+            addresses = tuple(sorted(members | set(readings) | overflow))
+            cached = self._layouts.put(None, inputs, (tuple(strings), members, frozenset(overflow), addresses))
+        return cached
+
+    def _health(self, tick: TickInput, a: int, members: frozenset[int], overflow: frozenset[int]) -> Health:
+        """A module's state before admission: offline, rejected, isolated, or a candidate (healthy).
+
+        A candidate stays one without a new check while its reading and the config are the same objects, it is not
+        isolated, and its oldest required group is not yet older than `module_timeout` (the check's own test)."""
         bank, now = tick.bank, tick.now
         r = tick.readings.get(a)
         memory = self._memory.setdefault(a, _Memory())
         if (out := _placement(a, members, overflow, bank)) is not None:
             return out
+        healthy = self._healthy.get(a)
+        if (
+            healthy is not None
+            and healthy[0] is r
+            and healthy[1] is bank
+            and memory.isolated is None
+            and not now - healthy[2] > bank.module_timeout
+        ):
+            return CANDIDATE
+        health = self._check(tick, a, memory)
+        if health is CANDIDATE and r is not None:
+            # A NaN time passes every age test: min() skips one, except ModuleStatus's (then: check every tick).
+            oldest = min(map(r.seen.__getitem__, self._stamps_of(r)))
+            if not math.isnan(oldest):
+                self._healthy[a] = (r, bank, oldest)
+        return health
+
+    def _check(self, tick: TickInput, a: int, memory: _Memory) -> Health:
+        """`_health` without the placement and the memory of the last check."""
+        bank, now = tick.bank, tick.now
+        r = tick.readings.get(a)
         if r is None or "status" not in r.seen:
             return Health(Lifecycle.OFFLINE, "never seen", IsolateReason.COMMUNICATION_LOST)
         age = now - r.seen["status"]
@@ -178,7 +239,7 @@ class Admission:
             return Health(Lifecycle.OFFLINE, f"no ModuleStatus for {age:.1f} s", IsolateReason.COMMUNICATION_LOST)
         if r.alive_repeats >= bank.frozen_counter_frames - 1:
             return Health(Lifecycle.OFFLINE, f"AliveCounter frozen at {r.alive}", IsolateReason.COMMUNICATION_LOST)
-        for group in sorted(self.required_groups - {"status"} - _never_sent(r)):
+        for group in self._stamps_of(r)[1:]:
             seen = r.seen.get(group)
             if seen is None:
                 return Health(Lifecycle.PENDING, f"waiting for {GROUP_NAMES[group]}", IsolateReason.NOT_ADMITTED)
@@ -266,7 +327,7 @@ def _topology(readings: Mapping[int, ModuleReading], bank: BankSection) -> tuple
     return [(a,) for a in kept], set(seen[bank.max_modules :])
 
 
-def _placement(a: int, members: set[int], overflow: set[int], bank: BankSection) -> Health | None:
+def _placement(a: int, members: Set[int], overflow: Set[int], bank: BankSection) -> Health | None:
     """Why the topology leaves module `a` out of every string (stack limit, not configured), or None."""
     if a in overflow:
         return Health(Lifecycle.ISOLATED, f"stack limit: max_modules is {bank.max_modules}", IsolateReason.STACK_LIMIT)

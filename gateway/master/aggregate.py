@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
+from gateway.master.memo import Memo
 from gateway.master.model import Electrical, Extreme, ModuleReading
+
+Extremes = tuple[Extreme | None, Extreme | None, Extreme | None, Extreme | None]
 
 
 def module_capacity(reading: ModuleReading, default_ah: float) -> tuple[float, float]:
@@ -63,9 +67,7 @@ def parallel(strings: Sequence[Electrical]) -> Electrical:
     )
 
 
-def extremes(
-    modules: Iterable[ModuleReading],
-) -> tuple[Extreme | None, Extreme | None, Extreme | None, Extreme | None]:
+def extremes(modules: Iterable[ModuleReading]) -> Extremes:
     """(max cell voltage, min cell voltage, max temperature, min temperature), each with module and index."""
     vmax = vmin = tmax = tmin = None
     for m in modules:
@@ -79,3 +81,34 @@ def extremes(
         if m.temperature_min is not None and (tmin is None or m.temperature_min < tmin.value):
             tmin = Extreme(m.temperature_min, a, m.temperature_min_index or 0)
     return vmax, vmin, tmax, tmin
+
+
+@dataclass(slots=True)
+class Aggregates:
+    """`series` per string, `parallel` of the strings and the bank's `extremes`, each redone only when one of its
+    inputs (a module's reading, a string's values, the configured capacity) is another object than last tick."""
+
+    _series: Memo[Electrical] = field(default_factory=Memo)
+    _parallel: Memo[Electrical] = field(default_factory=Memo)
+    _extremes: Memo[Extremes] = field(default_factory=Memo)
+
+    def forget(self) -> None:
+        self._series.forget()
+        self._parallel.forget()
+        self._extremes.forget()
+
+    def series(self, string: tuple[int, ...], modules: Sequence[ModuleReading], default_ah: float) -> Electrical:
+        """`series` of `modules`, the readings of `string`."""
+        inputs = (*modules, default_ah)
+        cached = self._series.get(string, inputs)
+        return self._series.put(string, inputs, series(modules, default_ah)) if cached is None else cached
+
+    def parallel(self, strings: Sequence[Electrical]) -> Electrical:
+        inputs = tuple(strings)
+        cached = self._parallel.get(None, inputs)
+        return self._parallel.put(None, inputs, parallel(strings)) if cached is None else cached
+
+    def extremes(self, modules: Sequence[ModuleReading]) -> Extremes:
+        inputs = tuple(modules)
+        cached = self._extremes.get(None, inputs)
+        return self._extremes.put(None, inputs, extremes(modules)) if cached is None else cached

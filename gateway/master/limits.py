@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import BankSection, LimitsSection
 from gateway.master.inputs import TickInput
+from gateway.master.memo import Memo, same_values
 from gateway.master.model import Electrical, Limit, Limits, ModuleReading
 from gateway.master.tables import factor
 
@@ -178,6 +179,12 @@ class Shares:
     """The strings of the last tick: a share decays only while they stay the same."""
     _learned: dict[tuple[int, ...], float] = field(default_factory=dict)
     """Shares restored from before a restart, for strings not admitted since: where each starts when it joins."""
+    _by_capacity: Memo[list[float]] = field(default_factory=Memo)
+    """The capacity shares, redone only when a string's values changed (an unchanged share keeps its object)."""
+
+    def forget(self) -> None:
+        """Drop the remembered capacity shares (full-recompute mode)."""
+        self._by_capacity.forget()
 
     def export(self) -> tuple[tuple[tuple[int, ...], float], ...]:
         """Each string's learned share (restored ones not yet used included), for the history."""
@@ -195,25 +202,34 @@ class Shares:
         # rise on it, never decay, so that a string lost from the data cannot lower the others' shares.
         settled = tuple(admitted) == self._bank
         self._bank = tuple(admitted)
-        self._smoothed = {s: v for s, v in self._smoothed.items() if s in admitted}
+        if not settled:  # else every string here was in the bank last tick, as it is now
+            kept = set(admitted)
+            self._smoothed = {s: v for s, v in self._smoothed.items() if s in kept}
         if not admitted:
             return []
         if self._learned:
             for string in admitted:
                 if string not in self._smoothed and string in self._learned:
                     self._smoothed[string] = self._learned.pop(string)
-        capacity = sum(e.capacity_ah for e in strings)
-        by_capacity = [e.capacity_ah / capacity for e in strings]
+        inputs = tuple(strings)
+        by_capacity = self._by_capacity.get(None, inputs)
+        if by_capacity is None:
+            capacity = sum(e.capacity_ah for e in strings)
+            by_capacity = self._by_capacity.put(None, inputs, [e.capacity_ah / capacity for e in strings])
         total = sum(e.current for e in strings)
         rated = bank.rated_charge_current if total >= 0 else bank.rated_discharge_current
         if abs(total) > lim.share_threshold / 100.0 * rated * len(admitted):
             direction = math.copysign(1.0, total)
             flowing = [max(0.0, direction * e.current) for e in strings]
             alpha = 1.0 - math.exp(-tick.dt / lim.share_smoothing) if settled else 0.0
+            flow = sum(flowing)
             for string, f in zip(admitted, flowing, strict=True):
-                measured = f / sum(flowing)
+                measured = f / flow
                 old = self._smoothed.get(string, measured)
-                self._smoothed[string] = measured if measured >= old else old + alpha * (measured - old)
+                if not measured >= old:  # a falling share (or a NaN) decays
+                    self._smoothed[string] = old + alpha * (measured - old)
+                elif measured != old or measured == 0.0 or string not in self._smoothed:
+                    self._smoothed[string] = measured  # else the same number: it keeps its object (memo.Memo)
         return [max(self._smoothed.get(s, 0.0), c) for s, c in zip(admitted, by_capacity, strict=True)]
 
 
@@ -222,13 +238,13 @@ class Shares:
 
 @dataclass(slots=True)
 class _Held:
-    """The bank-level bounds a string implied at its last tick in the bank (current limits divided by its
-    share), kept for `offline_hold` seconds after it left: a silent module may still be connected."""
+    """What a string implied for the bank at its last tick in it (its limits, its share, its CVL), kept for
+    `offline_hold` seconds after it left: a silent module may still be connected. The bounds (current limits divided
+    by the share) are worked out only once it has left."""
 
-    charge: Limit
-    discharge: Limit
+    limits: Limits
+    share: float
     charge_voltage: Limit
-    discharge_voltage: Limit
     left: float | None = None
 
 
@@ -236,19 +252,26 @@ class _Held:
 class Limiter:
     """Module limits (cached), the bank's limits from them, held bounds of strings that left, and the slew."""
 
-    _cache: dict[int, tuple[tuple[object, ...], Limits]] = field(default_factory=dict)
+    _cache: dict[int, tuple[ModuleReading, BankSection, LimitsSection, tuple[float | None, ...], Limits]] = field(
+        default_factory=dict
+    )
     _held: dict[tuple[int, ...], _Held] = field(default_factory=dict)
     _last_charge: float = 0.0
     _last_discharge: float = 0.0
     _last_voltage: float | None = None
 
+    def forget(self) -> None:
+        """Drop the cached module limits (full-recompute mode)."""
+        self._cache.clear()
+
     def module(self, tick: TickInput, r: ModuleReading) -> Limits:
-        """`module_limits`, remembered per module while its inputs and the config stay the same: most ticks change
-        a module's current and alive counter, not what its limits depend on."""
+        """`module_limits`, remembered per module while its inputs and the config stay the same (`same_values`): most
+        ticks change a module's current and alive counter, not what its limits depend on."""
         bank, limits = tick.bank, tick.limits
-        key = (
-            bank,
-            limits,
+        cached = self._cache.get(r.address)
+        if cached is not None and cached[0] is r and cached[1] is bank and cached[2] is limits:
+            return cached[4]
+        values = (
             r.charge_current_limit,
             r.discharge_current_limit,
             r.charge_voltage_limit,
@@ -258,15 +281,20 @@ class Limiter:
             r.temperature_max,
             r.temperature_min,
             r.soc,
-            r.absent,
             r.charge_permitted,
             r.discharge_permitted,
         )
-        cached = self._cache.get(r.address)
-        if cached is not None and cached[0][0] is bank and cached[0][1] is limits and cached[0] == key:
-            return cached[1]
-        result = module_limits(r, bank, limits)
-        self._cache[r.address] = (key, result)
+        if (
+            cached is not None
+            and cached[1] is bank
+            and cached[2] is limits
+            and cached[0].absent is r.absent
+            and same_values(cached[3], values)
+        ):
+            result = cached[4]
+        else:
+            result = module_limits(r, bank, limits)
+        self._cache[r.address] = (r, bank, limits, values, result)
         return result
 
     def bank(
@@ -289,32 +317,41 @@ class Limiter:
         cvl = min(cvls, key=_value)
         dvl = max((s.discharge_voltage for s in per_string), key=_value)
         # A string that just left the bank may still be connected: its last bounds stay in force a while.
+        held_now = self._held
         for string, lims, share, string_cvl in zip(admitted, per_string, shares, cvls, strict=True):
-            self._held[string] = _Held(
-                Limit(lims.charge_current.value / share, lims.charge_current.bound_by),
-                Limit(lims.discharge_current.value / share, lims.discharge_current.bound_by),
-                string_cvl,
-                lims.discharge_voltage,
-            )
-        for string, held in list(self._held.items()):
-            if string in admitted:
-                continue
-            if held.left is None:
-                held.left = tick.now
-            if tick.now - held.left > bank.offline_hold:
-                del self._held[string]
-                continue
-            why = f" (held: module {string[0]} left the bank)"
-            charge = min(charge, Limit(held.charge.value, held.charge.bound_by + why), key=_value)
-            discharge = min(discharge, Limit(held.discharge.value, held.discharge.bound_by + why), key=_value)
-            cvl = min(cvl, Limit(held.charge_voltage.value, held.charge_voltage.bound_by + why), key=_value)
-            dvl = max(dvl, Limit(held.discharge_voltage.value, held.discharge_voltage.bound_by + why), key=_value)
+            held = held_now.get(string)
+            if held is None:
+                held_now[string] = _Held(lims, share, string_cvl)
+            else:
+                held.limits, held.share, held.charge_voltage, held.left = lims, share, string_cvl, None
+        if len(held_now) > len(admitted):
+            inside = set(admitted)
+            for string, held in list(held_now.items()):
+                if string in inside:
+                    continue
+                if held.left is None:
+                    held.left = tick.now
+                if tick.now - held.left > bank.offline_hold:
+                    del held_now[string]
+                    continue
+                why = f" (held: module {string[0]} left the bank)"
+                lims, share = held.limits, held.share
+                charge = min(
+                    charge, Limit(lims.charge_current.value / share, lims.charge_current.bound_by + why), key=_value
+                )
+                discharge = min(
+                    discharge,
+                    Limit(lims.discharge_current.value / share, lims.discharge_current.bound_by + why),
+                    key=_value,
+                )
+                cvl = min(cvl, Limit(held.charge_voltage.value, held.charge_voltage.bound_by + why), key=_value)
+                dvl = max(dvl, Limit(lims.discharge_voltage.value, lims.discharge_voltage.bound_by + why), key=_value)
         slew = tick.limits.slew_rate / 100.0 * tick.dt * len(admitted)
         charge, self._last_charge = _slewed(charge, self._last_charge, slew * bank.rated_charge_current)
         discharge, self._last_discharge = _slewed(discharge, self._last_discharge, slew * bank.rated_discharge_current)
         if charge.value == 0.0 and total.voltage < cvl.value:
             cvl = Limit(total.voltage, f"charge_stop ({charge.bound_by})")
-        floor = min(_lowest(tick, s) for s in admitted)
+        floor = _lowest(tick, min(admitted, key=len))  # the shortest string's: `_lowest` grows with the length
         if cvl.value < floor:
             # Never 0 V or below a voltage the string can have: a module reporting 0 V must not read as "charge to
             # 0 V". Any plausible voltage is kept, so a charge stop holds CVL at the bank's voltage however low.

@@ -4,7 +4,9 @@ No I/O, no clock, no asyncio: the core calls `step` on its tick (and at once on 
 replay; tests call it with explicit numbers. `step` reads like the README's "How the master decides", one call per
 rule; each rule lives in a module of its own and keeps only what it needs between ticks: who is admitted or
 isolated (admission), the measured current shares (limits.Shares), the last limits and the bounds of strings
-that left (limits.Limiter), the full-charge request (flags), the alarms' hysteresis and hold (alarms).
+that left (limits.Limiter), the full-charge request (flags), the alarms' hysteresis and hold (alarms). A rule
+redoes its work for a module only when that module's inputs changed (memo.py); `Master(incremental=False)` redoes
+everything: the reference `tests/test_master_incremental.py` compares the two with.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.master.conditions import bank_conditions, mismatch, mismatch_condit
 from gateway.master.flags import Requests
 from gateway.master.inputs import TickInput
 from gateway.master.limits import Limiter, Shares
+from gateway.master.memo import ByReading, Memo
 from gateway.master.model import (
     BankSnapshot,
     Electrical,
@@ -65,11 +68,18 @@ class Master:
     """Message groups a module must keep sending to count (the ones its DBC carries)."""
     inverter_timeout: float = 30.0
     """Seconds without a frame from the inverter (after one was seen) before `inverter_comm_lost`; 0 disables."""
+    incremental: bool = True
+    """Redo a rule's per-module work only when its inputs changed (see "Performance" in the README); False forgets
+    every cache at each step: the full recompute the equivalence test holds the incremental master to."""
     _admission: Admission = field(init=False)
     _limiter: Limiter = field(init=False)
     _shares: Shares = field(default_factory=Shares)
     _requests: Requests = field(default_factory=Requests)
     _alarms: AlarmTracker = field(default_factory=AlarmTracker)
+    _aggregates: aggregate.Aggregates = field(default_factory=aggregate.Aggregates)
+    _quiet: ByReading[bool] = field(default_factory=ByReading)
+    _views: Memo[ModuleView] = field(default_factory=Memo)
+    _commands: Memo[MasterCommand] = field(default_factory=Memo)
     _seq: int = 0
     _start: float | None = None
     _last_t: float | None = None
@@ -106,7 +116,7 @@ class Master:
         tick = self._begin(now, readings, inverter)
         membership = self._admission.update(tick)
         fresh = [readings[a] for a in membership.addresses if a in readings and _fresh(membership, a)]
-        electrical = _electrical(tick, membership, fresh)
+        electrical = _electrical(tick, membership, fresh, self._aggregates)
         reason = membership.reason(tick)
         per_module = {a: self._limiter.module(tick, readings[a]) for a in membership.online}
         shares = self._shares.update(tick, membership.admitted, electrical.strings)
@@ -155,13 +165,13 @@ class Master:
             flags=flags,
             fan_duty=thermal.fan_duty(tick.limits.fan_duty, tmax.value if tmax else None),
             alarms=alarms,
-            modules=self._views(tick, membership, per_module, shares if not reason else (), notes),
+            modules=self._module_views(tick, membership, per_module, shares if not reason else (), notes),
             strings=membership.strings,
             string_values=electrical.by_string,
             temperature_gradient=thermal.gradient(temperatures, layers),
             inverter=inverter,
         )
-        return Tick(snapshot, commands(snapshot, per_module, tick.limits))
+        return Tick(snapshot, commands(snapshot, per_module, tick.limits, memo=self._commands))
 
     def fallback_dvl(self, strings: Sequence[tuple[int, ...]] | None = None) -> float:
         """DVL when no module says better: cells x DVL per cell, for the longest string (the configured ones by
@@ -172,6 +182,14 @@ class Master:
 
     def _begin(self, now: float, readings: Mapping[int, ModuleReading], inverter: InverterInfo | None) -> TickInput:
         cfg = self.config
+        if not self.incremental:
+            self._limiter.forget()
+            self._shares.forget()
+            self._admission.forget()
+            self._aggregates.forget()
+            self._quiet.forget()
+            self._views.forget()
+            self._commands.forget()
         if self._start is None:
             self._start = now
         dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
@@ -189,11 +207,18 @@ class Master:
         for r in fresh:
             if membership.health[r.address].lifecycle is Lifecycle.REJECTED:
                 continue
-            if r.address in flagged or not quiet(r, tick.bank, tick.limits):
+            if r.address in flagged or not self._quiet_module(tick, r):
                 out.extend(module_conditions(r, tick.bank, tick.limits, previous))
         return out
 
-    def _views(
+    def _quiet_module(self, tick: TickInput, r: ModuleReading) -> bool:
+        """`alarms.quiet`, redone only for a new reading or config."""
+        cached = self._quiet.get(r, tick.bank, tick.limits)
+        return (
+            self._quiet.put(r, tick.bank, tick.limits, quiet(r, tick.bank, tick.limits)) if cached is None else cached
+        )
+
+    def _module_views(
         self,
         tick: TickInput,
         membership: Membership,
@@ -201,26 +226,32 @@ class Master:
         shares: Sequence[float],
         notes: Mapping[int, list[str]],
     ) -> Mapping[int, ModuleView]:
-        readings, health = tick.readings, membership.health
+        """Every module's view; one is redone only when its inputs changed."""
+        readings, health, memo = tick.readings, membership.health, self._views
         share_of = {a: share for string, share in zip(membership.admitted, shares, strict=False) for a in string}
         string_of = {a: i for i, s in enumerate(membership.strings) for a in s}
         positions = _positions(tick, membership)
-        return MappingProxyType(
-            {
-                a: ModuleView(
-                    reading=readings.get(a) or ModuleReading(address=a),
-                    lifecycle=health[a].lifecycle,
-                    reason=health[a].reason,
+        views = {}
+        for a in membership.addresses:
+            r, h = readings.get(a), health[a]
+            limits = per_module.get(a) or (self._limiter.module(tick, r) if r is not None else None)
+            inputs = (r, h, positions[a], string_of.get(a), limits, share_of.get(a), tuple(notes.get(a, ())))
+            view = memo.get(a, inputs)
+            if view is None:
+                view = ModuleView(
+                    reading=r or ModuleReading(address=a),
+                    lifecycle=h.lifecycle,
+                    reason=h.reason,
                     position=positions[a],
                     string=string_of.get(a),
-                    limits=per_module.get(a) or (self._limiter.module(tick, readings[a]) if a in readings else None),
+                    limits=limits,
                     share=share_of.get(a),
-                    isolate_reason=health[a].isolate_reason,
+                    isolate_reason=h.isolate_reason,
                     mismatch=tuple(notes.get(a, ())),
                 )
-                for a in membership.addresses
-            }
-        )
+                memo.put(a, inputs, view)
+            views[a] = view
+        return MappingProxyType(views)
 
 
 def _fresh(membership: Membership, address: int) -> bool:
@@ -231,23 +262,25 @@ def _positions(tick: TickInput, membership: Membership) -> dict[int, int]:
     return {a: tick.bank.positions.get(a, a) for a in membership.addresses}
 
 
-def _electrical(tick: TickInput, membership: Membership, fresh: Sequence[ModuleReading]) -> _Electrical:
+def _electrical(
+    tick: TickInput, membership: Membership, fresh: Sequence[ModuleReading], aggregates: aggregate.Aggregates
+) -> _Electrical:
     """Aggregates over the admitted strings; while there are none, over the fresh modules that belong to the bank
     (to show something while invalid), never a rejected address: it may be garbage or another bank's module. Every
     string whose modules all report voltage and current gets its own values too (SunSpec shows each string)."""
     readings, ah = tick.readings, tick.bank.capacity_ah
-    by_string = {s: aggregate.series([readings[a] for a in s], ah) for s in membership.admitted}
+    by_string = {s: aggregates.series(s, [readings[a] for a in s], ah) for s in membership.admitted}
     for string in membership.strings:
         if string not in by_string and all(_measured(readings.get(a)) for a in string):
-            by_string[string] = aggregate.series([readings[a] for a in string], ah)
+            by_string[string] = aggregates.series(string, [readings[a] for a in string], ah)
     strings = tuple(by_string[s] for s in membership.admitted)
     shown = [readings[a] for a in sorted(membership.online)] or [
         r for r in fresh if membership.health[r.address].lifecycle is not Lifecycle.REJECTED
     ]
-    total = aggregate.parallel(strings) if strings else None
+    total = aggregates.parallel(strings) if strings else None
     if total is None and shown:
         total = aggregate.parallel([aggregate.series([r], ah) for r in shown])
-    return _Electrical(strings, MappingProxyType(by_string), total, aggregate.extremes(shown))
+    return _Electrical(strings, MappingProxyType(by_string), total, aggregates.extremes(shown))
 
 
 def _measured(r: ModuleReading | None) -> bool:
