@@ -172,6 +172,9 @@ class ModuleBusSection:
     address_count: int | None = None
     signal_map: Mapping[str, str] = field(default_factory=dict)
     """DBC signal name -> our signal name, over the profile's map."""
+    invert_current: bool = False
+    """The BMS counts discharging as positive (ours: charging is positive): the gateway negates its current. Where
+    the public sources disagree on a BMS's sign (JK, Daly), check it against the inverter's reading once."""
     polls: tuple[PollSection, ...] | None = None
     commands: bool | None = None
     """Send MasterCommand frames to the modules (unset: when the profile takes them)."""

@@ -391,3 +391,36 @@ def test_pylontech_clones_that_pad_every_frame_to_8_bytes_are_read_and_ours_are_
     ours = ModuleStore(ModuleCodec.from_config(config.parse({}).can.modules[0]))
     ours.feed(0x401, bytes(7), 1.0)
     assert ours.counters["bad_length"] == 1
+
+
+@pytest.mark.parametrize("profile", ["jk-bms-can", "daly-can"])
+def test_invert_current_turns_a_discharge_positive_bms_into_charge_positive(profile: str) -> None:
+    """A BMS that counts discharging as positive (the sources disagree on JK and Daly): with `invert_current` the
+    gateway reads the charging stack as charging; without it, the same frames read as discharging."""
+
+    def currents(wire_inverted: bool, gateway_inverts: bool) -> list[float | None]:
+        entries = [
+            {**e, "invert_current": wire_inverted}
+            for e in bus_entries(profile, 2, interface="virtual", channel="modules")
+        ]
+        sim_cfg = config.parse({"can": {"modules": entries}})
+        read_cfg = config.parse(
+            {
+                "can": {"modules": [{**e, "invert_current": gateway_inverts} for e in entries]},
+                "bank": {"module_timeout": 3.0},
+            }
+        )
+        core = Core(read_cfg, now=0.0)
+        sim = Simulator(modules=2, current=20.0, seed=3)
+        translators = [Translator(bus, index=i) for i, bus in enumerate(sim_cfg.can.modules)]
+        channels = {bus.channel: i for i, bus in enumerate(read_cfg.can.modules)}
+        for msg in translated(sim, translators, 6.0):
+            core.feed(msg, msg.timestamp, channels[msg.channel])
+        readings = core.store.readings()
+        return [readings[a].current for a in (1, 2)]
+
+    charging = currents(wire_inverted=True, gateway_inverts=True)
+    assert all(c is not None and c > 5.0 for c in charging), charging
+    misread = currents(wire_inverted=True, gateway_inverts=False)
+    assert all(c is not None and c < -5.0 for c in misread), misread
+    assert currents(wire_inverted=False, gateway_inverts=False) == pytest.approx(charging)

@@ -525,9 +525,10 @@ async def test_a_failing_master_step_stops_the_inverter_says_why_everywhere_and_
         await inverter.wait(charging, within=10.0)
         mark, alarms = inverter.mark(), mqtt.mark()
         master.broken = True
-        await inverter.wait(is_failsafe_limits, after=mark, within=2.0)
-        _, status = await inverter.wait(lambda m: m.arbitration_id == 0x359, after=mark, within=2.0)
-        _, status = await inverter.wait(lambda m: m.arbitration_id == 0x359, after=mark + 1, within=2.0)
+        at, _ = await inverter.wait(is_failsafe_limits, after=mark, within=2.0)
+        # The second 0x359 after the fail-safe limits: surely made from a failed step (the master is still broken).
+        at, status = await inverter.wait(lambda m: m.arbitration_id == 0x359, after=at + 1, within=2.0)
+        at, status = await inverter.wait(lambda m: m.arbitration_id == 0x359, after=at + 1, within=2.0)
         assert decode(status)["ProtectionInternalError"] == 1
         message = await mqtt.wait(lambda m: b"internal_error" in m.payload, after=alarms)
         (alarm,) = [a for a in json.loads(message.payload) if a["code"] == "internal_error"]

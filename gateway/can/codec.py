@@ -177,11 +177,14 @@ class ModuleCodec:
         signal_map: Mapping[str, str] | None = None,
         provides: frozenset[str] | None = None,
         padded: bool = False,
+        invert_current: bool = False,
         where: str = "can.modules",
     ):
         """`provides`: the groups the profile declares (None: whatever the DBC carries); `padded`: frames longer
-        than the DBC's are taken, the extra bytes ignored; `where` names the bus entry in errors."""
+        than the DBC's are taken, the extra bytes ignored; `invert_current`: the BMS counts discharging as positive;
+        `where` names the bus entry in errors."""
         self.padded = padded
+        self.invert_current = invert_current
         self.addressing = addressing = addressing or Addressing()
         self.addresses = addressing.addresses
         """The module addresses a frame may carry; frames with others are rejected."""
@@ -254,6 +257,7 @@ class ModuleCodec:
             signal_map=bus.signals,
             provides=None if own_dbc else row.provides or None,
             padded=row.padded and not own_dbc,
+            invert_current=bus.invert_current,
             where=bus.where,
         )
         if bus.sends_commands and codec.command_base is None:

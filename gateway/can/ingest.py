@@ -112,9 +112,12 @@ class _Slot:
     frozen: ModuleReading | None = None
     frozen_version: int = -1
 
-    def freeze(self, derive_extremes: bool, absent: frozenset[str]) -> ModuleReading:
-        """Frozen copy; `derive_extremes` fills min/max from the cells when the DBC has no summary message."""
+    def freeze(self, derive_extremes: bool, absent: frozenset[str], invert_current: bool) -> ModuleReading:
+        """Frozen copy; `derive_extremes` fills min/max from the cells when the DBC has no summary message;
+        `invert_current` turns a BMS's discharge-positive current into ours (charging positive)."""
         f = dict(self.fields)
+        if invert_current and (current := f.get("current")) is not None:
+            f["current"] = 0.0 - current  # not -current: a 0.0 stays 0.0, never -0.0
         key = (self.cells_version, f.get("cell_count"), f.get("cells_in_series"))
         if self.arrays is None or self.arrays[0] != key:
             self.arrays = (key, *self._arrays(f, derive_extremes))
@@ -260,7 +263,7 @@ class ModuleStore:
                 continue
             version = slot.version
             if slot.frozen is None or slot.frozen_version != version:
-                slot.frozen = slot.freeze(self._derive_extremes, self.codec.absent)
+                slot.frozen = slot.freeze(self._derive_extremes, self.codec.absent, self.codec.invert_current)
                 slot.frozen_version = version
             out[address] = slot.frozen
         return out

@@ -57,6 +57,7 @@ class Translator:
         """Modules that send and answer nothing (a BMS that stopped answering)."""
         db = dbc.load(bus.dbc, self.profile.dbc, f"{bus.where}.dbc")
         ours = bus.signals
+        self._invert = bus.invert_current
         self._polls = bus.poll_frames
         self._schedule = PollSchedule(index, self._polls, self.addressing)
         self._values: dict[int, dict[str, float]] = {}
@@ -82,7 +83,10 @@ class Translator:
             values = dbc.decode(message, bytes(msg.data))
         except DecodeFailure:
             return
-        self._values.setdefault(address, dict(BEYOND_OURS)).update(values)
+        mine = self._values.setdefault(address, dict(BEYOND_OURS))
+        mine.update(values)
+        if self._invert and "ModuleCurrent" in values:  # a BMS that counts discharging as positive
+            mine["ModuleCurrent"] = 0.0 - values["ModuleCurrent"]
 
     def broadcast(self, until: float) -> Iterator[can.Message]:
         """The frames a broadcasting BMS sends by `until`; none for a polled profile."""
