@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from gateway.outputs.inverter.codec import Values, ascii_be
-from gateway.outputs.inverter.common import energy_wh, online, temperature_mean, value
+from gateway.outputs.inverter.common import energy_wh, limits, online, temperature_mean, value
 from gateway.outputs.inverter.profiles import (
     Builder,
     Group,
@@ -52,16 +52,6 @@ _ACTIVE, _CLEAR = 1, 2
 def _energy_kwh(i: Input) -> float | None:
     wh = energy_wh(i.snapshot, i.snapshot.full_ah)
     return None if wh is None else wh / 1000
-
-
-def _limits(i: Input) -> Values:
-    lim = i.snapshot.limits
-    return {
-        "ChargeVoltageLimit": lim.charge_voltage.value,
-        "DischargeVoltageLimit": lim.discharge_voltage.value,
-        "DischargeCurrentLimit": lim.discharge_current.value,
-        "ChargeCurrentLimit": lim.charge_current.value,
-    }
 
 
 def _states(i: Input) -> Values:
@@ -119,7 +109,7 @@ def _name(i: Input) -> Values:
 
 BYD_BUILDERS: Mapping[int, Builder] = MappingProxyType(
     {
-        0x110: _limits,
+        0x110: limits,
         0x150: _states,
         0x190: _byd_alarms,
         0x1D0: _byd_info,
@@ -206,7 +196,7 @@ def _sma_identity(i: Input) -> Values:
 SMA_BUILDERS: Mapping[int, Builder] = MappingProxyType(
     {
         0x158: _faults,
-        0x358: _limits,
+        0x358: limits,
         0x3D8: _sma_states,
         0x458: _sma_energy,
         0x4D8: _sma_info,

@@ -6,10 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.master.model import BankSnapshot, Extreme, Lifecycle, ModuleView
+from gateway.outputs.inverter.codec import Values
 from gateway.outputs.inverter.profiles import Input
 
 IDLE_A = 0.5
 """Within this current (A) of 0 the bank is idle for the protocols that report a state."""
+
+
+def limits(i: Input) -> Values:
+    """The master's four limits, under the names every family's DBC gives them (each encodes its own scaling)."""
+    lim = i.snapshot.limits
+    return {
+        "ChargeVoltageLimit": lim.charge_voltage.value,
+        "DischargeVoltageLimit": lim.discharge_voltage.value,
+        "ChargeCurrentLimit": lim.charge_current.value,
+        "DischargeCurrentLimit": lim.discharge_current.value,
+    }
 
 
 def value(extreme: Extreme | None) -> float | None:

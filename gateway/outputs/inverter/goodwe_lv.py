@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from gateway.outputs.inverter.codec import Values
-from gateway.outputs.inverter.common import value
+from gateway.outputs.inverter.common import limits, value
 from gateway.outputs.inverter.profiles import Builder, Group, Input, Mode, Profile, SimFrame, Wiring, parts
 
 DBC = "goodwe_lv.dbc"
@@ -48,16 +48,6 @@ def _alarms(i: Input) -> Values:
     return {name: int(name in i.active) for name in names}
 
 
-def _limits(i: Input) -> Values:
-    lim = i.snapshot.limits
-    return {
-        "ChargeVoltageLimit": lim.charge_voltage.value,
-        "ChargeCurrentLimit": lim.charge_current.value,
-        "DischargeCurrentLimit": lim.discharge_current.value,
-        "DischargeVoltageLimit": lim.discharge_voltage.value,
-    }
-
-
 def _soc(i: Input) -> Values:
     return {"StateOfCharge": i.snapshot.soc, "StateOfHealth": i.snapshot.soh}
 
@@ -72,7 +62,7 @@ def _status(i: Input) -> Values:
 
 
 BUILDERS: Mapping[int, Builder] = MappingProxyType(
-    {0x453: _packs, 0x455: _alarms, 0x456: _limits, 0x457: _soc, 0x458: _status}
+    {0x453: _packs, 0x455: _alarms, 0x456: limits, 0x457: _soc, 0x458: _status}
 )
 
 ROWS: tuple[Profile, ...] = (

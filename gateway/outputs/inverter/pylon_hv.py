@@ -20,6 +20,7 @@ from gateway.outputs.inverter.common import (
     cell_number,
     charge_forbidden,
     discharge_forbidden,
+    limits,
     module_extremes,
     modules_in_series,
     value,
@@ -82,16 +83,6 @@ def _status(i: Input) -> Values:
         "BmsTemperature": value(s.temperature_max),
         "StateOfCharge": s.soc,
         "StateOfHealth": s.soh,
-    }
-
-
-def _limits(i: Input) -> Values:
-    lim = i.snapshot.limits
-    return {
-        "ChargeVoltageLimit": lim.charge_voltage.value,
-        "DischargeVoltageLimit": lim.discharge_voltage.value,
-        "ChargeCurrentLimit": lim.charge_current.value,
-        "DischargeCurrentLimit": lim.discharge_current.value,
     }
 
 
@@ -194,7 +185,7 @@ def _name2(_: Input) -> Values:
 BUILDERS: Mapping[int, Builder] = MappingProxyType(
     {
         0x4210: _status,
-        0x4220: _limits,
+        0x4220: limits,
         0x4230: _cells,
         0x4240: _temperatures,
         0x4250: _bits,

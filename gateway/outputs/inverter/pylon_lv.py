@@ -15,6 +15,7 @@ from types import MappingProxyType
 from gateway import __version__
 from gateway.master.model import Lifecycle
 from gateway.outputs.inverter.codec import Values, ascii_le, codec, text_le
+from gateway.outputs.inverter.common import limits
 from gateway.outputs.inverter.profiles import Builder, Group, Input, Mode, Profile, SimFrame, Wiring, parts
 
 KEEPALIVE = 0x305
@@ -54,16 +55,6 @@ _ACTIVE, _OK = 1, 2
 _version = re.match(r"(\d+)\.(\d+)", __version__)
 FIRMWARE = (int(_version[1]), int(_version[2])) if _version else (0, 0)
 KELVIN = 273.15
-
-
-def limits(i: Input) -> Values:
-    lim = i.snapshot.limits
-    return {
-        "ChargeVoltageLimit": lim.charge_voltage.value,
-        "ChargeCurrentLimit": lim.charge_current.value,
-        "DischargeCurrentLimit": lim.discharge_current.value,
-        "DischargeVoltageLimit": lim.discharge_voltage.value,
-    }
 
 
 def _soc(i: Input) -> Values:

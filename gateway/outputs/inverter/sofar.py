@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from gateway.outputs.inverter.codec import Values, ascii_le
-from gateway.outputs.inverter.common import modules_in_series, value
+from gateway.outputs.inverter.common import limits, modules_in_series, value
 from gateway.outputs.inverter.profiles import (
     Builder,
     Group,
@@ -36,16 +36,6 @@ REALTIME = {0x670: 0x00, 0x671: 0x01, 0x680: 0x02, 0x681: 0x03, 0x690: 0x0A, 0x6
 REALTIME |= {0x6C0: 0x0E}
 """0x605 inquiry -> answer, as answer frame ID -> inquiry byte."""
 HISTORY = {0x770: 0, 0x771: 1, 0x772: 2, 0x773: 3, 0x780: 4, 0x781: 5, 0x782: 6, 0x783: 7, 0x784: 8}
-
-
-def _limits(i: Input) -> Values:
-    lim = i.snapshot.limits
-    return {
-        "ChargeVoltageLimit": lim.charge_voltage.value,
-        "ChargeCurrentLimit": lim.charge_current.value,
-        "DischargeCurrentLimit": lim.discharge_current.value,
-        "DischargeVoltageLimit": lim.discharge_voltage.value,
-    }
 
 
 def _soc(i: Input) -> Values:
@@ -106,7 +96,7 @@ def _history(i: Input) -> Values:
 
 BUILDERS: Mapping[int, Builder] = MappingProxyType(
     {
-        0x351: _limits,
+        0x351: limits,
         0x355: _soc,
         0x356: _status,
         0x359: _configuration,

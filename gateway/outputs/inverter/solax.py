@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from gateway.outputs.inverter.codec import Values, ascii_be
-from gateway.outputs.inverter.common import energy_wh, online, temperature_mean, value
+from gateway.outputs.inverter.common import energy_wh, limits, online, temperature_mean, value
 from gateway.outputs.inverter.profiles import (
     Builder,
     Input,
@@ -37,16 +37,6 @@ from gateway.outputs.inverter.profiles import (
 POLL = 0x1871
 SERIAL = "BMSGW01"
 """Seven ASCII characters of the serial the 0x1881/0x1882 (0x1883) frames carry, after the slot byte."""
-
-
-def _limits(i: Input) -> Values:
-    lim = i.snapshot.limits
-    return {
-        "ChargeVoltageLimit": lim.charge_voltage.value,
-        "DischargeVoltageLimit": lim.discharge_voltage.value,
-        "ChargeCurrentLimit": lim.charge_current.value,
-        "DischargeCurrentLimit": lim.discharge_current.value,
-    }
 
 
 def _pack(i: Input) -> Values:
@@ -125,7 +115,7 @@ def _announce(_: Input) -> Values:
 
 SOLAX_BUILDERS: Mapping[int, Builder] = MappingProxyType(
     {
-        0x1872: _limits,
+        0x1872: limits,
         0x1873: _pack,
         0x1874: _cells,
         0x1875: _solax_status,
@@ -239,7 +229,7 @@ def _fox_pack(frame_id: int) -> Builder:
 FOX_PACKS = tuple(range(0x0C05, 0x0C05 + PACKS))
 FOXESS_BUILDERS: Mapping[int, Builder] = MappingProxyType(
     {
-        0x1872: _limits,
+        0x1872: limits,
         0x1873: _pack,
         0x1874: _cells,
         0x1875: _fox_status,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from gateway.outputs.inverter.codec import Values
-from gateway.outputs.inverter.common import energy_wh, online, value
+from gateway.outputs.inverter.common import energy_wh, limits, online, value
 from gateway.outputs.inverter.profiles import (
     Builder,
     Group,
@@ -56,16 +56,6 @@ def _init500(i: Input) -> Values:
 
 def _zero(name: str) -> Builder:
     return lambda _: {name: 0}
-
-
-def _limits(i: Input) -> Values:
-    lim = i.snapshot.limits
-    return {
-        "ChargeVoltageLimit": lim.charge_voltage.value,
-        "DischargeVoltageLimit": lim.discharge_voltage.value,
-        "ChargeCurrentLimit": lim.charge_current.value,
-        "DischargeCurrentLimit": lim.discharge_current.value,
-    }
 
 
 def _charge(i: Input) -> Values:
@@ -127,7 +117,7 @@ def _cells(i: Input) -> Values:
 
 def _copies(base: int, *, end_stop: bool = False, sign: float = 1.0) -> dict[int, Builder]:
     return {
-        base + 1: _limits,
+        base + 1: limits,
         base + 2: _charge,
         base + 3: _energy,
         base + 4: _status(sign),
