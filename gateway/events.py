@@ -64,7 +64,7 @@ class EventJournal:
     def __init__(self, size: int = SIZE) -> None:
         self._events: deque[Numbered] = deque(maxlen=size)
         self._last = 0
-        self._seeded = 0
+        self._seeded = False
 
     @property
     def description(self) -> str:
@@ -85,7 +85,7 @@ class EventJournal:
         self._last = 0
         for event in [*older, *(n.event for n in kept)]:
             self.record(event)
-        self._seeded += len(older)
+        self._seeded = True
 
     def record(self, event: Event) -> None:
         """One event (from the master's loop: an append, nothing else)."""
