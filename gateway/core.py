@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import can
 
@@ -46,6 +46,7 @@ from gateway.master.model import (
 )
 from gateway.outputs import byd
 from gateway.outputs import inverter as inverter_side
+from gateway.values import frozen
 
 log = get("gateway.core")
 
@@ -79,7 +80,7 @@ def _first_below_full(table: tuple[tuple[float, float], ...], *, rising: bool) -
     return max(full) if rising else min(full)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Tick:
     """What one tick produced: the snapshot, and the frames due on the module buses (MasterCommand, polls)."""
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from gateway.config import BankSection
 from gateway.master.model import BankSnapshot, Energy, EnergyTotals, Extreme, Lifecycle, ModuleReading
+from gateway.values import frozen
 
 HOT = 45.0
 """degC: time with a temperature above this counts as hot."""
@@ -37,7 +37,7 @@ _SKIPPED = frozenset({Lifecycle.OFFLINE, Lifecycle.REJECTED})
 """Not counted: silent modules (their values are old) and modules that are not this bank's."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Peak:
     """An extreme value and when it was seen."""
 
@@ -45,7 +45,7 @@ class Peak:
     t: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen(kw_only=True)
 class Counters:
     """One scope's lifetime counters, as stored."""
 
@@ -67,7 +67,7 @@ class Counters:
     """The last sample counted."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen(kw_only=True)
 class Daily:
     """One scope's ageing sample for one UTC day."""
 

@@ -30,6 +30,7 @@ from gateway.master.model import (
     ModuleReading,
     ModuleState,
 )
+from gateway.values import frozen
 
 GROUP_NAMES = {
     "status": "ModuleStatus",
@@ -42,7 +43,7 @@ DEFAULT_REQUIRED = frozenset({"status", "limits", "cells", "temperatures"})
 """What a module of our protocol must keep sending (`permits` only where a profile provides them)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Health:
     lifecycle: Lifecycle
     reason: str
@@ -56,7 +57,7 @@ CANDIDATE = Health(Lifecycle.PENDING, "", IsolateReason.NOT_ADMITTED)
 ONLINE = Health(Lifecycle.ONLINE, "", IsolateReason.NONE)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Membership:
     """Where every module stands after admission, this tick."""
 
@@ -347,7 +348,7 @@ def placement(address: int, readings: Mapping[int, ModuleReading], bank: BankSec
     return _placement(address, {a for s in strings for a in s}, overflow, bank)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Gap:
     """An admission window a string is outside of: its SOC (%) or its voltage (V) against the bank's."""
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import BankSection, LimitsSection
 from gateway.master.model import ALARM_BITS, Alarm, AlarmCode, Level, ModuleReading, ModuleState
+from gateway.values import frozen
 
 BIT_CODES = (
     AlarmCode.CELL_OVER_VOLTAGE,
@@ -36,7 +37,7 @@ _ORDER = {code: n for n, code in enumerate(AlarmCode)}
 """Alarms are listed in code order, so payloads do not reorder when alarms come and go."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Condition:
     """One alarm condition present now, for one module (None for the bank)."""
 

@@ -4,13 +4,13 @@ positional arguments and none can change what another sees."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from gateway.config import BankSection, LimitsSection
 from gateway.master.model import InverterInfo, ModuleReading
+from gateway.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TickInput:
     now: float
     dt: float

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
 
 from gateway.config import BankSection
 from gateway.master.admission import STARTING, Gap, gaps, placement, reference
 from gateway.master.model import BankSnapshot, Electrical, IsolateReason, Lifecycle
+from gateway.values import frozen
 
 RESTING = 0.5
 """A, below which the bank is at rest: its SOC does not move towards a waiting module."""
@@ -39,7 +39,7 @@ class Verdict(enum.StrEnum):
     """It is not on the bus yet: what it must match is listed."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Item:
     """One thing missing (or to know) before module N joins, and what to do about it."""
 
@@ -52,7 +52,7 @@ class Item:
     """False for a warning: the module may join, but someone should know."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Eta:
     """When the bank's SOC comes within the window of a waiting module's SOC, at the present current."""
 
@@ -75,7 +75,7 @@ class Eta:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class JoinCheck:
     address: int
     verdict: Verdict

@@ -37,15 +37,16 @@ from gateway.master.model import (
     ModuleReading,
     ModuleView,
 )
+from gateway.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Tick:
     snapshot: BankSnapshot
     commands: tuple[MasterCommand, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Electrical:
     """The bank's electrical view this tick: per admitted string, the whole, and the extremes."""
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from types import MappingProxyType
+
+from gateway.values import frozen
 
 MAX_CELLS = 48
 MAX_SENSORS = 28
@@ -119,7 +121,7 @@ class AlarmCode(enum.StrEnum):
     """Raised by the core (not the master) while the history database cannot be written: protection goes on."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen(kw_only=True)
 class ModuleReading:
     """The latest decoded values of one module, with when each group of values last arrived.
 
@@ -179,7 +181,7 @@ class ModuleReading:
     not carry: whatever else it does not send derates to zero."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Extreme:
     """A bank-wide extreme value and where it is: module address and cell or sensor number (from 1)."""
 
@@ -188,7 +190,7 @@ class Extreme:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Electrical:
     """Voltage, current and capacity of a string or of the bank (`gateway.master.aggregate` computes them)."""
 
@@ -203,14 +205,14 @@ class Electrical:
     unlike `full_ah`, which is what a string can still move and is 0 for one module empty and another full)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Limit:
     value: float
     bound_by: str
     """The rule that set this value, e.g. "cell_voltage module 3", so a user can see why."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Limits:
     """Current and voltage limits, each with the rule that set it: a module's after its rating and every derating
     table, a string's, or the bank's as the inverter gets them."""
@@ -221,7 +223,7 @@ class Limits:
     discharge_voltage: Limit
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Flags:
     charge_enable: bool = False
     discharge_enable: bool = False
@@ -229,7 +231,7 @@ class Flags:
     full_charge: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Alarm:
     code: AlarmCode
     level: Level
@@ -241,7 +243,7 @@ class Alarm:
     alarm's level; the history records it with the event."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Energy:
     """Lifetime energy through a module or the bank, Wh: what the history has counted, restored at start."""
 
@@ -249,7 +251,7 @@ class Energy:
     discharged_wh: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EnergyTotals:
     """The lifetime energy of the bank and of each module, as the core attaches it to a snapshot."""
 
@@ -257,7 +259,7 @@ class EnergyTotals:
     modules: Mapping[int, Energy]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Isolation:
     """An isolation as the master remembers it across a restart: its reason and how much of the hold-off it has
     served (the rest is served after the restart, whatever the clock did meanwhile)."""
@@ -269,7 +271,7 @@ class Isolation:
     """Seconds since the isolation began (or its trouble was last seen), when it was saved."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Memory:
     """What the master keeps across a restart: the last full charge, the isolations, the learned current shares.
 
@@ -283,7 +285,7 @@ class Memory:
     """(string, learned share of the bank current) per string."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ModuleView:
     """One module as the master sees it: its reading, its life-cycle state and its part in the bank."""
 
@@ -300,7 +302,7 @@ class ModuleView:
     """Why the module does not match the bank (firmware, SOH, capacity, cycles, cell count), one note each."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InverterInfo:
     """What a link to the inverter last heard: CAN keep-alive and identification, or the GEN24's Modbus heartbeat."""
 
@@ -312,7 +314,7 @@ class InverterInfo:
     `inverter_timeout`: each link knows how often its inverter speaks, so the master reads no link's settings."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MasterCommand:
     """What MasterCommand tells one module (address 0 = all)."""
 
@@ -326,7 +328,7 @@ class MasterCommand:
     fan_duty: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BankSnapshot:
     """The master's whole view of the bank after one tick. Outputs read it; nobody changes it."""
 

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from gateway.master.model import BankSnapshot, Extreme, Lifecycle, ModuleView
 from gateway.outputs.inverter.codec import Values
 from gateway.outputs.inverter.profiles import Input
+from gateway.values import frozen
 
 IDLE_A = 0.5
 """Within this current (A) of 0 the bank is idle for the protocols that report a state."""
@@ -50,7 +49,7 @@ def online(snapshot: BankSnapshot) -> list[ModuleView]:
     return [m for _, m in sorted(snapshot.modules.items()) if m.lifecycle is Lifecycle.ONLINE]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ModuleExtremes:
     """The highest and lowest module voltage and temperature among the modules online, with stack positions."""
 

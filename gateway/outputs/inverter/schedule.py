@@ -26,6 +26,7 @@ from gateway.master.model import BankSnapshot, Flags, Level, Lifecycle
 from gateway.outputs.inverter import table
 from gateway.outputs.inverter.encode import Frame, active, frames, shown
 from gateway.outputs.inverter.profiles import Group, Mode, Part
+from gateway.values import frozen
 
 STALE_AFTER = 2.0
 """A snapshot older than this (s) means the master stopped ticking: the inverter gets the fail-safe set."""
@@ -49,7 +50,7 @@ class Heard(NamedTuple):
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class State:
     """What the live view shows of the inverter side."""
 
@@ -78,7 +79,7 @@ def _tenths(value: float | None, rounding: str, high: int) -> int:
     return min(max(raw, 0), high)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Watch:
     """What decides whether a set must go out before its period, in 0.1 A and 0.1 V."""
 
