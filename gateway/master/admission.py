@@ -162,13 +162,17 @@ class Admission:
         admitted: list[tuple[int, ...]] = []
         candidates: list[tuple[int, ...]] = []
         broken: list[tuple[int, ...]] = []
+        memory = self._memory
         for string in strings:
+            if len(string) == 1 and health[string[0]] is CANDIDATE:  # the usual case, the test below without loops
+                (admitted if memory[string[0]].admitted else candidates).append(string)
+                continue
             states = [health[a] for a in string]
             if all(h is CANDIDATE for h in states):
-                (admitted if all(self._memory[a].admitted for a in string) else candidates).append(string)
+                (admitted if all(memory[a].admitted for a in string) else candidates).append(string)
                 continue
             for a in string:
-                self._memory.setdefault(a, _Memory()).admitted = False
+                memory.setdefault(a, _Memory()).admitted = False
             # A series string with a silent module (once seen) may still be connected and carry current that nobody
             # watches: the bank cannot run. One whose modules were isolated or rejected has been told to open its
             # contactors: it is out, and the bank runs on without it, as without a parallel string that left.
@@ -209,8 +213,10 @@ class Admission:
         isolated, and its oldest required group is not yet older than `module_timeout` (the check's own test)."""
         bank, now = tick.bank, tick.now
         r = tick.readings.get(a)
-        memory = self._memory.setdefault(a, _Memory())
-        if (out := _placement(a, members, overflow, bank)) is not None:
+        memory = self._memory.get(a)
+        if memory is None:
+            memory = self._memory[a] = _Memory()
+        if (a in overflow or a not in members) and (out := _placement(a, members, overflow, bank)) is not None:
             return out
         healthy = self._healthy.get(a)
         if (

@@ -15,7 +15,11 @@ Extremes = tuple[Extreme | None, Extreme | None, Extreme | None, Extreme | None]
 def module_capacity(reading: ModuleReading, default_ah: float) -> tuple[float, float]:
     """(remaining, full) Ah of a module: reported capacity, else nominal, else the configured rating (the first
     that is positive, so `full` never is 0)."""
-    full = next((c for c in (reading.full_capacity, reading.nominal_capacity) if c is not None and c > 0), default_ah)
+    full = reading.full_capacity
+    if full is None or not full > 0:  # not "<= 0": a NaN is not a capacity either
+        full = reading.nominal_capacity
+        if full is None or not full > 0:
+            full = default_ah
     remaining = reading.remaining_capacity
     if remaining is None:
         remaining = full * (reading.soc or 0.0) / 100.0

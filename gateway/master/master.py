@@ -39,6 +39,8 @@ from gateway.master.model import (
 )
 from gateway.values import frozen
 
+OFFLINE = Lifecycle.OFFLINE
+
 
 @frozen
 class Tick:
@@ -81,6 +83,7 @@ class Master:
     _quiet: ByReading[bool] = field(default_factory=ByReading)
     _views: Memo[ModuleView] = field(default_factory=Memo)
     _commands: Memo[MasterCommand] = field(default_factory=Memo)
+    _places: Memo[tuple[dict[int, int], dict[int, int]]] = field(default_factory=Memo)
     _seq: int = 0
     _start: float | None = None
     _last_t: float | None = None
@@ -116,7 +119,10 @@ class Master:
     def step(self, now: float, readings: Mapping[int, ModuleReading], inverter: InverterInfo | None = None) -> Tick:
         tick = self._begin(now, readings, inverter)
         membership = self._admission.update(tick)
-        fresh = [readings[a] for a in membership.addresses if a in readings and _fresh(membership, a)]
+        health = membership.health
+        fresh = [
+            r for a in membership.addresses if (r := readings.get(a)) is not None and health[a].lifecycle is not OFFLINE
+        ]
         electrical = _electrical(tick, membership, fresh, self._aggregates)
         reason = membership.reason(tick)
         per_module = {a: self._limiter.module(tick, readings[a]) for a in membership.online}
@@ -136,7 +142,7 @@ class Master:
             self._admission.track_cutoffs(tick, membership, per_module)
         flags = self._requests.update(tick, not reason, limits, electrical.total, electrical.extremes[1])
         temperatures = {r.address: r.temperature_max for r in fresh if r.temperature_max is not None}
-        layers = thermal.by_position(temperatures, _positions(tick, membership))
+        layers = thermal.by_position(temperatures, self._positions(tick, membership)[0])
         notes = mismatch(tick, fresh, membership)
         conditions = [
             *self._module_conditions(tick, fresh, membership),
@@ -191,6 +197,7 @@ class Master:
             self._quiet.forget()
             self._views.forget()
             self._commands.forget()
+            self._places.forget()
         if self._start is None:
             self._start = now
         dt = 0.0 if self._last_t is None else max(0.0, now - self._last_t)
@@ -219,6 +226,16 @@ class Master:
             self._quiet.put(r, tick.bank, tick.limits, quiet(r, tick.bank, tick.limits)) if cached is None else cached
         )
 
+    def _positions(self, tick: TickInput, membership: Membership) -> tuple[dict[int, int], dict[int, int]]:
+        """(stack position, string index) of every address, redone only when the layout or the config changed."""
+        inputs = (membership.addresses, membership.strings, tick.bank)
+        cached = self._places.get(None, inputs)
+        if cached is None:
+            positions = {a: tick.bank.positions.get(a, a) for a in membership.addresses}
+            string_of = {a: i for i, s in enumerate(membership.strings) for a in s}
+            cached = self._places.put(None, inputs, (positions, string_of))
+        return cached
+
     def _module_views(
         self,
         tick: TickInput,
@@ -230,37 +247,30 @@ class Master:
         """Every module's view; one is redone only when its inputs changed."""
         readings, health, memo = tick.readings, membership.health, self._views
         share_of = {a: share for string, share in zip(membership.admitted, shares, strict=False) for a in string}
-        string_of = {a: i for i, s in enumerate(membership.strings) for a in s}
-        positions = _positions(tick, membership)
+        positions, string_of = self._positions(tick, membership)
         views = {}
         for a in membership.addresses:
             r, h = readings.get(a), health[a]
             limits = per_module.get(a) or (self._limiter.module(tick, r) if r is not None else None)
-            inputs = (r, h, positions[a], string_of.get(a), limits, share_of.get(a), tuple(notes.get(a, ())))
+            position, string, share = positions[a], string_of.get(a), share_of.get(a)
+            mismatch = tuple(notes[a]) if a in notes else ()
+            inputs = (r, h, position, string, limits, share, mismatch)
             view = memo.get(a, inputs)
             if view is None:
                 view = ModuleView(
                     reading=r or ModuleReading(address=a),
                     lifecycle=h.lifecycle,
                     reason=h.reason,
-                    position=positions[a],
-                    string=string_of.get(a),
+                    position=position,
+                    string=string,
                     limits=limits,
-                    share=share_of.get(a),
+                    share=share,
                     isolate_reason=h.isolate_reason,
-                    mismatch=tuple(notes.get(a, ())),
+                    mismatch=mismatch,
                 )
                 memo.put(a, inputs, view)
             views[a] = view
         return MappingProxyType(views)
-
-
-def _fresh(membership: Membership, address: int) -> bool:
-    return membership.health[address].lifecycle is not Lifecycle.OFFLINE
-
-
-def _positions(tick: TickInput, membership: Membership) -> dict[int, int]:
-    return {a: tick.bank.positions.get(a, a) for a in membership.addresses}
 
 
 def _electrical(
