@@ -215,6 +215,7 @@ class Gateway:
             out["web"] = {
                 "requests": self.web.requests,
                 "actions_refused": self.web.refused,
+                "hosts_refused": self.web.hosts_refused,
                 "restarts": self.restarts["web"],
             }
         if self.history is not None:
