@@ -205,12 +205,7 @@ class Gateway:
                 "restarts": self.restarts["modbus-rtu"],
             }
         if self.mqtt is not None:
-            out["mqtt"] = {
-                "published": self.mqtt.published,
-                "reconnects": self.mqtt.reconnects,
-                "errors": self.mqtt.errors,
-                "restarts": self.restarts["mqtt"],
-            }
+            out["mqtt"] = {**self.mqtt.counters, "restarts": self.restarts["mqtt"]}
         if self.web is not None:
             out["web"] = {
                 "requests": self.web.requests,
