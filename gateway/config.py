@@ -566,9 +566,22 @@ class WebSection:
     token_file: Path | None = None
     """The operator token (readmit, full charge); without it, and without a systemd credential `web.token`,
     the dashboard offers no action."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Names a browser may reach the dashboard by, beside IP addresses, localhost and this machine's hostname
+    (`gateway.outputs.web.server.HostCheck`: the defence against DNS rebinding)."""
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        return iter(())
+        for i, name in enumerate(self.allowed_hosts):
+            if not _HOST_NAME.fullmatch(name) or len(name) > 253:
+                yield (
+                    f"allowed_hosts[{i}]",
+                    f"must be a host name (letters, digits, '-' and '.'; no port, scheme or wildcard; IP addresses "
+                    f"are always allowed), got {name!r}",
+                )
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+"""A DNS name as a browser sends it in Host: labels of letters, digits and inner hyphens."""
 
 
 @dataclass(frozen=True, slots=True)

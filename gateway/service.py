@@ -205,16 +205,12 @@ class Gateway:
                 "restarts": self.restarts["modbus-rtu"],
             }
         if self.mqtt is not None:
-            out["mqtt"] = {
-                "published": self.mqtt.published,
-                "reconnects": self.mqtt.reconnects,
-                "errors": self.mqtt.errors,
-                "restarts": self.restarts["mqtt"],
-            }
+            out["mqtt"] = {**self.mqtt.counters, "restarts": self.restarts["mqtt"]}
         if self.web is not None:
             out["web"] = {
                 "requests": self.web.requests,
                 "actions_refused": self.web.refused,
+                "hosts_refused": self.web.hosts_refused,
                 "restarts": self.restarts["web"],
             }
         if self.history is not None:

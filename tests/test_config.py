@@ -349,7 +349,9 @@ def number_keys(cls: Any, prefix: str = "") -> list[str]:
         hint = _element(hint)
         if dataclasses.is_dataclass(hint):
             out += number_keys(hint, f"{key}.")
-        elif hint in (int, float) or (typing.get_origin(hint) in (tuple, Mapping) and hint != Mapping[str, str]):
+        elif hint in (int, float) or (
+            typing.get_origin(hint) in (tuple, Mapping) and hint not in (Mapping[str, str], tuple[str, ...])
+        ):
             out.append(key)
     return out
 

@@ -23,6 +23,7 @@ from gateway import __version__, config
 from gateway.errors import ConfigError, DecodeError
 from gateway.master.model import AlarmCode
 from gateway.outputs import sparkplug_b_pb2
+from gateway.outputs.broker import Broker as Endpoint
 from gateway.outputs.fields import BANK_FIELDS, BANK_FLAGS, MODULE_FIELDS, MODULE_TEXT
 from gateway.outputs.sparkplug import (
     Action,
@@ -34,7 +35,6 @@ from gateway.outputs.sparkplug import (
     node_definitions,
 )
 from gateway.outputs.sparkplug_codec import DataType, Metric, Payload, decode, encode
-from gateway.outputs.sparkplug_publisher import Broker as SparkplugBroker
 from gateway.outputs.sparkplug_publisher import read_state
 from gateway.service import Gateway
 from gateway.sim import Simulator, parse_fault
@@ -268,17 +268,17 @@ def test_bad_state_payloads_are_rejected(payload: bytes) -> None:
 
 def test_broker_is_mqtt_s_unless_a_host_of_its_own() -> None:
     cfg = config.parse({"mqtt": {"host": "broker.site", "port": 8883, "username": "u"}, "sparkplug": {}})
-    assert (SparkplugBroker.of(cfg).host, SparkplugBroker.of(cfg).port, SparkplugBroker.of(cfg).username) == (
-        "broker.site",
-        8883,
-        "u",
-    )
+    shared = Endpoint.of(cfg, "sparkplug")
+    assert (shared.section, shared.host, shared.port, shared.username) == ("mqtt", "broker.site", 8883, "u")
     own = config.parse({"mqtt": {"host": "ha.local"}, "sparkplug": {"host": "scada.local", "port": 1884}})
-    assert (SparkplugBroker.of(own).host, SparkplugBroker.of(own).port, SparkplugBroker.of(own).username) == (
+    separate = Endpoint.of(own, "sparkplug")
+    assert (separate.section, separate.host, separate.port, separate.username) == (
+        "sparkplug",
         "scada.local",
         1884,
         None,
     )
+    assert Endpoint.of(own, "mqtt").host == "ha.local"
 
 
 @pytest.mark.parametrize(

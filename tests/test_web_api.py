@@ -484,7 +484,7 @@ async def test_a_slow_stream_client_does_not_hold_up_the_others(client: TestClie
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect((web_server.host, web_server.port))  # loopback: at once
     try:
-        slow.sendall(b"GET /api/stream?views=bank,modules,cells HTTP/1.1\r\nHost: test\r\n\r\n")
+        slow.sendall(b"GET /api/stream?views=bank,modules,cells HTTP/1.1\r\nHost: localhost\r\n\r\n")
         await until(lambda: len(streams()) == 1, within=5.0, what="the slow stream open")
         (stuck,) = streams()
         # Unread, its socket buffers fill and the stream waits with its message undelivered.

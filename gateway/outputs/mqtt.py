@@ -25,27 +25,23 @@ A module's entities are announced once per connection and again when its ModuleI
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
-import ssl
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
 
 from gateway import logs
-from gateway.backoff import Backoff
 from gateway.clock import Anchor, WallClock
 from gateway.config import Config
-from gateway.errors import ConfigError, DecodeError
+from gateway.errors import DecodeError
 from gateway.history.events import event_dict
 from gateway.hub import EventHub, SnapshotHub
-from gateway.logs import BurstLog
 from gateway.master.model import BankSnapshot
 from gateway.outputs import discovery
+from gateway.outputs.broker import Broker, Link, raise_if_cancelled, together
 from gateway.outputs.discovery import OFFLINE, ONLINE, Topics
 from gateway.payload import alarm_dict, bank_dict, cells_dict, module_dict, module_energy
 
@@ -53,16 +49,10 @@ _log = logs.get(__name__)
 
 SHUTDOWN_TIMEOUT = 2.0
 """How long a cancelled publisher may spend saying "offline" and disconnecting."""
-KEEPALIVE = 30
-"""Seconds; the broker publishes the Last Will after 1.5 x this of silence from a hung gateway."""
-INCOMING_LIMIT = 100
-"""Received messages (HA birth, the module record, commands) waiting to be handled; more are dropped."""
 RECORD_LIMIT = 4096
 """Bytes of a module record read back; ours is under 100 (31 addresses), a longer one is not ours."""
 COMMAND_LIMIT = 64
 """Bytes of a command payload (a module address, or `1`); a longer one is rejected unread."""
-REFUSED = frozenset({4, 5, 0x86, 0x87})
-"""CONNACK codes for bad credentials / not authorised (MQTT 3.1.1 and their MQTT 5 reason codes)."""
 
 
 class Actions(Protocol):
@@ -203,9 +193,14 @@ class MqttPublisher:
         self._clock = clock
         self._actions = actions if mqtt.commands else None
         self._topics = Topics.of(config)
-        self._client_id = mqtt.client_id or f"bms-gateway-{config.gateway.id}"
-        self._password = _read_password(config)
-        self._tls = _tls(config)
+        self._link = Link(
+            Broker.of(config, "mqtt"),
+            name="mqtt",
+            client_id=mqtt.client_id or f"bms-gateway-{config.gateway.id}",
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            log=_log,
+            clock=clock,
+        )
         self._interval = mqtt.interval
         self._configured = frozenset(a for string in config.bank.strings for a in string)
         self._announced: frozenset[int] = frozenset()
@@ -218,35 +213,27 @@ class MqttPublisher:
         """This connection: the previous record (or its absence) has been read, so ours may be written."""
         self._written: frozenset[int] | None = None
         """This connection: the record last written."""
-        self._backoff = Backoff()
-        self._failure: str | None = None
-        self._connected = False
-        self._ever_connected = False
-        self._lost = False
-        """The last session got connected: its end is logged as a lost connection, not as a failed attempt."""
-        self._published = 0
-        self._reconnects = 0
-        self._errors = 0
-        self._rejected = BurstLog(_log, "mqtt: incoming message rejected", clock=clock)
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        return self._link.connected
 
     @property
     def published(self) -> int:
-        """Messages handed to the broker."""
-        return self._published
+        return self._link.published
 
     @property
     def reconnects(self) -> int:
-        """Successful connections after the first one."""
-        return self._reconnects
+        return self._link.reconnects
 
     @property
     def errors(self) -> int:
-        """Failed connection attempts and lost connections."""
-        return self._errors
+        return self._link.errors
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """See `Link`: published, reconnects, errors, refused."""
+        return self._link.counters
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded config's `interval` (from the next cycle); every other [mqtt] key needs a restart."""
@@ -254,76 +241,17 @@ class MqttPublisher:
 
     async def run(self) -> None:
         """Publish until cancelled, reconnecting with capped exponential backoff and jitter."""
-        while True:
-            try:
-                await self._session()
-            except aiomqtt.MqttError as err:
-                self._errors += 1
-                self._report(err)
-            await asyncio.sleep(self._backoff.next())
+        await self._link.run(self._session)
 
     # -- connection ---------------------------------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
-        mqtt = self._config.mqtt
-        return aiomqtt.Client(
-            mqtt.host,
-            mqtt.port,
-            identifier=self._client_id,
-            username=mqtt.username,
-            password=self._password,
-            will=aiomqtt.Will(self._topics.status, OFFLINE, qos=mqtt.qos, retain=True),
-            keepalive=KEEPALIVE,
-            max_queued_incoming_messages=INCOMING_LIMIT,
-            tls_params=self._tls,
-            tls_insecure=mqtt.tls.insecure if mqtt.tls.enabled else None,
-        )
-
     async def _session(self) -> None:
-        """One connection: serve until it breaks; on cancel say "offline" and disconnect, within a deadline."""
-        baseline = _cancel_requests()
-        async with asyncio.timeout(None) as deadline, self._client() as client:
-            self._on_connected()
-            try:
-                await self._serve(client, baseline)
-            except asyncio.CancelledError:
-                deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_TIMEOUT)
-                with contextlib.suppress(aiomqtt.MqttError):
-                    await client.publish(self._topics.status, OFFLINE, qos=self._config.mqtt.qos, retain=True)
-                raise
-            finally:
-                self._connected = False
+        """One connection, with "offline" as its Will and its last word."""
+        will = aiomqtt.Will(self._topics.status, OFFLINE, qos=self._config.mqtt.qos, retain=True)
+        await self._link.session(will, self._serve, self._offline)
 
-    def _on_connected(self) -> None:
-        mqtt = self._config.mqtt
-        if self._ever_connected:
-            self._reconnects += 1
-        self._connected = self._ever_connected = self._lost = True
-        self._failure = None
-        self._backoff.reset()
-        _log.info("mqtt connected", host=mqtt.host, port=mqtt.port, client_id=self._client_id)
-
-    def _report(self, err: aiomqtt.MqttError) -> None:
-        """Log a lost connection once, then each distinct failure once per series of attempts."""
-        mqtt = self._config.mqtt
-        text = str(err)
-        if self._lost:
-            self._lost = False
-            _log.warning("mqtt connection lost; reconnecting", host=mqtt.host, port=mqtt.port, error=text)
-        elif text == self._failure:
-            _log.debug("mqtt connect failed again", error=text, attempt=self._backoff.attempt)
-        elif isinstance(err, MqttConnectError) and getattr(err.rc, "value", err.rc) in REFUSED:
-            self._failure = text
-            _log.error(
-                "mqtt broker refused the credentials; check [mqtt] username and password_file",
-                host=mqtt.host,
-                port=mqtt.port,
-                username=mqtt.username,
-                error=text,
-            )
-        else:
-            self._failure = text
-            _log.warning("mqtt broker unreachable; retrying with backoff", host=mqtt.host, port=mqtt.port, error=text)
+    async def _offline(self, client: aiomqtt.Client) -> None:
+        await self._link.publish(client, self._topics.status, OFFLINE, qos=self._config.mqtt.qos, retain=True)
 
     async def _serve(self, client: aiomqtt.Client, baseline: int) -> None:
         mqtt = self._config.mqtt
@@ -333,25 +261,23 @@ class MqttPublisher:
             await client.subscribe(discovery.birth_topic(self._config), qos=mqtt.qos)
         if self._actions is not None:
             await client.subscribe(self._topics.commands, qos=mqtt.qos)
-        _raise_if_cancelled(baseline)
+        raise_if_cancelled(baseline)
         outbox = Outbox()
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._send(client, outbox), name="mqtt-send")
-                tasks.create_task(self._receive(client, outbox), name="mqtt-receive")
-                tasks.create_task(self._produce(outbox), name="mqtt-state")
-                if self._events is not None:
-                    tasks.create_task(self._publish_events(self._events, outbox), name="mqtt-events")
-        except* aiomqtt.MqttError as group:
-            raise group.exceptions[0] from None
+        tasks = {
+            "mqtt-send": self._send(client, outbox),
+            "mqtt-receive": self._receive(client, outbox),
+            "mqtt-state": self._produce(outbox),
+        }
+        if self._events is not None:
+            tasks["mqtt-events"] = self._publish_events(self._events, outbox)
+        await together(tasks, ends=(aiomqtt.MqttError,))
 
     async def _send(self, client: aiomqtt.Client, outbox: Outbox) -> None:
         qos = self._config.mqtt.qos
         while True:
             topic, message = await outbox.take()
-            await client.publish(topic, message.payload, qos=qos, retain=message.retain)
-            self._published += 1
-            _raise_if_cancelled()
+            await self._link.publish(client, topic, message.payload, qos=qos, retain=message.retain)
+            raise_if_cancelled()
 
     # -- state --------------------------------------------------------------------------------------------
 
@@ -363,7 +289,7 @@ class MqttPublisher:
         self._reconcile(outbox, snapshot, everything=True)
         alarms = None
         while True:
-            self._rejected.flush()
+            self._link.report_bursts()
             self._reconcile(outbox, snapshot)
             wall = self._clock.anchor()
             for topic, payload in state_messages(snapshot, self._topics, wall).items():
@@ -448,7 +374,7 @@ class MqttPublisher:
         try:
             addresses = read_record(payload, self._config.can.addresses)
         except DecodeError as err:
-            self._rejected("module_record", topic=self._topics.modules, payload=preview(payload), reason=str(err))
+            self._link.refuse("module_record", topic=self._topics.modules, payload=preview(payload), reason=str(err))
             self._reconcile(outbox, self._hub.latest, record=True)
             return
         self._announced |= addresses
@@ -468,7 +394,9 @@ class MqttPublisher:
                     _log.info("mqtt: Home Assistant is online; republishing discovery")
                     self._reconcile(outbox, self._hub.latest, everything=True)
                 elif payload != OFFLINE:
-                    self._rejected("birth", topic=topic, payload=preview(payload), reason="neither online nor offline")
+                    self._link.refuse(
+                        "birth", topic=topic, payload=preview(payload), reason="neither online nor offline"
+                    )
             elif topic == self._topics.modules:
                 self._record(outbox, payload)
             elif topic.startswith(self._topics.command_prefix):
@@ -488,59 +416,7 @@ class MqttPublisher:
                 ok, detail = False, "retained commands are ignored: publish commands without the retain flag"
             else:
                 ok, detail = execute(self._actions, name, text, addresses=self._config.can.addresses)
-        if ok:
-            _log.info("mqtt command", command=name, payload=text, ok=ok, detail=detail)
-        else:
-            self._rejected("command", command=name, payload=text, reason=detail)
+        self._link.acted(name, text, ok, detail)
         t = self._clock.anchor().iso(self._clock())
         result = {"command": name, "payload": text, "ok": ok, "detail": detail, "t": t}
         outbox.put(self._topics.command_result, _json(result))
-
-
-def _cancel_requests() -> int:
-    task = asyncio.current_task()
-    return 0 if task is None else task.cancelling()
-
-
-def _raise_if_cancelled(baseline: int = 0) -> None:
-    """Honour a cancellation that Python 3.11's `asyncio.wait_for` (inside aiomqtt) swallowed.
-
-    3.11's wait_for drops a cancel that races the awaited result (fixed in 3.12); the task would then run on
-    after being cancelled, and a TaskGroup waiting for it would hang. `baseline` is the count of cancel
-    requests the task already had (3.11's TaskGroup leaves one behind when a child fails).
-    """
-    if _cancel_requests() > baseline:
-        raise asyncio.CancelledError
-
-
-def _read_password(config: Config) -> str | None:
-    """The password from `password_file` (trailing newline stripped); a missing or non-text file is a config
-    error."""
-    mqtt = config.mqtt
-    if mqtt.password_file is None:
-        return None
-    try:
-        return mqtt.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as err:
-        raise ConfigError([f"mqtt.password_file: cannot read {mqtt.password_file}: {err.strerror or err}"]) from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            [f"mqtt.password_file: {mqtt.password_file} is not UTF-8 text (byte {err.start}: {err.reason})"]
-        ) from err
-
-
-def _tls(config: Config) -> aiomqtt.TLSParameters | None:
-    """TLS parameters with the broker certificate always verified; missing files are config errors."""
-    tls = config.mqtt.tls
-    if not tls.enabled:
-        return None
-    files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
-    missing = [f"mqtt.tls.{key}: no such file: {path}" for key, path in files.items() if path and not path.is_file()]
-    if missing:
-        raise ConfigError(missing)
-    return aiomqtt.TLSParameters(
-        ca_certs=str(tls.ca_file) if tls.ca_file else None,
-        certfile=str(tls.cert_file) if tls.cert_file else None,
-        keyfile=str(tls.key_file) if tls.key_file else None,
-        cert_reqs=ssl.CERT_REQUIRED,
-    )

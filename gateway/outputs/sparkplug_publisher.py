@@ -1,7 +1,8 @@
 """Sparkplug B edge node on a broker: connection, Last Will, births, report by exception, commands, host STATE.
 
 This adapter moves the pure edge node's (`gateway.outputs.sparkplug.EdgeNode`) messages to one MQTT broker and
-brings back what hosts send. It follows Sparkplug 3.0's session rules:
+brings back what hosts send; the connection itself (credentials, TLS, backoff, logs, counters) is
+`gateway.outputs.broker.Link`, as for the JSON topics. It follows Sparkplug 3.0's session rules:
 
 - Every MQTT CONNECT carries the NDEATH as its Will (QoS 1, not retained) with a `bdSeq` one above the previous
   attempt's (0 for the first of the process, 255 wraps to 0), and a clean session. The NBIRTH that follows
@@ -17,32 +18,28 @@ brings back what hosts send. It follows Sparkplug 3.0's session rules:
   older than the last one seen is stale (a late retained copy) and ignored.
 - NCMD `Node Control/Rebirth` = true: the node stops sending data and publishes the whole birth sequence again,
   same bdSeq. With `[mqtt] commands = true`, NCMD `Node Control/Request Full Charge` = true and DCMD
-  `Device Control/Readmit` = true run the same operator actions as the MQTT command topics. Any other write, and
-  any retained command, is refused: logged once per burst and counted (`refused`); the node is read-only.
+  `Device Control/Readmit` = true run the same operator actions as the MQTT command topics. Any other write, any
+  retained command and an action that does not apply are refused: logged once per burst and counted (`refused`);
+  the node is read-only.
 - On a clean stop it publishes the NDEATH itself and disconnects (the broker then drops the Will).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import ssl
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
 from gateway import __version__, logs
-from gateway.backoff import Backoff
 from gateway.clock import WallClock
-from gateway.config import Config, TlsSection
-from gateway.errors import ConfigError, DecodeError, GatewayError
+from gateway.config import Config
+from gateway.errors import DecodeError, GatewayError
 from gateway.hub import SnapshotHub
-from gateway.logs import BurstLog
 from gateway.master.model import BankSnapshot
-from gateway.outputs.mqtt import KEEPALIVE, Actions, _cancel_requests, _raise_if_cancelled, execute, urgent_key
+from gateway.outputs.broker import Broker, Link, raise_if_cancelled, together
+from gateway.outputs.mqtt import Actions, execute, urgent_key
 from gateway.outputs.sparkplug import Action, EdgeNode, Outgoing, Rebirth, Refused, config_hash
 from gateway.outputs.sparkplug_codec import decode
 
@@ -50,68 +47,12 @@ _log = logs.get(__name__)
 
 SHUTDOWN_TIMEOUT = 2.0
 """How long a cancelled node may spend publishing its NDEATH and disconnecting."""
-INCOMING_LIMIT = 100
-"""Received messages (commands, STATE) waiting to be handled; more are dropped by the MQTT client."""
 STATE_LIMIT = 1024
 """Bytes of a STATE payload; a host's is under 60."""
 
 
 class HostOffline(GatewayError):
     """The primary host application said it is offline: end this session (NDEATH, disconnect) and reconnect."""
-
-
-@dataclass(frozen=True, slots=True)
-class Broker:
-    """Where the node connects: [mqtt]'s broker, or [sparkplug]'s own when `[sparkplug] host` is set."""
-
-    section: str
-    """"mqtt" or "sparkplug", for messages about its keys."""
-    host: str
-    port: int
-    username: str | None
-    password_file: Path | None
-    tls: TlsSection
-
-    @classmethod
-    def of(cls, config: Config) -> Broker:
-        spb = config.sparkplug
-        if spb.host is None:
-            m = config.mqtt
-            return cls("mqtt", m.host, m.port, m.username, m.password_file, m.tls)
-        return cls("sparkplug", spb.host, spb.port, spb.username, spb.password_file, spb.tls)
-
-    def password(self) -> str | None:
-        """The password from `password_file` (trailing newline stripped); an unreadable file is a config error."""
-        if self.password_file is None:
-            return None
-        try:
-            return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as err:
-            raise ConfigError(
-                [f"{self.section}.password_file: cannot read {self.password_file}: {err.strerror or err}"]
-            ) from err
-        except UnicodeDecodeError as err:
-            raise ConfigError([f"{self.section}.password_file: {self.password_file} is not UTF-8 text"]) from err
-
-    def tls_parameters(self) -> aiomqtt.TLSParameters | None:
-        """TLS with the broker's certificate always verified; missing files are config errors."""
-        tls = self.tls
-        if not tls.enabled:
-            return None
-        files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
-        missing = [
-            f"{self.section}.tls.{key}: no such file: {path}"
-            for key, path in files.items()
-            if path and not path.is_file()
-        ]
-        if missing:
-            raise ConfigError(missing)
-        return aiomqtt.TLSParameters(
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
 
 
 def read_state(payload: bytes) -> tuple[bool, int]:
@@ -151,10 +92,14 @@ class SparkplugPublisher:
             commands=self._actions is not None,
             deadband=spb.deadband,
         )
-        self._broker = Broker.of(config)
-        self._password = self._broker.password()
-        self._tls = self._broker.tls_parameters()
-        self._client_id = spb.client_id or f"bms-gateway-{spb.group_id}-{edge_node_id}"
+        self._link = Link(
+            Broker.of(config, "sparkplug"),
+            name="sparkplug",
+            client_id=spb.client_id or f"bms-gateway-{spb.group_id}-{edge_node_id}",
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            log=_log,
+            clock=clock,
+        )
         self._interval = spb.interval
         self._primary = spb.primary_host_id
         self._bd_seq = -1
@@ -164,15 +109,10 @@ class SparkplugPublisher:
         self._host_online = asyncio.Event()
         self._rebirth = False
         self._born = False
-        self._backoff = Backoff()
-        self._failure: str | None = None
-        self._connected = self._ever_connected = self._lost = False
-        self._published = self._reconnects = self._errors = self._refused = 0
-        self._rejected = BurstLog(_log, "sparkplug: incoming message rejected", clock=clock)
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        return self._link.connected
 
     @property
     def bd_seq(self) -> int:
@@ -181,97 +121,35 @@ class SparkplugPublisher:
 
     @property
     def counters(self) -> dict[str, int]:
-        """published: messages handed to the broker; reconnects: connections after the first; errors: failed
-        attempts and lost connections; refused: writes and messages not taken."""
-        return {
-            "published": self._published,
-            "reconnects": self._reconnects,
-            "errors": self._errors,
-            "refused": self._refused,
-        }
+        """See `Link`: published, reconnects, errors, refused."""
+        return self._link.counters
 
     async def run(self) -> None:
         """Be an edge node until cancelled, reconnecting with capped exponential backoff and jitter."""
-        while True:
-            try:
-                await self._session()
-            except aiomqtt.MqttError as err:
-                self._errors += 1
-                self._report(err)
-            except HostOffline:
-                _log.warning("sparkplug: the primary host went offline; reconnecting", host_id=self._primary)
-                self._lost = False
-                self._backoff.reset()
-            await asyncio.sleep(self._backoff.next())
+        await self._link.run(self._session)
 
     # -- connection ---------------------------------------------------------------------------------------
 
     def _now_ms(self) -> int:
         return round(self._clock.anchor().unix(self._clock()) * 1000.0)
 
-    def _client(self, will: Outgoing) -> aiomqtt.Client:
-        b = self._broker
-        return aiomqtt.Client(
-            b.host,
-            b.port,
-            identifier=self._client_id,
-            username=b.username,
-            password=self._password,
-            will=aiomqtt.Will(will.topic, will.encode(), qos=1, retain=False),
-            clean_session=True,
-            keepalive=KEEPALIVE,
-            max_queued_incoming_messages=INCOMING_LIMIT,
-            tls_params=self._tls,
-            tls_insecure=b.tls.insecure if b.tls.enabled else None,
-        )
-
     async def _session(self) -> None:
-        """One connection: serve until it breaks; on cancel publish the NDEATH and disconnect, within a deadline."""
-        baseline = _cancel_requests()
+        """One connection with the next bdSeq, its NDEATH as the Will and the last word; a primary host that goes
+        offline ends it (after the NDEATH), and the next one starts soon."""
         self._bd_seq = bd_seq = (self._bd_seq + 1) % 256
         self._born = self._rebirth = False
         self._host_online = asyncio.Event()
-        async with asyncio.timeout(None) as deadline, self._client(self.node.death(bd_seq, self._now_ms())) as client:
-            self._on_connected()
-            try:
-                await self._serve(client, baseline)
-            except asyncio.CancelledError:
-                deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_TIMEOUT)
-                with contextlib.suppress(aiomqtt.MqttError):
-                    await self._death(client, bd_seq)
-                raise
-            except HostOffline:
-                await self._death(client, bd_seq)
-                raise
-            finally:
-                self._connected = False
-
-    async def _death(self, client: aiomqtt.Client, bd_seq: int) -> None:
         death = self.node.death(bd_seq, self._now_ms())
-        await client.publish(death.topic, death.encode(), qos=1, retain=False)
-        self._published += 1
+        will = aiomqtt.Will(death.topic, death.encode(), qos=1, retain=False)
+        try:
+            await self._link.session(will, self._serve, self._death, clean_session=True, bd_seq=bd_seq)
+        except HostOffline:
+            _log.warning("sparkplug: the primary host went offline; reconnecting", host_id=self._primary)
+            self._link.start_over()
 
-    def _on_connected(self) -> None:
-        b = self._broker
-        if self._ever_connected:
-            self._reconnects += 1
-        self._connected = self._ever_connected = self._lost = True
-        self._failure = None
-        self._backoff.reset()
-        _log.info("sparkplug connected", host=b.host, port=b.port, client_id=self._client_id, bd_seq=self._bd_seq)
-
-    def _report(self, err: aiomqtt.MqttError) -> None:
-        """Log a lost connection once, then each distinct failure once per series of attempts."""
-        b = self._broker
-        text = str(err)
-        if self._lost:
-            self._lost = False
-            _log.warning("sparkplug connection lost; reconnecting", host=b.host, port=b.port, error=text)
-        elif text == self._failure:
-            _log.debug("sparkplug connect failed again", error=text, attempt=self._backoff.attempt)
-        else:
-            self._failure = text
-            _log.warning("sparkplug broker unreachable; retrying with backoff", host=b.host, port=b.port, error=text)
+    async def _death(self, client: aiomqtt.Client) -> None:
+        death = self.node.death(self._bd_seq, self._now_ms())
+        await self._link.publish(client, death.topic, death.encode(), qos=1, retain=False)
 
     async def _serve(self, client: aiomqtt.Client, baseline: int) -> None:
         topics = self.node.topics
@@ -281,21 +159,18 @@ class SparkplugPublisher:
             await client.subscribe(topics.state(self._primary), qos=1)
         else:
             self._host_online.set()
-        _raise_if_cancelled(baseline)
+        raise_if_cancelled(baseline)
+        tasks = {"sparkplug-publish": self._publish(client), "sparkplug-receive": self._receive(client)}
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._publish(client), name="sparkplug-publish")
-                tasks.create_task(self._receive(client), name="sparkplug-receive")
-        except* aiomqtt.MqttError as group:
-            raise group.exceptions[0] from None
-        except* HostOffline as group:
-            raise group.exceptions[0] from None
+            await together(tasks, ends=(aiomqtt.MqttError, HostOffline))
+        except HostOffline:
+            await self._death(client)
+            raise
 
     async def _send(self, client: aiomqtt.Client, messages: list[Outgoing]) -> None:
         for message in messages:
-            await client.publish(message.topic, message.encode(), qos=0, retain=False)
-            self._published += 1
-            _raise_if_cancelled()
+            await self._link.publish(client, message.topic, message.encode(), qos=0, retain=False)
+            raise_if_cancelled()
 
     # -- publishing ----------------------------------------------------------------------------------------
 
@@ -307,7 +182,7 @@ class SparkplugPublisher:
         await self._send(client, self.node.birth(snapshot, self._clock.anchor(), self._now_ms(), bd_seq=self._bd_seq))
         self._born = True
         while True:
-            self._rejected.flush()
+            self._link.report_bursts()
             snapshot = await self._next(snapshot, loop.time() + self._interval)
             wall, now = self._clock.anchor(), self._now_ms()
             if self._rebirth:
@@ -349,10 +224,10 @@ class SparkplugPublisher:
         try:
             online, timestamp = read_state(payload)
         except DecodeError as err:
-            self._refuse("state", reason=str(err))
+            self._link.refuse("state", reason=str(err))
             return
         if self._host_seen is not None and timestamp < self._host_seen:
-            self._refuse("stale_state", online=online, timestamp=timestamp, newest=self._host_seen)
+            self._link.refuse("stale_state", online=online, timestamp=timestamp, newest=self._host_seen)
             return
         self._host_seen = timestamp
         if online:
@@ -366,10 +241,10 @@ class SparkplugPublisher:
         try:
             metrics = decode(payload).metrics
         except DecodeError as err:
-            self._refuse("command", topic=topic, reason=str(err))
+            self._link.refuse("command", topic=topic, reason=str(err))
             return
         if retained:
-            self._refuse("command", topic=topic, reason="retained commands are ignored")
+            self._link.refuse("command", topic=topic, reason="retained commands are ignored")
             return
         address = None if node else self.node.topics.address(topic)
         decisions = self.node.node_command(metrics) if node else self.node.device_command(address, metrics)
@@ -379,10 +254,6 @@ class SparkplugPublisher:
             elif isinstance(decision, Action) and self._actions is not None:
                 addresses = self._config.can.addresses
                 ok, detail = execute(self._actions, decision.command, decision.payload, addresses=addresses)
-                (_log.info if ok else _log.warning)("sparkplug command", command=decision.command, ok=ok, detail=detail)
+                self._link.acted(decision.command, decision.payload, ok, detail)
             elif isinstance(decision, Refused):
-                self._refuse("write", topic=topic, metric=decision.metric, reason=decision.reason)
-
-    def _refuse(self, kind: str, **details: Any) -> None:
-        self._refused += 1
-        self._rejected(kind, **details)
+                self._link.refuse("write", topic=topic, metric=decision.metric, reason=decision.reason)

@@ -12,6 +12,10 @@ Operator actions (readmit an isolated module, request a full charge) are POSTs w
 <token>`, offered only when a token is configured (`[web] token_file`, or the systemd credential `web.token`). A
 missing or wrong token is 403 and logged; nothing else changes state. Every response carries security headers:
 a CSP without inline script, no framing, no sniffing, no referrer.
+
+A request whose Host header names neither an IP address nor a name the gateway is known by (`HostCheck`) is
+refused with 421 before any route sees it: a web page could otherwise rebind its own DNS name to the gateway's
+LAN address and read the API, follow the stream and try the actions with the visitor's browser (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -19,15 +23,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway import __version__, logs
 from gateway.clock import UNIX, Anchor
@@ -38,7 +45,7 @@ from gateway.hub import SnapshotHub
 from gateway.logs import BurstLog
 from gateway.master.joining import join_check
 from gateway.master.model import BankSnapshot, Lifecycle
-from gateway.outputs.mqtt import Actions, execute
+from gateway.outputs.mqtt import Actions, execute, preview
 from gateway.outputs.web import views
 from gateway.outputs.web.words import ALARM_NAMES
 from gateway.payload import bank_dict
@@ -104,6 +111,35 @@ def read_token(web_cfg: WebSection, environ: Mapping[str, str]) -> tuple[str, st
             [f"{key}: the token in {path} must be at least {MIN_TOKEN} printable characters without spaces"]
         )
     return token, str(path)
+
+
+_HOST_HEADER = re.compile(r"(?:\[(?P<literal>[0-9A-Fa-f:.]+(?:%[\w.~-]+)?)\]|(?P<name>[^:\[\]]+))(?::[0-9]{1,5})?")
+"""A Host header: a bracketed IPv6 literal or a name (or IPv4 literal), with an optional port."""
+
+
+class HostCheck:
+    """Which Host headers the dashboard answers; the defence against DNS rebinding.
+
+    Rebinding needs a name the attacker controls, so every IP literal passes; so do `localhost`, this machine's
+    hostname, its mDNS name `<hostname>.local` and `[web] allowed_hosts` (a name a reverse proxy or the LAN's DNS
+    gives the gateway). Names compare without case and without a trailing dot.
+    """
+
+    def __init__(self, allowed: Iterable[str], *, hostname: str) -> None:
+        own = hostname.lower()
+        self.names = frozenset({"localhost", own, f"{own}.local", *(name.lower() for name in allowed)})
+
+    def allows(self, header: str | None) -> bool:
+        match = _HOST_HEADER.fullmatch(header or "")
+        if match is None:
+            return False
+        if match["name"] is not None and match["name"].rstrip(".").lower() in self.names:
+            return True
+        try:
+            ipaddress.ip_address(match["literal"] or match["name"])
+        except ValueError:
+            return False
+        return True
 
 
 def _problem(status: type[web.HTTPException], detail: str) -> web.HTTPException:
@@ -216,12 +252,16 @@ class WebServer:
         self._actions = actions if self._token is not None else None
         self._encoded = _Encoded(self._wall)
         self._refusals = BurstLog(log, "web action refused")
+        self._hosts = HostCheck(config.web.allowed_hosts, hostname=socket.gethostname())
+        self._misdirected = BurstLog(log, "web request refused: Host not allowed")
         self._page = Template((resources.files("gateway.outputs.web") / "static" / "page.html").read_text("utf-8"))
         self._assets = _assets()
         self.streams: set[Stream] = set()
         self.port: int | None = None
         self.requests = 0
         self.refused = 0
+        self.hosts_refused = 0
+        """Requests refused for their Host header (421)."""
 
     @property
     def actions_offered(self) -> bool:
@@ -260,7 +300,7 @@ class WebServer:
     def application(self) -> web.Application:
         """A new aiohttp application with every route (each run of the edge serves a new one; tests serve one
         with aiohttp's test server)."""
-        app = web.Application(middlewares=[_json_errors], client_max_size=4096)
+        app = web.Application(middlewares=[self._known_host, _json_errors], client_max_size=4096)
         app.on_response_prepare.append(self._headers)
         app.on_shutdown.append(self._close_streams)
         for path in PAGES:
@@ -278,6 +318,22 @@ class WebServer:
         app.router.add_post("/api/actions/readmit/{address:[0-9]{1,3}}", self._readmit)
         app.router.add_post("/api/actions/full-charge", self._full_charge)
         return app
+
+    @web.middleware
+    async def _known_host(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Refuse a Host header that is not an allowed name (see `HostCheck`) before any route sees the request."""
+        host = request.headers.get(hdrs.HOST)  # aiohttp refuses a request with two (400)
+        if self._hosts.allows(host):
+            return await handler(request)
+        self.hosts_refused += 1
+        self._misdirected(
+            request.remote or "?", host=None if host is None else preview(host), path=preview(request.path)
+        )
+        return web.Response(
+            status=421, text="Host not allowed: add it to [web] allowed_hosts in the gateway's config, or use its IP\n"
+        )
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         self.requests += 1
