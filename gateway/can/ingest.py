@@ -123,9 +123,13 @@ class _Slot:
             self.arrays = (key, *self._arrays(f, derive_extremes))
         _, cells, balancing, sensors, extremes = self.arrays
         f.update(extremes)
-        major, minor, patch = (f.pop(k, None) for k in ("firmware_major", "firmware_minor", "firmware_patch"))
-        if major is not None:
-            f["firmware"] = (int(major), int(minor or 0), int(patch or 0))
+        if "firmware_major" in f:
+            major, minor, patch = f.pop("firmware_major"), f.pop("firmware_minor", 0), f.pop("firmware_patch", 0)
+            if major is not None:
+                f["firmware"] = (int(major), int(minor or 0), int(patch or 0))
+        else:
+            f.pop("firmware_minor", None)
+            f.pop("firmware_patch", None)
         return ModuleReading(
             address=self.address,
             alive_repeats=self.alive_repeats,
