@@ -141,16 +141,18 @@ async def test_a_module_that_stops_sending_is_logged_offline_once_with_its_reaso
     gateway = Gateway(cfg)
     sim = Simulator(modules=2, current=5.0, faults=[parse_fault("drop:2@6")])
 
-    def events(name: str) -> list[MutableMapping[str, Any]]:
-        return [e for e in logs if e["event"] == name]
+    def events(name: str, module: int | None = None) -> list[MutableMapping[str, Any]]:
+        return [e for e in logs if e["event"] == name and module in (None, e.get("module"))]
 
     with structlog.testing.capture_logs() as logs:
         async with running(gateway), simulating(cfg.can.modules[0].channel, sim):
             await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
-            await until(lambda: bool(events("module offline")), within=15.0, what="module offline logged")
+            await until(lambda: bool(events("module offline", 2)), within=15.0, what="module offline logged")
             seq = gateway.hub.latest.seq
             await until(lambda: gateway.hub.latest.seq >= seq + 20, within=10.0, what="20 more ticks")
-    (offline,) = events("module offline")
+    # Module 2's own events: on a machine loaded enough to stall the real-time simulator for module_timeout, module
+    # 1 may flap as well, and that is the journal telling the truth, not this test's subject.
+    (offline,) = events("module offline", 2)
     assert offline["log_level"] == "warning"
     assert offline["module"] == 2
     assert re.fullmatch(r"no Module\w+ for \d\.\d s", offline["reason"]), offline["reason"]  # a frame group timed out
@@ -160,8 +162,8 @@ async def test_a_module_that_stops_sending_is_logged_offline_once_with_its_reaso
         "communication_lost",
     )
     assert "module=" not in offline["event"] and "2" not in offline["event"]
-    assert [(e["module"], e["log_level"]) for e in events("module online")] == [(1, "info"), (2, "info")]
-    (raised,) = events("alarm raised")
+    assert [e["log_level"] for e in events("module online", 2)] == ["info"]
+    (raised,) = [e for e in events("alarm raised") if 2 in e["modules"]]
     assert (raised["code"], raised["level"], raised["modules"]) == ("module_comm_lost", "warning", [2])
 
 
