@@ -18,6 +18,7 @@ from cantools.database.errors import DecodeError
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from gateway import config
 from gateway.can import compiled, dbc
 from gateway.can.addressing import Addressing
 from gateway.can.codec import ModuleCodec, Plan
@@ -172,8 +173,11 @@ ODD_CODEC = ModuleCodec(
         "S1Big": "CycleCount",
     },
 )
+HV_CODEC = ModuleCodec.from_config(config.parse({"can": {"modules": {"profile": "pylon-hv-battery"}}}).can.modules[0])
+"""A profile whose permits are codes (0x4280: 0xAA forbids): the read turns them into 0/1."""
 PLANS = [(f"module.dbc:{p.message.name}", p) for p in MODULE_CODEC.plans.values()]
 PLANS += [(f"decoders.dbc:{p.message.name}", p) for p in ODD_CODEC.plans.values()]
+PLANS += [("pylon_hv_battery.dbc:Forbidden", p) for p in HV_CODEC.plans.values() if p.message.name == "Forbidden"]
 
 
 def reference_read(plan: Plan, data: bytes) -> object:
@@ -188,7 +192,8 @@ def reference_read(plan: Plan, data: bytes) -> object:
         value = values[target.signal]
         if not (target.low <= value <= target.high or value == target.no_value):
             return ("implausible", target.signal, repr(value))
-    return (present, [(type(values[t.signal]).__name__, repr(values[t.signal])) for t in present])
+    said = [values[t.signal] if t.forbidden is None else int(values[t.signal] != t.forbidden) for t in present]
+    return (present, [(type(v).__name__, repr(v)) for v in said])
 
 
 def compiled_read(plan: Plan, data: bytes) -> object:
@@ -233,6 +238,7 @@ def test_compiled_read_equals_cantools_decode_and_range_checks(name: str, data: 
         ("module.dbc:CellTemperatures", bytes([0, 254, 65, 0, 0, 0, 0, 0]), ("implausible", "Temp01", "214")),
         ("decoders.dbc:Floats", bytes.fromhex("0000c07f 00000000"), ("implausible", "F32", "nan")),
         ("decoders.dbc:Nested", bytes([3, 0, 0, 0, 0, 0, 0, 0]), None),  # Mux 3: only AliveCounter
+        ("pylon_hv_battery.dbc:Forbidden", bytes([0xAA, 0x55, 0, 0, 0, 0, 0, 0]), None),  # codes -> 0, 1
     ],
 )
 def test_read_edge_cases(name: str, data: bytes, expected: object) -> None:

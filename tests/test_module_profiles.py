@@ -3,6 +3,7 @@ into readings, its decoder fuzzed, polls on schedule, and a replayed log to the 
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -318,26 +319,16 @@ def test_the_codec_says_what_each_profile_never_sends() -> None:
     permits = {"charge_permitted", "discharge_permitted"}  # a veto only some BMSs send: never waited for
     assert absent("module") == permits
     assert absent("pylon-lv-battery", address=1) == NO_CELLS
-    assert absent("pylon-hv-battery") == permits
+    assert absent("pylon-hv-battery") == set()  # its 0x4280 carries both permits, as codes
     # Without limits of their own, nothing stands in for the cell rules: only the limits are absent (rating).
     assert absent("jk-bms-can") == absent("daly-can") == {"charge_current_limit", "discharge_current_limit"} | permits
 
 
-def test_a_pylontech_battery_that_forbids_charging_gets_no_charge_current() -> None:
-    """0x35C ChargeEnable = 0: the battery's own BMS says no, whatever its 0x351 current limit says; the bank's
-    charge limit is 0 with the reason, discharge goes on. The flag back at 1 gives the current back."""
-    cfg = config.parse(
+PERMITTED = {
+    # profile: (its DBC, the frames of a healthy battery, the frame that allows (1) or forbids (0) charging)
+    "pylon-lv-battery": (
+        "modules/pylon_lv_battery.dbc",
         {
-            "can": {"modules": {"profile": "pylon-lv-battery", "address": 1}},
-            "bank": {"rated_charge_current": 200.0, "rated_discharge_current": 200.0, "module_timeout": 3.0},
-            "limits": {"slew_rate": 1000.0},
-        }
-    )
-    db = dbc.load(None, "modules/pylon_lv_battery.dbc", "test")
-    core = Core(cfg, now=0.0)
-
-    def frames(t: float, charge: int) -> list[can.Message]:
-        values = {
             "BatteryLimits": {
                 "ChargeVoltageLimit": 53.2,
                 "ChargeCurrentLimit": 100.0,
@@ -346,13 +337,46 @@ def test_a_pylontech_battery_that_forbids_charging_gets_no_charge_current() -> N
             },
             "StateOfCharge": {"SOC": 50, "SOH": 100},
             "BatteryStatus": {"ModuleVoltage": 52.0, "ModuleCurrent": 0.0, "BatteryTemperature": 25.0},
-            "RequestFlags": {"ChargeEnable": charge, "DischargeEnable": 1},
-        }
+        },
+        lambda charge: {"RequestFlags": {"ChargeEnable": charge, "DischargeEnable": 1}},
+    ),
+    "pylon-hv-battery": (
+        "modules/pylon_hv_battery.dbc",
+        {
+            "EnsembleStatus": {"ModuleVoltage": 52.0, "ModuleCurrent": 0.0, "BmsTemperature": 25.0, "SOC": 50},
+            "Limits": {
+                "ChargeVoltageLimit": 53.2,
+                "DischargeVoltageLimit": 46.0,
+                "ChargeCurrentLimit": 100.0,
+                "DischargeCurrentLimit": 100.0,
+            },
+            "CellVoltages": {"CellVoltageMax": 3.3, "CellVoltageMin": 3.2, "CellVoltageMaxIndex": 1},
+            "CellTemperatures": {"TemperatureMax": 25.0, "TemperatureMin": 24.0, "TemperatureMaxIndex": 1},
+            "Status": {"BasicStatus": 3},
+        },
+        # 0x4280: 0xAA forbids, anything else allows (0x55 included: only 0xAA is the code).
+        lambda charge: {"Forbidden": {"ChargeForbidden": 0x55 if charge else 0xAA, "DischargeForbidden": 0}},
+    ),
+}
+
+
+@pytest.mark.parametrize("profile", sorted(PERMITTED))
+def test_a_battery_that_forbids_charging_gets_no_charge_current(profile: str) -> None:
+    """The battery's own BMS says no (Pylontech LV 0x35C ChargeEnable = 0, HV 0x4280 = 0xAA), whatever its current
+    limit says; the bank's charge limit is 0 with the reason, discharge goes on. Allowed again, the current is back."""
+    cfg = _profile_config(profile, 1, rated_charge_current=200.0, rated_discharge_current=200.0)
+    name, healthy, permit = PERMITTED[profile]
+    db = dbc.load(None, name, "test")
+    core = Core(cfg, now=0.0)
+    addressing = cfg.can.modules[0].address_plan
+
+    def frames(t: float, charge: int) -> list[can.Message]:
         out = []
-        for name, signals in values.items():
-            message = db.get_message_by_name(name)
+        for message_name, signals in {**healthy, **permit(charge)}.items():
+            message = db.get_message_by_name(message_name)
             data = message.encode({s.name: signals.get(s.name, 0) for s in message.signals}, strict=False)
-            out.append(can.Message(timestamp=t, arbitration_id=message.frame_id, data=data, is_extended_id=False))
+            can_id = addressing.frame_id(message.frame_id, 1)
+            out.append(can.Message(timestamp=t, arbitration_id=can_id, data=data, is_extended_id=can_id > 0x7FF))
         return out
 
     def run(start: float, stop: float, charge: int) -> BankSnapshot:
@@ -366,14 +390,27 @@ def test_a_pylontech_battery_that_forbids_charging_gets_no_charge_current() -> N
 
     allowed = run(0.0, 6.0, charge=1)
     assert allowed.valid, allowed.reason
+    assert allowed.modules[1].reading.charge_permitted == 1
     assert allowed.limits.charge_current.value == pytest.approx(100.0)
     forbidden = run(6.0, 8.0, charge=0)
+    assert forbidden.modules[1].reading.charge_permitted == 0
     assert forbidden.limits.charge_current.value == 0.0
     assert forbidden.modules[1].limits is not None
     assert forbidden.modules[1].limits.charge_current.bound_by == "module 1 forbids charging"
     assert forbidden.limits.discharge_current.value == pytest.approx(100.0)
     again = run(8.0, 12.0, charge=1)
     assert again.limits.charge_current.value == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize(("raw", "permitted"), [(0xAA, 0), (0x00, 1), (0x55, 1), (0xFF, 1), (0xAB, 1)])
+def test_a_pylon_hv_permit_is_forbidden_only_at_0xaa(raw: int, permitted: int) -> None:
+    bus = config.parse({"can": {"modules": {"profile": "pylon-hv-battery"}}}).can.modules[0]
+    store = ModuleStore(ModuleCodec.from_config(bus))
+    store.feed(0x4210, struct.pack("<HHHBB", 520, 30000, 1250, 50, 100), 1.0, extended=True)  # 52 V, 0 A
+    store.feed(0x4280, bytes([raw, 0xAA if permitted else 0x00, 0, 0, 0, 0, 0, 0]), 1.0, extended=True)
+    assert store.rejected.total() == 0
+    r = store.readings()[1]
+    assert (r.charge_permitted, r.discharge_permitted) == (permitted, 1 - permitted)
 
 
 def test_pylontech_clones_that_pad_every_frame_to_8_bytes_are_read_and_ours_are_not_padded() -> None:

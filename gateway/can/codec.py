@@ -74,6 +74,10 @@ _FINITE = sys.float_info.max
 
 NO_VALUE_CHOICES = frozenset({"NoSensor", "NotAvailable", "SNA", "Invalid"})
 """Value-table names that mean "no reading" for a raw value (e.g. raw 255 of a TempNN sensor)."""
+FORBIDDEN_CHOICES = frozenset({"Forbidden"})
+"""The value-table name of the one raw value that forbids, for a BMS whose permit is a code rather than a flag (a
+Pylontech HV tower's 0x4280 says 0xAA to forbid, anything else allows): a permit fed by such a signal is 0 at
+that value and 1 at any other."""
 
 
 class TargetKind(enum.Enum):
@@ -103,6 +107,8 @@ class Target:
     low: float = -_FINITE
     high: float = _FINITE
     no_value: float | None = None
+    forbidden: float | None = None
+    """A permit's forbidding value (see `FORBIDDEN_CHOICES`): the target takes `said(target, value)`."""
 
 
 Read = Callable[[bytes | bytearray], tuple[tuple[Target, ...], tuple[Any, ...]] | None]
@@ -138,6 +144,20 @@ class Plan:
             if not plausible(target, value):
                 return target.signal, value
         return None
+
+
+def said(target: Target, value: Any) -> Any:
+    """What a plausible decoded value says for its target: itself, or for a permit given as a code, 0 (forbidden) at
+    the forbidding value and 1 at any other."""
+    return value if target.forbidden is None else int(value != target.forbidden)
+
+
+def choice(signal: Signal, names: frozenset[str]) -> float | None:
+    """The scaled value of the signal's first value-table entry named one of `names`, or None."""
+    return next(
+        (raw * signal.scale + signal.offset for raw, label in (signal.choices or {}).items() if str(label) in names),
+        None,
+    )
 
 
 def plausible(target: Target, value: Any) -> bool:
@@ -375,14 +395,7 @@ def _plan(message: Message, signal_map: Mapping[str, str], address_signal: str |
         target = canonical_target(signal_map.get(signal.name, signal.name))
         if target is None:
             continue
-        no_value = next(
-            (
-                raw * signal.scale + signal.offset
-                for raw, label in (signal.choices or {}).items()
-                if str(label) in NO_VALUE_CHOICES
-            ),
-            None,
-        )
+        permit = target.key in RULE_INPUTS["permits"]
         target = Target(
             signal.name,
             target.group,
@@ -390,7 +403,8 @@ def _plan(message: Message, signal_map: Mapping[str, str], address_signal: str |
             target.key,
             -_FINITE if signal.minimum is None else float(signal.minimum),
             _FINITE if signal.maximum is None else float(signal.maximum),
-            no_value,
+            choice(signal, NO_VALUE_CHOICES),
+            choice(signal, FORBIDDEN_CHOICES) if permit else None,
         )
         (branched if signal.multiplexer_ids else always).append(target)
     if address_signal is not None and (always or branched):
@@ -428,7 +442,10 @@ def _compiled_read(message: Message, targets: Sequence[Target]) -> Read | None:
         checks = [_check(t, signals[t.signal], f"v{i}") for i, t in enumerate(present)]
         if any(checks):
             lines += [f"if not ({' and '.join(c for c in checks if c)}):", "    return None"]
-        values = "".join(f"v{i}, " for i in range(len(present)))
+        values = "".join(  # `said`, inline
+            f"v{i}, " if t.forbidden is None else f"0 if v{i} == {t.forbidden!r} else 1, "
+            for i, t in enumerate(present)
+        )
         return [*lines, f"return {constant(present)}, ({values})"]
 
     return compiled.generate(message, leaf)
@@ -455,7 +472,7 @@ def _read_with(decode: compiled.Decoder, targets: Sequence[Target]) -> Read:
         present = tuple(t for t in targets if t.signal in values)
         out = tuple(values[t.signal] for t in present)
         if all(plausible(t, v) for t, v in zip(present, out, strict=True)):
-            return present, out
+            return present, tuple(said(t, v) for t, v in zip(present, out, strict=True))
         return None
 
     return read

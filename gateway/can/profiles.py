@@ -99,19 +99,21 @@ PYLON_HV = ModuleProfile(
     dbc="modules/pylon_hv_battery.dbc",
     bitrate=500_000,
     addressing=Addressing(scheme=Scheme.FIELD, shift=0, width=4, offset=1),
+    signal_map=MappingProxyType({"ChargeForbidden": "ChargePermitted", "DischargeForbidden": "DischargePermitted"}),
     polls=(
         Poll(
             0x4200,
             bytes(8),
             1.0,
             extended=True,
-            answers=("EnsembleStatus", "Limits", "CellVoltages", "CellTemperatures", "Status"),
+            answers=("EnsembleStatus", "Limits", "CellVoltages", "CellTemperatures", "Status", "Forbidden"),
         ),
         Poll(0x4200, bytes([2, 0, 0, 0, 0, 0, 0, 0]), 10.0, extended=True, answers=("Versions", "Composition")),
     ),
-    provides=frozenset({"status", "limits", "cells", "temperatures", "alarms", "info"}),
+    provides=frozenset({"status", "limits", "cells", "temperatures", "alarms", "info", "permits"}),
     summary="a Pylontech HV tower: polled with 0x4200, answers 0x4210..0x4290 and 0x7310..0x7340 (29-bit); "
-    "the ID's low nibble + 1 is the module address (a lone tower answers 0x4210: module 1)",
+    "the ID's low nibble + 1 is the module address (a lone tower answers 0x4210: module 1); 0x4280 0xAA forbids "
+    "charging or discharging (the master's limit is 0)",
     verified="two readers (Battery-Emulator, bms-to-inverter); no capture: frames built from the layout",
 )
 

@@ -19,7 +19,7 @@ from cantools.database.can import Message, Signal
 
 from gateway.can import dbc, profiles
 from gateway.can.addressing import Addressing, Scheme
-from gateway.can.codec import NO_VALUE_CHOICES, DecodeFailure, canonical_target
+from gateway.can.codec import FORBIDDEN_CHOICES, NO_VALUE_CHOICES, DecodeFailure, canonical_target, choice
 from gateway.can.polls import PollSchedule
 from gateway.can.profiles import ModuleProfile
 from gateway.config import ModuleBusSection
@@ -28,6 +28,8 @@ BROADCAST_PERIOD = 1.0
 """Seconds between a broadcast message's frames when its DBC gives no cycle time."""
 BEYOND_OURS = {"ChargePermitted": 1.0, "DischargePermitted": 1.0}
 """What a simulated module says where our protocol has no signal: a healthy BMS permits both directions."""
+PERMITS = frozenset(BEYOND_OURS)
+ALLOWED_CHOICES = frozenset({"Allowed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,7 @@ class Translator:
 
     def _frame(self, out: _Outgoing, address: int, t: float) -> can.Message:
         values = self._values[address]
-        data = {signal.name: _clamped(signal, values.get(ours)) for signal, ours in out.names}
+        data = {signal.name: _clamped(signal, _said(signal, ours, values.get(ours))) for signal, ours in out.names}
         payload = out.message.encode(data, scaling=True, strict=False)
         can_id = self.addressing.frame_id(out.message.frame_id, address)
         return can.Message(
@@ -136,6 +138,15 @@ class Translator:
             data=bytes(payload),
             channel=self.channel,
         )
+
+
+def _said(signal: Signal, ours: str, value: float | None) -> float | None:
+    """Our value as the profile's signal says it: a permit (1 or 0) given as a code is the signal's forbidding value
+    for 0 and, for 1, its allowing one (0 where the value table names none)."""
+    forbidden = choice(signal, FORBIDDEN_CHOICES) if ours in PERMITS else None
+    if forbidden is None or value is None:
+        return value
+    return forbidden if value == 0 else (choice(signal, ALLOWED_CHOICES) or 0.0)
 
 
 def _clamped(signal: Signal, value: float | None) -> float:
