@@ -159,7 +159,17 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="print the decoded module frames of a log")
     p.add_argument("log", type=Path)
-    p.add_argument("--dbc", type=Path, default=None, help="DBC to decode with (default: the shipped module.dbc)")
+    p.add_argument("--dbc", type=Path, default=None, help="DBC to decode with (default: the profile's)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--profile",
+        choices=sorted(PROFILE_NAMES),
+        default="module",
+        help="the modules' BMS: its DBC and addressing (default: our module protocol)",
+    )
+    source.add_argument(
+        "--config", "-c", type=Path, help="decode as the gateway would: each module bus's DBC, profile, addressing"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=_decode)
 
@@ -494,6 +504,23 @@ def _simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _decode_buses(args: argparse.Namespace) -> list[config.ModuleBusSection]:
+    """The module buses a log is decoded for: the config's, else one of the profile (with `--dbc`'s DBC)."""
+    from gateway.can import profiles  # noqa: PLC0415
+    from gateway.can.addressing import Scheme  # noqa: PLC0415
+
+    if args.config is not None:
+        if args.dbc is not None:
+            raise ConfigError(["--dbc: the config names each bus's DBC (can.modules.dbc)"])
+        return list(config.load(args.config).can.modules)
+    entry: dict[str, object] = {"profile": args.profile}
+    if profiles.profile(args.profile).addressing.scheme is Scheme.FIXED:
+        entry["address"] = 1  # one battery per bus: it is module 1
+    if args.dbc is not None:
+        entry["dbc"] = str(args.dbc)
+    return list(config.parse({"can": {"modules": entry}}).can.modules)
+
+
 def _replay(args: argparse.Namespace) -> int:
     from gateway.replay import progress_bar, replay  # noqa: PLC0415
 
@@ -552,26 +579,29 @@ def _report_damage(damage: LogError, done: str, frames: int) -> None:
 
 def _decode(args: argparse.Namespace) -> int:
     from gateway.can import dbc  # noqa: PLC0415
-
-    db = dbc.load(args.dbc, "module.dbc", "--dbc")
-    by_id = {m.frame_id: m for m in db.messages}
-    mask = config.SHIPPED_ADDRESS_MASK
-    out = sys.stdout
-    unknown = 0
+    from gateway.can.codec import ModuleCodec  # noqa: PLC0415
     from gateway.can.logfile import LogFile  # noqa: PLC0415
 
+    buses = _decode_buses(args)
+    codecs = [ModuleCodec.from_config(bus) for bus in buses]
+    bus_of = {bus.channel: i for i, bus in enumerate(buses)}
+    out = sys.stdout
+    unknown = 0
     frames = LogFile(args.log)
     for msg in frames:
-        message = by_id.get(msg.arbitration_id & ~mask) or by_id.get(msg.arbitration_id)
-        if message is None:
+        codec = codecs[bus_of.get(str(msg.channel), 0)]  # as replay routes: by channel, else the first bus
+        found = codec.message(msg.arbitration_id)
+        if found is None:
             unknown += 1
             continue
+        message, address = found
         try:
             decoded = dbc.decode(message, bytes(msg.data))
             signals = {k: round(v, 6) if isinstance(v, float) else v for k, v in decoded.items()}
         except Exception as err:
             raise DecodeError(f"{args.log}: frame {msg.arbitration_id:#x} at {msg.timestamp}: {err}") from err
-        address = msg.arbitration_id & mask if message.frame_id & mask == 0 else 0
+        if codec.addressing.signal in signals and address is None:  # `signal` addressing: the payload names it
+            address = int(signals[codec.addressing.signal]) + codec.addressing.offset
         if args.json:
             record = {
                 "t": msg.timestamp,
@@ -583,7 +613,8 @@ def _decode(args: argparse.Namespace) -> int:
             out.write(json.dumps(record) + "\n")
         else:
             values = " ".join(f"{k}={v}" for k, v in signals.items())
-            out.write(f"{msg.timestamp:.6f} {msg.arbitration_id:03X} {message.name}[{address}] {values}\n")
+            where = "?" if address is None else address
+            out.write(f"{msg.timestamp:.6f} {msg.arbitration_id:03X} {message.name}[{where}] {values}\n")
     if unknown:
         print(f"{unknown} frames with IDs the DBC does not know", file=sys.stderr)
     if frames.damage is not None:

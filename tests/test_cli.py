@@ -140,6 +140,57 @@ def test_simulate_then_decode_round_trips(tmp_path: Path, capsys: pytest.Capture
         assert all((b - a) % 16 == 1 for a, b in itertools.pairwise(values)), address
 
 
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        # A polled tower: its answers, module 2 at ID nibble 1; 0x4280 says "allowed" (0).
+        ("pylon-hv-battery", {(2, "EnsembleStatus"), (2, "Forbidden"), (1, "Limits")}),
+        # Polled per address, the address in the ID's low byte.
+        ("daly-can", {(1, "PackStatus"), (2, "CellVoltageExtremes")}),
+    ],
+)
+def test_decode_with_a_profile_names_its_messages_and_modules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], profile: str, expected: set[tuple[int, str]]
+) -> None:
+    log = tmp_path / "x.log"
+    assert main(["simulate", "--modules", "2", "--duration", "3", "--profile", profile, "--output", str(log)]) == 0
+    written = int(capsys.readouterr().out.split()[1])
+    assert main(["decode", str(log), "--profile", profile, "--json"]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(records) == written
+    assert captured.err == ""  # every frame decoded
+    assert expected <= {(r["address"], r["message"]) for r in records}
+    if profile == "pylon-hv-battery":
+        forbidden = next(r for r in records if r["message"] == "Forbidden")
+        assert forbidden["signals"] == {"ChargeForbidden": 0, "DischargeForbidden": 0}
+    # The same log read as our protocol: none of its IDs is ours.
+    assert main(["decode", str(log)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{written} frames with IDs the DBC does not know" in captured.err
+
+
+def test_decode_with_a_config_reads_each_channel_with_its_bus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One Pylontech LV battery per bus: the IDs carry no address, the channel says which battery it is."""
+    log = tmp_path / "x.log"
+    args = ["simulate", "--modules", "2", "--duration", "2", "--profile", "pylon-lv-battery", "--output", str(log)]
+    assert main([*args, "--channel", "bat"]) == 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[[can.modules]]\nchannel = 'bat-1'\nprofile = 'pylon-lv-battery'\naddress = 1\n"
+        "[[can.modules]]\nchannel = 'bat-2'\nprofile = 'pylon-lv-battery'\naddress = 2\n"
+    )
+    capsys.readouterr()
+    assert main(["decode", str(log), "--config", str(cfg), "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(r["address"], r["message"]) for r in records} >= {(1, "BatteryLimits"), (2, "BatteryLimits")}
+    assert main(["decode", str(log), "--config", str(cfg), "--dbc", "x.dbc"]) == 2
+    assert "--dbc: the config names each bus's DBC" in capsys.readouterr().err
+
+
 def test_decode_of_a_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["decode", str(tmp_path / "none.log")]) == 2
     assert "no such file" in capsys.readouterr().err

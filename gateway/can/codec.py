@@ -320,6 +320,18 @@ class ModuleCodec:
             return self.routes[can_id]
         return self._plans.get(self.addressing.base(can_id)), None
 
+    def message(self, can_id: int) -> tuple[Message, int | None] | None:
+        """The DBC message a frame ID carries on this bus (MasterCommand included), and the module address the ID
+        names (None under `signal` addressing, where the payload names it, and for an address this bus does not
+        carry); None for an ID of no message. For a reader of logs (`bms-gateway decode`), not the hot path."""
+        plan, address = self.route(can_id)
+        if plan is not None:
+            return plan.message, None if self.addressing.scheme is Scheme.SIGNAL else address
+        if self._command is not None and self.addressing.base(can_id) == self.command_base:
+            wire = {self.addressing.frame_id(self.command_base, a): a for a in self.addresses}
+            return self._command, wire.get(can_id)
+        return None
+
     def encode_command(self, command: MasterCommand, counter: int) -> tuple[int, bytes]:
         """The (frame ID, payload) of a MasterCommand."""
         if self._command is None or self.command_base is None:
