@@ -149,7 +149,7 @@ def test_display_precision_follows_the_unit() -> None:
     cfg = config.parse({})
     configs = {**discovery.bank_configs(cfg), **discovery.module_configs(cfg, 1)}
     expected = {"V": 2, "A": 1, "°C": 1}
-    checked = Counter()
+    checked: Counter[tuple[str, bool]] = Counter()
     for topic, p in configs.items():
         unit = p.get("unit_of_measurement")
         if unit not in expected:
