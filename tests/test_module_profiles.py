@@ -150,7 +150,7 @@ def test_a_payload_signal_can_name_the_module(tmp_path: Path) -> None:
     store.feed(1536, bytes([0x20, 0x02, 60, 0, 0, 0, 0, 16]), 1.0)  # 16 is beyond the signal's range
     readings = store.readings()
     assert sorted(readings) == [5, 16]
-    assert (readings[5].voltage, readings[5].soc) == (pytest.approx(52.8), 55)
+    assert (readings[5].voltage, readings[5].soc) == pytest.approx((52.8, 55))
     assert store.counters["out_of_range"] == 1
 
 
@@ -172,6 +172,7 @@ def test_round_trip_from_the_simulator_to_readings(profile: str) -> None:
     translators = [Translator(bus, index=i) for i, bus in enumerate(cfg.can.modules)]
     channels = {bus.channel: i for i, bus in enumerate(cfg.can.modules)}
     for msg in translated(sim, translators, 6.0):
+        assert isinstance(msg.channel, str)
         core.feed(msg, msg.timestamp, channels[msg.channel])
     readings = core.store.readings()
     assert sorted(readings) == [1, 2]
@@ -337,7 +338,7 @@ def test_a_pylontech_battery_that_forbids_charging_gets_no_charge_current() -> N
     core = Core(cfg, now=0.0)
 
     def frames(t: float, charge: int) -> list[can.Message]:
-        values = {
+        values: dict[str, dict[str, float]] = {
             "BatteryLimits": {
                 "ChargeVoltageLimit": 53.2,
                 "ChargeCurrentLimit": 100.0,
@@ -382,9 +383,9 @@ def test_pylontech_clones_that_pad_every_frame_to_8_bytes_are_read_and_ours_are_
     pylon = ModuleStore(ModuleCodec.from_config(_profile_config("pylon-lv-battery", 1).can.modules[0]))
     pylon.feed(0x355, bytes([0x1A, 0x00, 0x64, 0x00]) + bytes(4), 1.0)  # SOC 26 %, SOH 100 %, padded
     pylon.feed(0x356, bytes([0x02, 0x13, 0x00, 0x00, 0x4A, 0x01, 0xFF, 0xFF]), 1.0)  # 48.66 V, 0 A, 33.0 degC
-    assert pylon.counters["decoded"] == 2 and not pylon.counters["bad_length"]
+    assert (pylon.counters["decoded"], pylon.counters["bad_length"]) == (2, 0)
     r = pylon.readings()[1]
-    assert (r.soc, r.soh, r.voltage, r.temperature_max) == (26, 100, pytest.approx(48.66), pytest.approx(33.0))
+    assert (r.soc, r.soh, r.voltage, r.temperature_max) == pytest.approx((26, 100, 48.66, 33.0))
     pylon.feed(0x355, bytes([0x1A, 0x00]), 2.0)  # cut short: never a reading
     assert pylon.counters["bad_length"] == 1
 
@@ -415,6 +416,7 @@ def test_invert_current_turns_a_discharge_positive_bms_into_charge_positive(prof
         translators = [Translator(bus, index=i) for i, bus in enumerate(sim_cfg.can.modules)]
         channels = {bus.channel: i for i, bus in enumerate(read_cfg.can.modules)}
         for msg in translated(sim, translators, 6.0):
+            assert isinstance(msg.channel, str)
             core.feed(msg, msg.timestamp, channels[msg.channel])
         readings = core.store.readings()
         return [readings[a].current for a in (1, 2)]
