@@ -33,6 +33,8 @@ from pysparkplug._payload import Birth, Payload
 from pysparkplug._protobuf import Payload as PbPayload
 
 DataType = pysparkplug.DataType
+NBirth = pysparkplug.NBirth
+DDeath = pysparkplug.DDeath
 
 
 @dataclass(frozen=True)
