@@ -200,7 +200,7 @@ def test_the_core_attaches_the_energy_and_keeps_counting_off_a_failing_master() 
     snapshot = None
     for n in range(101):
         t = n * 0.1
-        core.store.readings = functools.partial(dict, values(t))  # type: ignore[method-assign]
+        core.store.readings = functools.partial(dict, values(t))  # type: ignore[method-assign]  # readings as given
         snapshot = core.tick(t).snapshot
     assert snapshot is not None
     assert snapshot.energy is not None

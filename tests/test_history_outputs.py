@@ -86,7 +86,7 @@ def core_snapshot() -> Any:
     for n in range(101):
         t = n * 0.1
         values = {a: reading(a, t, current=36.0, voltage=50.0) for a in (1, 2)}
-        core.store.readings = values.copy  # type: ignore[method-assign]
+        core.store.readings = values.copy  # type: ignore[method-assign]  # readings as given
         snapshot = core.tick(t).snapshot
     return snapshot
 

@@ -786,7 +786,9 @@ def test_the_docs_bit_positions_are_the_dbc() -> None:
     ):
         for row in table_rows(heading):
             for prefix, cell in zip(prefixes, row[1:3], strict=True):
-                byte, bit = (int(x) for x in position.match(cell).groups())  # type: ignore[union-attr]
+                found = position.match(cell)
+                assert found, cell
+                byte, bit = (int(x) for x in found.groups())
                 signal = message.get_signal_by_name(f"{prefix}{ticked(row[0])}")
                 assert signal.start == 8 * byte + bit, signal.name
                 checked += 1
@@ -967,7 +969,7 @@ async def test_send_errors_are_counted_and_logged_once_per_burst() -> None:
     clock = LiveClock()
     hub = SnapshotHub(snapshot(t=clock()))
     with structlog.testing.capture_logs() as logged:
-        async with ticking(hub, clock), publishing(FullBus(), hub, clock, period=0.05) as publisher:  # type: ignore[arg-type]
+        async with ticking(hub, clock), publishing(FullBus(), hub, clock, period=0.05) as publisher:  # type: ignore[arg-type]  # a fake bus: only send()
             await asyncio.sleep(0.35)
             await publisher.send_failsafe(times=1)
     assert publisher.send_errors >= 3 * len(PYLON_12)
