@@ -97,7 +97,7 @@ def run(opts: Options) -> list[Row]:
         with Reader(db) as reader:
             events = len(reader.events())
             daily = len(reader.daily())
-        year, rows = a_year_of(db, seconds)
+        year, year_rows = a_year_of(db, seconds)
     common.progress(f"history: with {kept.summary()}")
     days = seconds / DAY
     per_year = (year - fixed) / MODULES / 1e6
@@ -109,9 +109,9 @@ def run(opts: Options) -> list[Row]:
         "events": events,
         "daily_rows": daily,
         "database_bytes_after_a_year": year,
-        "rows_after_a_year": rows,
+        "rows_after_a_year": year_rows,
         "fixed_bytes": fixed,
-        "bytes_per_row": (year - fixed) / max(1, rows),
+        "bytes_per_row": (year - fixed) / max(1, year_rows),
     }
     rows = [
         Row(

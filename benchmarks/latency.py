@@ -29,7 +29,7 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -37,6 +37,7 @@ import can
 
 from benchmarks import common
 from benchmarks.common import Options, Row, Target
+from gateway.can import dbc
 from gateway.can.bus import open_bus
 from gateway.service import Gateway
 
@@ -70,7 +71,7 @@ class Inverter(threading.Thread):
     def __init__(self, channel: str) -> None:
         super().__init__(name="bench inverter", daemon=True)
         self._bus = open_bus("virtual", channel, 500_000)
-        self._decode = common.pylontech_db().get_message_by_frame_id(LIMITS).decode
+        self._limits = common.pylontech_db().get_message_by_frame_id(LIMITS)
         self._seen: list[tuple[float, float]] = []
         self._changed = threading.Condition()
         self._stop_event = threading.Event()
@@ -79,7 +80,7 @@ class Inverter(threading.Thread):
         while not self._stop_event.is_set():
             msg = self._bus.recv(0.05)
             if msg is not None and msg.arbitration_id == LIMITS:
-                ccl = cast(float, self._decode(bytes(msg.data))["ChargeCurrentLimit"])
+                ccl = dbc.decode(self._limits, bytes(msg.data))["ChargeCurrentLimit"]
                 with self._changed:
                     self._seen.append((msg.timestamp, ccl))
                     self._changed.notify_all()
@@ -160,7 +161,7 @@ def gateway_side(module_timeout: float) -> Side:
 class BareListener(can.Listener):
     """Decodes every frame; on module 1's CellSummary crossing 3.55 V, hands the new CCL to the loop."""
 
-    def __init__(self, on_ccl: Callable[[float], None]) -> None:
+    def __init__(self, on_ccl: Callable[[float], object]) -> None:
         self._by_base = common.messages_by_base(common.module_db())
         self._on_ccl = on_ccl
         self._ccl = -1.0
@@ -171,7 +172,7 @@ class BareListener(can.Listener):
             return
         values = message.decode(bytes(msg.data), decode_choices=False)
         if msg.arbitration_id == CELL_SUMMARY + MODULE:
-            ccl = 0.0 if cast(float, values["CellVoltageMax"]) >= 3.55 else 100.0
+            ccl = 0.0 if cast("Mapping[str, float]", values)["CellVoltageMax"] >= 3.55 else 100.0
             if ccl != self._ccl:
                 self._ccl = ccl
                 self._on_ccl(ccl)

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 import aiomqtt
 import can
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks import common
 from benchmarks.common import CpuMeter, Options, Row
@@ -38,7 +39,7 @@ def subscriber(conn: Connection, port: int) -> None:
         counts[0] += 1
         counts[1] += len(message.topic) + len(message.payload)
 
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client = paho.Client(CallbackAPIVersion.VERSION2)
     client.on_message = on_message
     client.connect("127.0.0.1", port)
     client.subscribe("#")

@@ -20,6 +20,7 @@ import asyncio
 from multiprocessing.connection import Connection
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks import common
 from benchmarks.common import Options, Row
@@ -52,7 +53,7 @@ def subscriber(conn: Connection, port: int) -> None:
         count[0] += 1
         count[1] += len(message.topic.encode()) + len(message.payload)
 
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client = paho.Client(CallbackAPIVersion.VERSION2)
     client.on_message = on_message
     client.connect("127.0.0.1", port)
     client.subscribe("#")

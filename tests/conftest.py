@@ -38,7 +38,7 @@ def no_leaked_buses() -> Iterator[None]:
     leaked = set(can.interfaces.virtual.channels) - before
     for name in leaked:
         can.interfaces.virtual.channels.pop(name, None)
-    assert not leaked, f"virtual CAN buses left open on channels {sorted(leaked)}"
+    assert not leaked, f"virtual CAN buses left open on channels {sorted(leaked, key=str)}"
 
 
 @pytest.fixture(autouse=True)

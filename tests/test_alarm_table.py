@@ -18,9 +18,11 @@ from gateway.outputs.alarm_table import (
     PYLONTECH,
     SUNSPEC_EVT1,
     SUNSPEC_STRING_EVT1,
+    Bits,
     Evt,
     Evt1,
     NotSent,
+    PylonBits,
 )
 from gateway.outputs.inverter import PROFILES, Profile
 from gateway.outputs.inverter.codec import load
@@ -154,8 +156,9 @@ def test_every_inverter_profile_has_a_column_whose_names_are_signals_of_its_dbc(
     for code, mapped in column.items():
         if isinstance(mapped, NotSent):
             continue
+        assert isinstance(mapped, PylonBits | Bits), (profile.name, code, mapped)
         for level in Level:
-            for name in mapped.signals(level):  # type: ignore[attr-defined]
+            for name in mapped.signals(level):
                 assert name in signals, (profile.name, code, name)
                 assert signals[name].length in (1, 2), name
                 named += 1

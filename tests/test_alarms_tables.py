@@ -50,7 +50,7 @@ TABLE = st.lists(st.tuples(st.floats(-100, 100), st.floats(0, 100)), min_size=1,
 
 
 @given(table=TABLE, x=st.floats(-200, 200))
-def test_interpolation_is_piecewise_linear_and_flat_beyond_the_ends(table: tuple, x: float) -> None:
+def test_interpolation_is_piecewise_linear_and_flat_beyond_the_ends(table: config.Table, x: float) -> None:
     y = interpolate(table, x)
     if x <= table[0][0]:
         assert y == table[0][1]

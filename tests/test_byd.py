@@ -203,6 +203,7 @@ def test_the_heartbeat_counts_changes_not_repeats() -> None:
     assert beat.info is None
     beat.write(0x00FF, 10.0)
     assert beat.info == InverterInfo(name="GEN24", last_seen=10.0, timeout=300.0)
+    assert beat.info is not None
     beat.write(0x00FF, 70.0)
     assert beat.info.last_seen == 10.0
     beat.write(0xFF00, 130.0)

@@ -104,7 +104,7 @@ def test_the_fail_safe_set() -> None:
     assert sma[0x158] == "A9 AA AA AA AA AA AA AA"  # system defect: the internal error
 
 
-def decode(can_id: int, data: bytes) -> dict[str, float]:
+def decode(can_id: int, data: bytes) -> dict[str, float | str]:
     """BYD / SMA frames as the protocol text lays them out, big-endian."""
     if can_id in (0x110, 0x358):
         cvl, dvl, dcl, ccl = struct.unpack(">HHHH", data)
@@ -121,7 +121,7 @@ def decode(can_id: int, data: bytes) -> dict[str, float]:
     if can_id in (0x250, 0x558):
         return {"kWh": struct.unpack_from(">H", data, 4)[0] / 10}
     if can_id in (0x3D0, 0x618, 0x2D0, 0x5D8):
-        return {"index": data[0], "text": data[1:].rstrip(b"\0").decode()}  # type: ignore[dict-item]
+        return {"index": data[0], "text": data[1:].rstrip(b"\0").decode()}
     return {}
 
 

@@ -184,7 +184,7 @@ def reference_read(plan: Plan, data: bytes) -> object:
     """What `Plan.read` must return, computed the way the codec did before it was compiled: cantools' decode, the
     targets whose signals the frame holds, each value within its range or its "no reading" value."""
     try:
-        values = plan.message.decode(data, decode_choices=False)
+        values = dbc.decode(plan.message, data)
     except DecodeError as err:
         return ("DecodeError", str(err))
     present = tuple(t for t in plan.targets if t.signal in values)

@@ -13,7 +13,7 @@ from gateway.config import Config
 from gateway.master.admission import Health, Membership
 from gateway.master.alarms import Condition
 from gateway.master.conditions import bank_conditions, mismatch, mismatch_conditions
-from gateway.master.model import InverterInfo, IsolateReason, Level, Lifecycle, ModuleReading
+from gateway.master.model import AlarmCode, InverterInfo, IsolateReason, Level, Lifecycle, ModuleReading
 
 from helpers.factories import configured, reading, tick_input
 
@@ -58,14 +58,16 @@ def conditions(
 
 def test_a_lost_module_is_a_warning_while_the_bank_runs_on() -> None:
     m = membership([(1,), (2,), (3,)], {1: ONLINE, 2: ONLINE, 3: SILENT})
-    assert conditions(m) == [Condition("module_comm_lost", Level.WARNING, 3, "module 3: no ModuleStatus for 3.1 s")]
+    assert conditions(m) == [
+        Condition(AlarmCode.MODULE_COMM_LOST, Level.WARNING, 3, "module 3: no ModuleStatus for 3.1 s")
+    ]
 
 
 def test_a_lost_module_is_a_protection_under_min_online() -> None:
     cfg = configured(bank={"min_online": 3})
     m = membership([(1,), (2,), (3,)], {1: ONLINE, 2: ONLINE, 3: SILENT})
     assert conditions(m, cfg=cfg) == [
-        Condition("module_comm_lost", Level.PROTECTION, 3, "module 3: no ModuleStatus for 3.1 s")
+        Condition(AlarmCode.MODULE_COMM_LOST, Level.PROTECTION, 3, "module 3: no ModuleStatus for 3.1 s")
     ]
 
 
@@ -73,21 +75,25 @@ def test_every_module_lost_is_a_protection() -> None:
     never = Health(Lifecycle.OFFLINE, "never seen", IsolateReason.COMMUNICATION_LOST)
     m = membership([(1,), (2,)], {1: SILENT, 2: never})
     assert conditions(m) == [
-        Condition("module_comm_lost", Level.PROTECTION, 1, "module 1: no ModuleStatus for 3.1 s"),
-        Condition("module_comm_lost", Level.PROTECTION, 2, "module 2: never seen"),
+        Condition(AlarmCode.MODULE_COMM_LOST, Level.PROTECTION, 1, "module 1: no ModuleStatus for 3.1 s"),
+        Condition(AlarmCode.MODULE_COMM_LOST, Level.PROTECTION, 2, "module 2: never seen"),
     ]
 
 
 def test_a_lost_module_that_breaks_its_series_string_is_a_protection() -> None:
     m = membership([(1, 2), (3, 4)], {1: ONLINE, 2: SILENT, 3: ONLINE, 4: ONLINE}, broken=[(1, 2)])
-    assert conditions(m) == [Condition("module_comm_lost", Level.PROTECTION, 2, "module 2: no ModuleStatus for 3.1 s")]
+    assert conditions(m) == [
+        Condition(AlarmCode.MODULE_COMM_LOST, Level.PROTECTION, 2, "module 2: no ModuleStatus for 3.1 s")
+    ]
 
 
 def test_a_lost_module_outside_the_broken_string_is_a_warning() -> None:
     """String 1-2 is broken by an isolation, not by module 4, which is a string of its own."""
     health = {1: ONLINE, 2: FAULT, 3: ONLINE, 4: SILENT}
     m = membership([(1, 2), (3,), (4,)], health, broken=[(1, 2)])
-    assert conditions(m) == [Condition("module_comm_lost", Level.WARNING, 4, "module 4: no ModuleStatus for 3.1 s")]
+    assert conditions(m) == [
+        Condition(AlarmCode.MODULE_COMM_LOST, Level.WARNING, 4, "module 4: no ModuleStatus for 3.1 s")
+    ]
 
 
 def test_nothing_is_lost_while_starting() -> None:
@@ -102,7 +108,7 @@ def test_a_module_over_the_stack_limit_raises_stack_limit() -> None:
     over = Health(Lifecycle.ISOLATED, "stack limit: max_modules is 2", IsolateReason.STACK_LIMIT)
     m = membership([(1,), (2,)], {1: ONLINE, 2: ONLINE, 3: over})
     assert conditions(m, cfg=configured(bank={"max_modules": 2})) == [
-        Condition("stack_limit", Level.WARNING, 3, "max_modules is 2")
+        Condition(AlarmCode.STACK_LIMIT, Level.WARNING, 3, "max_modules is 2")
     ]
 
 
@@ -115,8 +121,8 @@ def test_currents_over_5_percent_of_the_rating_apart_in_a_series_string_raise_se
     # 27 - 20 = 7 A > 5 % of 100 A
     detail = "current spread 7.0 A in one string"
     assert conditions(m, series(20.0, 27.0)) == [
-        Condition("sensor_mismatch", Level.WARNING, 1, detail),
-        Condition("sensor_mismatch", Level.WARNING, 2, detail),
+        Condition(AlarmCode.SENSOR_MISMATCH, Level.WARNING, 1, detail),
+        Condition(AlarmCode.SENSOR_MISMATCH, Level.WARNING, 2, detail),
     ]
     assert conditions(m, series(20.0, 25.0)) == []  # 5 A: not over
     assert conditions(m, series(20.0, None)) == []  # one sensor says nothing
@@ -139,7 +145,7 @@ def test_an_offline_modules_old_current_is_no_sensor_mismatch() -> None:
         4: reading(4, 20.0),
     }
     assert conditions(m, readings, now=20.0) == [
-        Condition("module_comm_lost", Level.PROTECTION, 2, "module 2: no ModuleStatus for 10.0 s")
+        Condition(AlarmCode.MODULE_COMM_LOST, Level.PROTECTION, 2, "module 2: no ModuleStatus for 10.0 s")
     ]
 
 
@@ -151,7 +157,7 @@ def test_a_silent_inverter_raises_inverter_comm_lost_after_the_timeout() -> None
     inverter = InverterInfo(name="VIC", last_seen=5.0)
     assert conditions(m, now=35.0, inverter=inverter) == []  # 30 s: not more than the timeout
     assert conditions(m, now=36.0, inverter=inverter) == [
-        Condition("inverter_comm_lost", Level.WARNING, None, "no frame for 31 s")
+        Condition(AlarmCode.INVERTER_COMM_LOST, Level.WARNING, None, "no frame for 31 s")
     ]
     assert conditions(m, now=1000.0, inverter=inverter, timeout=0.0) == []  # 0 disables
     assert conditions(m, now=1000.0, inverter=None) == []  # no inverter seen yet
@@ -163,7 +169,7 @@ def test_a_link_with_its_own_timeout_is_judged_by_it_not_by_the_masters() -> Non
     gen24 = InverterInfo(name="GEN24", last_seen=5.0, timeout=120.0)
     assert conditions(m, now=125.0, inverter=gen24) == []
     assert conditions(m, now=126.0, inverter=gen24) == [
-        Condition("inverter_comm_lost", Level.WARNING, None, "no frame for 121 s")
+        Condition(AlarmCode.INVERTER_COMM_LOST, Level.WARNING, None, "no frame for 121 s")
     ]
     assert conditions(m, now=1000.0, inverter=InverterInfo("GEN24", 5.0, timeout=0.0)) == []  # its 0 disables
 
@@ -244,8 +250,8 @@ def test_a_rejected_module_is_noted_with_its_reason_and_counts_in_no_spread() ->
     result = notes({1: {}, 2: {}, 3: odd, 9: odd}, {1: ONLINE, 2: ONLINE, 3: rejected, 9: other_bank})
     assert result == {3: ["15 cells, the bank has 16"], 9: ["not in bank.strings"]}
     assert list(mismatch_conditions(result)) == [
-        Condition("module_mismatch", Level.WARNING, 3, "module 3: 15 cells, the bank has 16"),
-        Condition("module_mismatch", Level.WARNING, 9, "module 9: not in bank.strings"),
+        Condition(AlarmCode.MODULE_MISMATCH, Level.WARNING, 3, "module 3: 15 cells, the bank has 16"),
+        Condition(AlarmCode.MODULE_MISMATCH, Level.WARNING, 9, "module 9: not in bank.strings"),
     ]
 
 
@@ -259,6 +265,6 @@ def test_a_pending_module_is_compared_too() -> None:
 def test_mismatch_conditions_are_warnings_naming_the_module() -> None:
     conditions = list(mismatch_conditions({3: ["SOH 85 vs bank median 98", "cycle count 900 vs bank median 100"]}))
     assert conditions == [
-        Condition("module_mismatch", Level.WARNING, 3, "module 3: SOH 85 vs bank median 98"),
-        Condition("module_mismatch", Level.WARNING, 3, "module 3: cycle count 900 vs bank median 100"),
+        Condition(AlarmCode.MODULE_MISMATCH, Level.WARNING, 3, "module 3: SOH 85 vs bank median 98"),
+        Condition(AlarmCode.MODULE_MISMATCH, Level.WARNING, 3, "module 3: cycle count 900 vs bank median 100"),
     ]

@@ -103,7 +103,12 @@ def _commands(frames: tuple[BusFrame, ...]) -> list[dict[str, Any]]:
     from gateway.can import dbc  # noqa: PLC0415
 
     message = dbc.load(None, "module.dbc", "can.modules.dbc").get_message_by_name("MasterCommand")
-    return [dict(message.decode(frame.data)) for frame in frames]
+    out = []
+    for frame in frames:
+        values = message.decode(frame.data)
+        assert isinstance(values, dict)  # MasterCommand is not a container message
+        out.append(values)
+    return out
 
 
 def test_frames_of_the_inverter_on_a_shared_bus_go_to_the_link_not_the_store() -> None:

@@ -119,7 +119,9 @@ def test_message_matches_page(db: cantools.database.can.Database, row: Row) -> N
     assert message.frame_id == row.base
     assert message.length == 8
     assert not message.is_extended_frame
-    number, unit = re.search(r"(\d+) (ms|s)\b", row.period).groups()
+    period = re.search(r"(\d+) (ms|s)\b", row.period)
+    assert period, row.period
+    number, unit = period.groups()
     assert message.cycle_time == int(number) * (1 if unit == "ms" else 1000)
     expected = expected_signals(row)
     actual = {s.name: s for s in message.signals if not s.is_multiplexer}
@@ -149,6 +151,7 @@ def test_multiplexing(db: cantools.database.can.Database) -> None:
     for n in range(1, 29):
         signal = temps.get_signal_by_name(f"Temp{n:02d}")
         assert signal.multiplexer_ids == [(n - 1) // 7]
+        assert signal.choices is not None
         assert dict(signal.choices) == {255: "NoSensor"}
 
 
@@ -156,12 +159,13 @@ def test_value_tables(db: cantools.database.can.Database) -> None:
     text = PAGE.read_text()
     line = text.split("ModuleState values:")[1].split("\n")[0]
     states = {int(v): n for v, n in re.findall(r"(\d) (\w+)", line)}
-    assert {
-        k: str(v) for k, v in db.get_message_by_name("ModuleStatus").get_signal_by_name("ModuleState").choices.items()
-    } == states
+    choices = db.get_message_by_name("ModuleStatus").get_signal_by_name("ModuleState").choices
+    assert choices is not None
+    assert {k: str(v) for k, v in choices.items()} == states
     reasons = {int(v): n for v, n in re.findall(r"(\d) (\w+)", text.split("enum: ")[1].split(")")[0])}
-    signal = db.get_message_by_name("MasterCommand").get_signal_by_name("IsolateReason")
-    assert {k: str(v) for k, v in signal.choices.items()} == reasons
+    choices = db.get_message_by_name("MasterCommand").get_signal_by_name("IsolateReason").choices
+    assert choices is not None
+    assert {k: str(v) for k, v in choices.items()} == reasons
 
 
 def test_known_frame_decodes(db: cantools.database.can.Database) -> None:

@@ -39,7 +39,9 @@ def all_configs(cfg: config.Config, addresses: tuple[int, ...]) -> dict[str, dic
 def test_bank_and_module_configs_satisfy_home_assistant() -> None:
     configs = all_configs(config.parse({}), (1, 2, 16))
     assert fleet_problems(configs) == []
-    components = Counter(TOPIC.match(t)["component"] for t in configs)  # type: ignore[index]
+    matches = [TOPIC.match(t) for t in configs]
+    assert all(matches), configs
+    components = Counter(m["component"] for m in matches if m)
     assert components == {
         "sensor": len(BANK_FIELDS) + 3 * (len(MODULE_FIELDS) + len(MODULE_TEXT)),
         "binary_sensor": len(BANK_FLAGS) + len(AlarmCode),
@@ -149,7 +151,7 @@ def test_display_precision_follows_the_unit() -> None:
     cfg = config.parse({})
     configs = {**discovery.bank_configs(cfg), **discovery.module_configs(cfg, 1)}
     expected = {"V": 2, "A": 1, "°C": 1}
-    checked = Counter()
+    checked: Counter[tuple[str, bool]] = Counter()
     for topic, p in configs.items():
         unit = p.get("unit_of_measurement")
         if unit not in expected:

@@ -28,7 +28,7 @@ def leaf_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:
         if f.name in config.NOT_KEYS or "where" in f.metadata:
             continue
         hint = table(hints[f.name])
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             section = f"{prefix}.{f.name}" if prefix else f.name
             out += leaf_keys(hint, section)
         else:
@@ -73,7 +73,7 @@ def ranges(cls: type, prefix: str = "") -> list[tuple[str, str, config.Range]]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = table(hints[f.name])
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             out += ranges(hint, f"{prefix}.{f.name}" if prefix else f.name)
         elif "range" in f.metadata:
             out.append((prefix, f.name, f.metadata["range"]))

@@ -27,6 +27,7 @@ import cantools
 import pytest
 from cantools.database.can import Database
 
+from gateway.can import dbc
 from gateway.can.bus import open_bus
 from gateway.master.model import Lifecycle, ModuleState
 from gateway.service import Gateway
@@ -174,7 +175,7 @@ def permits(frames: Sequence[can.Message]) -> dict[int, int]:
     out = {}
     for m in frames:
         if COMMAND_BASE < m.arbitration_id < COMMAND_BASE + 0x20:
-            out[m.arbitration_id - COMMAND_BASE] = MASTER_COMMAND.decode(bytes(m.data))["ConnectPermit"]
+            out[m.arbitration_id - COMMAND_BASE] = int(dbc.decode(MASTER_COMMAND, bytes(m.data))["ConnectPermit"])
     return out
 
 
@@ -205,5 +206,7 @@ async def test_master_commands_admit_matching_modules_and_hold_back_a_mismatched
         await until(lambda: gateway.hub.latest.modules[3].reading.current == 0.0, within=3.0, what="module 3 at 0 A")
         reported = gateway.hub.latest.modules
         assert reported[3].reading.module_state == ModuleState.ISOLATED
-        assert reported[1].reading.current + reported[2].reading.current == pytest.approx(20.0, abs=0.3)
+        first, second = reported[1].reading.current, reported[2].reading.current
+        assert first is not None and second is not None
+        assert first + second == pytest.approx(20.0, abs=0.3)
         assert gateway.hub.latest.current == pytest.approx(20.0, abs=0.3)

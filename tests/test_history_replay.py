@@ -38,7 +38,9 @@ def decoded(log: Path) -> list[tuple[float, int, str, dict[str, Any]]]:
     out = []
     for msg in LogFile(log):
         message = MODULE_DB.get_message_by_frame_id(msg.arbitration_id & ~0x1F)
-        out.append((msg.timestamp, msg.arbitration_id & 0x1F, message.name, message.decode(bytes(msg.data))))
+        values = message.decode(bytes(msg.data))
+        assert isinstance(values, dict)  # module messages are not container messages
+        out.append((msg.timestamp, msg.arbitration_id & 0x1F, message.name, values))
     return out
 
 

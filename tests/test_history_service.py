@@ -19,8 +19,9 @@ import pytest
 import structlog
 
 from gateway import config
+from gateway.errors import ConfigError
 from gateway.history.store import Reader, Store
-from gateway.master.model import AlarmCode, BankSnapshot
+from gateway.master.model import Alarm, AlarmCode, BankSnapshot
 from gateway.service import Gateway
 from gateway.sim import Simulator
 
@@ -96,7 +97,7 @@ async def test_a_reload_records_what_changed_and_what_waits_for_a_restart(channe
     async with running(gateway):
         await until(lambda: gateway.hub.latest.seq > 0, within=5.0, what="a first tick")
         assert gateway.reload(changed) == ["bank.tick"]
-        with pytest.raises(config.ConfigError):
+        with pytest.raises(ConfigError):
             gateway.reload(dataclasses.replace(changed, keys=frozenset()))
     reloaded, refused = named(events(db), "config reloaded", "config reload refused")
     assert reloaded["detail"] == "bank.tick: 0.1 -> 0.2; limits.alarm_hold: 5.0 -> 12.5; needs a restart: bank.tick"
@@ -138,7 +139,7 @@ async def still_protects(gateway: Gateway, channel: str, problem: str) -> str:
     return found.detail
 
 
-def alarm(snapshot: BankSnapshot) -> Any:
+def alarm(snapshot: BankSnapshot) -> Alarm | None:
     return next((a for a in snapshot.alarms if a.code is AlarmCode.HISTORY_UNAVAILABLE), None)
 
 
@@ -173,8 +174,9 @@ async def test_a_full_disk_costs_history_not_protection(
             sim = Simulator(modules=2, current=20.0)
             async with running(gateway) as task, simulating(cfg.can.modules[0].channel, sim):
                 await until(lambda: online(gateway) == (1, 2), within=10.0, what="modules online")
-                assert gateway.history is not None
-                await until(lambda: gateway.history.batches >= 2, within=5.0, what="history written")
+                writer = gateway.history
+                assert writer is not None
+                await until(lambda: writer.batches >= 2, within=5.0, what="history written")
                 reason = full()
                 await until(lambda: alarm(gateway.hub.latest) is not None, within=15.0, what="history_unavailable")
                 seq = gateway.hub.latest.seq
@@ -184,7 +186,8 @@ async def test_a_full_disk_costs_history_not_protection(
             if disk is not None:
                 (disk / "filler").unlink()
         assert snapshot.valid and snapshot.limits.charge_current.value > 0
-        assert reason in alarm(snapshot).detail
+        found = alarm(snapshot)
+        assert found is not None and reason in found.detail
         assert len(unavailable(logs)) == 1
         with Reader(db) as reader:  # what went in before the disk filled is intact
             assert reader.events()[0].event == "gateway start"

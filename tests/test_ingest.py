@@ -22,7 +22,12 @@ from gateway.can.ingest import ModuleStore
 from gateway.errors import BusError, ConfigError
 
 DB = dbc.load(None, "module.dbc", "can.modules.dbc")
-RANGES = {s.name: (s.minimum, s.maximum) for m in DB.messages for s in m.signals if s.minimum is not None}
+RANGES = {
+    s.name: (s.minimum, s.maximum)
+    for m in DB.messages
+    for s in m.signals
+    if s.minimum is not None and s.maximum is not None
+}
 
 
 def encode(name: str, address: int, **values: float) -> tuple[int, bytes]:

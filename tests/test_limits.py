@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -31,6 +31,13 @@ def pair(limit: Limit) -> tuple[float, str]:
 
 NO_LIMITS = frozenset({"charge_current_limit", "discharge_current_limit"}) | NO_PERMITS
 """What a DBC without the modules' own current limits (nor permits) leaves absent."""
+
+
+class Permits(TypedDict, total=False):
+    """A module's own charge/discharge permits, as its reading carries them."""
+
+    charge_permitted: int
+    discharge_permitted: int
 
 
 def own(cfg: Config = CFG, *, reported: bool = True, permits: bool = False, **values: Any) -> Limits:
@@ -133,7 +140,7 @@ RATED = Limit(100.0, "rating module 1")
     ],
 )
 def test_a_module_s_own_bms_may_forbid_a_direction(
-    sent: bool, values: dict[str, int], charge: Limit, discharge: Limit
+    sent: bool, values: Permits, charge: Limit, discharge: Limit
 ) -> None:
     limits = own(permits=sent, **values)
     assert (limits.charge_current, limits.discharge_current) == (charge, discharge)

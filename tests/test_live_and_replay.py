@@ -28,6 +28,7 @@ from gateway.clock import UNIX, Anchor
 from gateway.master.model import BankSnapshot
 from gateway.outputs.inverter import profile
 from gateway.outputs.inverter.profiles import SimFrame
+from gateway.outputs.inverter.schedule import Schedule
 from gateway.replay import replay
 from gateway.service import Gateway
 from gateway.sim import Simulator, parse_fault
@@ -100,7 +101,9 @@ async def settle(condition: Callable[[], bool], what: str) -> None:
         await pause()
 
 
-async def live(log: Path, cfg: config.Config, channel: str) -> tuple[list[BankSnapshot], list, list]:
+async def live(
+    log: Path, cfg: config.Config, channel: str
+) -> tuple[list[BankSnapshot], list[tuple[int, bytes]], list[tuple[int, bytes]]]:
     frames = list(LogFile(log))
     clock: LogClock = asyncio.get_running_loop()._log_clock  # type: ignore[attr-defined]
     clock.t = frames[0].timestamp
@@ -128,7 +131,11 @@ async def live(log: Path, cfg: config.Config, channel: str) -> tuple[list[BankSn
             while gateway.core.next_tick <= t:
                 due = gateway.core.next_tick
                 clock.t = due
-                await settle(lambda due=due: gateway.hub.latest.t >= due, f"tick at {due}")
+
+                def ticked(due: float = due) -> bool:
+                    return gateway.hub.latest.t >= due
+
+                await settle(ticked, f"tick at {due}")
 
         fed = heard = 0
         for msg in frames:
@@ -139,11 +146,19 @@ async def live(log: Path, cfg: config.Config, channel: str) -> tuple[list[BankSn
                 speaker.send(msg)
                 schedule = gateway.core.inverter
                 assert schedule is not None
-                await settle(lambda n=heard, s=schedule: s.heard >= n, "inverter frame answered")
+
+                def answered(n: int = heard, s: Schedule = schedule) -> bool:
+                    return s.heard >= n
+
+                await settle(answered, "inverter frame answered")
             else:
                 fed += 1
                 sender.send(msg)
-                await settle(lambda n=fed: _handled(gateway) >= n, "frame decoded")
+
+                def decoded(n: int = fed) -> bool:
+                    return _handled(gateway) >= n
+
+                await settle(decoded, "frame decoded")
             await settle(lambda: not gateway.core.urgent, "urgent tick")
         await tick_to(frames[-1].timestamp)
         await settle(lambda: snapshots[-1] is gateway.hub.latest, "last snapshot seen")

@@ -6,13 +6,20 @@ import math
 
 import pytest
 
-from gateway.master.model import InverterInfo, IsolateReason, Level, Lifecycle
+from gateway.master.model import Alarm, BankSnapshot, InverterInfo, IsolateReason, Level, Lifecycle, ModuleReading
 
 from helpers.factories import bank, master, reading, run
 
 
-def alarm(snapshot, code):  # type: ignore[no-untyped-def]
+def find(snapshot: BankSnapshot, code: str) -> Alarm | None:
     return next((a for a in snapshot.alarms if a.code == code), None)
+
+
+def alarm(snapshot: BankSnapshot, code: str) -> Alarm:
+    """The snapshot's alarm `code`; a test that expects one fails here, naming it, when it is not raised."""
+    found = find(snapshot, code)
+    assert found is not None, f"no {code} alarm in {[a.code for a in snapshot.alarms]}"
+    return found
 
 
 def test_starting_grace_then_limits_ramp_up_from_zero() -> None:
@@ -48,7 +55,7 @@ def test_falling_limits_apply_at_once() -> None:
 def test_sixty_forty_sharing_gives_166_7_amps() -> None:
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t, current=60.0), 2: reading(2, t, current=40.0)}
 
     s = run(m, 0.0, 60.0, readings).snapshot
@@ -63,7 +70,7 @@ def test_a_share_measured_from_the_first_second_is_never_exceeded_while_it_settl
     """60/40 from t = 0: the 60 % module is never asked for more than its 100 A (it once got 103 A at t = 12 s)."""
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t, current=48.0), 2: reading(2, t, current=32.0)}
 
     charges = []
@@ -81,7 +88,7 @@ def test_a_share_that_rises_applies_at_once_and_one_that_falls_decays() -> None:
     shares = {"even": (0.5, 0.5), "uneven": (0.7, 0.3)}
     state = ["even"]
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         a, b = shares[state[0]]
         return {1: reading(1, t, current=80.0 * a), 2: reading(2, t, current=80.0 * b)}
 
@@ -94,10 +101,12 @@ def test_a_share_that_rises_applies_at_once_and_one_that_falls_decays() -> None:
     s = run(m, 40.2, 60.0, readings).snapshot
     state[0] = "even"  # back to 50/50: the share decays with share_smoothing (5 s), the limit follows slowly
     s = m.step(60.1, readings(60.1)).snapshot
-    assert s.modules[1].share == pytest.approx(0.7 - 0.2 * (1 - math.exp(-0.1 / 5.0)), abs=1e-6)
-    assert s.limits.charge_current.value == pytest.approx(100.0 / s.modules[1].share, abs=1e-6)
-    s = run(m, 60.2, 65.0, readings).snapshot
-    assert 0.5 < s.modules[1].share < 0.6
+    share = s.modules[1].share
+    assert share is not None
+    assert share == pytest.approx(0.7 - 0.2 * (1 - math.exp(-0.1 / 5.0)), abs=1e-6)
+    assert s.limits.charge_current.value == pytest.approx(100.0 / share, abs=1e-6)
+    share = run(m, 60.2, 65.0, readings).snapshot.modules[1].share
+    assert share is not None and 0.5 < share < 0.6
     s = run(m, 65.1, 120.0, readings).snapshot
     assert s.limits.charge_current.value == pytest.approx(200.0, abs=0.01)
 
@@ -109,7 +118,7 @@ def test_a_series_string_with_no_headroom_still_has_a_share() -> None:
     """
     m = master(bank={"strings": [[1, 2], [3, 4]], "admission_soc_window": 100.0})
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {
             1: reading(1, t),
             2: reading(2, t),
@@ -192,7 +201,7 @@ def test_a_module_gone_3_s_leaves_the_limits_at_n_minus_1() -> None:
     run(m, 0.0, 30.0, bank(1, 2, 3))
     assert m.step(30.1, bank(1, 2, 3)(30.1)).snapshot.limits.charge_current.value == pytest.approx(300.0)
 
-    def two_left(t: float):  # type: ignore[no-untyped-def]
+    def two_left(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t), 2: reading(2, t), 3: reading(3, 30.1, alive=5)}
 
     s = run(m, 30.2, 33.0, two_left).snapshot
@@ -219,7 +228,7 @@ def test_a_frozen_alive_counter_is_offline() -> None:
 def test_a_module_20_percent_off_stays_pending() -> None:
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t), 2: reading(2, t), 3: reading(3, t, soc=80.0)}
 
     tick = run(m, 0.0, 20.0, readings)
@@ -237,7 +246,7 @@ def test_a_module_20_percent_off_stays_pending() -> None:
 def test_admission_checks_the_voltage_too() -> None:
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t), 2: reading(2, t), 3: reading(3, t, voltage=53.8)}
 
     s = run(m, 0.0, 10.0, readings).snapshot
@@ -251,7 +260,7 @@ def test_a_broken_series_string_zeroes_the_limits() -> None:
     assert s.voltage == pytest.approx(212.0)
     assert s.limits.charge_voltage.value == pytest.approx(4 * 55.2)
 
-    def three(t: float):  # type: ignore[no-untyped-def]
+    def three(t: float) -> dict[int, ModuleReading]:
         return {**bank(1, 2, 3)(t), 4: reading(4, 20.0)}
 
     s = run(m, 20.1, 24.0, three).snapshot
@@ -266,7 +275,7 @@ def test_a_broken_series_string_zeroes_the_limits() -> None:
 def test_series_string_aggregation_and_soc_rule() -> None:
     m = master(bank={"strings": [[1, 2]]})
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t, soc=60.0, current=10.0), 2: reading(2, t, soc=63.0, current=10.4)}
 
     s = run(m, 0.0, 20.0, readings).snapshot
@@ -283,7 +292,7 @@ def test_series_string_aggregation_and_soc_rule() -> None:
 def test_parallel_aggregation_weights_by_capacity() -> None:
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {
             1: reading(1, t, soc=60.0, full_capacity=100.0, voltage=53.0),
             2: reading(2, t, soc=62.0, full_capacity=50.0, soh=90.0, voltage=53.1),
@@ -301,17 +310,19 @@ def test_parallel_aggregation_weights_by_capacity() -> None:
 def test_extremes_name_module_and_cell() -> None:
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {
             1: reading(1, t, cell_voltage_max=3.35, cell_voltage_max_index=9, temperature_min=18.0),
             2: reading(2, t, cell_voltage_min=3.21, cell_voltage_min_index=14, temperature_max=31.0),
         }
 
     s = run(m, 0.0, 5.0, readings).snapshot
-    assert (s.cell_voltage_max.value, s.cell_voltage_max.module, s.cell_voltage_max.index) == (3.35, 1, 9)
-    assert (s.cell_voltage_min.value, s.cell_voltage_min.module, s.cell_voltage_min.index) == (3.21, 2, 14)
-    assert (s.temperature_max.value, s.temperature_max.module) == (31.0, 2)
-    assert (s.temperature_min.value, s.temperature_min.module) == (18.0, 1)
+    vmax, vmin, tmax, tmin = s.cell_voltage_max, s.cell_voltage_min, s.temperature_max, s.temperature_min
+    assert vmax is not None and vmin is not None and tmax is not None and tmin is not None
+    assert (vmax.value, vmax.module, vmax.index) == (3.35, 1, 9)
+    assert (vmin.value, vmin.module, vmin.index) == (3.21, 2, 14)
+    assert (tmax.value, tmax.module) == (31.0, 2)
+    assert (tmin.value, tmin.module) == (18.0, 1)
 
 
 def test_reported_limits_below_the_rating_bind() -> None:
@@ -333,7 +344,7 @@ def test_reported_limits_below_the_rating_bind() -> None:
         ({"temperature_min": -15.0, "temperature_max": -12.0}, 0.0, 50.0, "temperature"),
     ],
 )
-def test_derating_tables(values: dict, charge: float, discharge: float, rule: str) -> None:
+def test_derating_tables(values: dict[str, float], charge: float, discharge: float, rule: str) -> None:
     s = run(master(), 0.0, 20.0, bank(1, **values)).snapshot
     assert s.limits.charge_current.value == pytest.approx(charge)
     assert s.limits.discharge_current.value == pytest.approx(discharge)
@@ -361,7 +372,7 @@ def test_protection_isolates_then_holds_off_then_readmits() -> None:
     m = master(bank={"isolation_holdoff": 10.0})
     run(m, 0.0, 20.0, bank(1, 2))
 
-    def protecting(t: float):  # type: ignore[no-untyped-def]
+    def protecting(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t), 2: reading(2, t, protections=1)}
 
     tick = run(m, 20.1, 21.0, protecting)
@@ -410,7 +421,7 @@ def test_repeatedly_first_to_cutoff_is_isolated() -> None:
 def test_stack_limit_in_auto_mode() -> None:
     m = master(bank={"max_modules": 2, "min_online": 1})
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t), 2: reading(2, t), 3: reading(3, t, first_seen=5.0)}
 
     tick = run(m, 0.0, 20.0, readings)
@@ -424,7 +435,7 @@ def test_stack_limit_in_auto_mode() -> None:
 def test_wrong_cell_count_is_rejected_and_unknown_modules_are_not_admitted() -> None:
     m = master(bank={"strings": [[1], [2], [3]]})
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {**bank(1, 2, 9)(t), 3: reading(3, t, cells_in_series=15, cell_count=15)}
 
     tick = run(m, 0.0, 10.0, readings)
@@ -442,7 +453,7 @@ def test_wrong_cell_count_is_rejected_and_unknown_modules_are_not_admitted() -> 
 def test_mismatch_warnings_name_the_modules() -> None:
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {
             1: reading(1, t),
             2: reading(2, t, firmware=(1, 3, 0)),
@@ -460,7 +471,7 @@ def test_mismatch_warnings_name_the_modules() -> None:
 def test_thermal_gradient_heat_accumulation_and_fan() -> None:
     m = master(bank={"positions": {"1": 1, "2": 2, "3": 3}})
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {
             1: reading(1, t, temperature_max=25.0),
             2: reading(2, t, temperature_max=37.5),
@@ -478,7 +489,7 @@ def test_thermal_gradient_heat_accumulation_and_fan() -> None:
 def test_balance_target_while_charging_near_the_top() -> None:
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t, current=20.0, cell_voltage_max=3.42, cell_voltage_min=3.36)}
 
     tick = run(m, 0.0, 10.0, readings)
@@ -493,11 +504,11 @@ def test_alarm_hysteresis_and_hold() -> None:
     s = m.step(10.1, bank(1, cell_voltage_max=3.56)(10.1)).snapshot
     assert alarm(s, "cell_over_voltage").since == 10.1
     s = m.step(10.2, bank(1, cell_voltage_max=3.52)(10.2)).snapshot  # inside the 50 mV band: still raised
-    assert alarm(s, "cell_over_voltage") is not None
+    assert find(s, "cell_over_voltage") is not None
     s = run(m, 10.3, 15.1, bank(1, cell_voltage_max=3.45)).snapshot  # gone, but held 5 s
     assert alarm(s, "cell_over_voltage").since == 10.1
     s = m.step(15.3, bank(1, cell_voltage_max=3.45)(15.3)).snapshot
-    assert alarm(s, "cell_over_voltage") is None
+    assert find(s, "cell_over_voltage") is None
 
 
 def test_cell_imbalance_is_a_protection_only_at_rest() -> None:
@@ -519,7 +530,7 @@ def test_inverter_comm_lost_after_the_timeout() -> None:
     m = master()
     run(m, 0.0, 10.0, bank(1))
     info = InverterInfo(name="VIC", last_seen=5.0)
-    assert alarm(m.step(30.0, bank(1)(30.0), info).snapshot, "inverter_comm_lost") is None
+    assert find(m.step(30.0, bank(1)(30.0), info).snapshot, "inverter_comm_lost") is None
     s = m.step(35.5, bank(1)(35.5), info).snapshot
     assert alarm(s, "inverter_comm_lost").level is Level.WARNING
     assert s.inverter == info
@@ -528,7 +539,7 @@ def test_inverter_comm_lost_after_the_timeout() -> None:
 def test_sensor_mismatch_in_a_series_string() -> None:
     m = master(bank={"strings": [[1, 2]]})
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t, current=20.0), 2: reading(2, t, current=27.0)}
 
     s = run(m, 0.0, 10.0, readings).snapshot
@@ -545,7 +556,7 @@ def test_module_alarm_bits_become_alarms() -> None:
 def test_missing_temperatures_keep_a_module_out() -> None:
     m = master()
 
-    def readings(t: float):  # type: ignore[no-untyped-def]
+    def readings(t: float) -> dict[int, ModuleReading]:
         seen = {"status": t, "limits": t, "cells": t}
         return {1: reading(1, t), 2: reading(2, t, seen=seen, temperature_max=None, temperature_min=None)}
 
@@ -559,12 +570,12 @@ def test_a_silent_binding_module_keeps_its_limit_for_offline_hold() -> None:
     m = master(bank={"offline_hold": 10.0})
     run(m, 0.0, 20.0, bank(1, 2))
 
-    def full(t: float):  # type: ignore[no-untyped-def]
+    def full(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t), 2: reading(2, t, cell_voltage_max=3.56)}
 
     run(m, 20.1, 21.0, full)
 
-    def silent(t: float):  # type: ignore[no-untyped-def]
+    def silent(t: float) -> dict[int, ModuleReading]:
         return {1: reading(1, t), 2: reading(2, 21.0, cell_voltage_max=3.56)}
 
     s = run(m, 21.1, 30.0, silent).snapshot

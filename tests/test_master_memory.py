@@ -53,11 +53,11 @@ def test_an_isolated_module_stays_isolated_for_the_rest_of_its_hold_off() -> Non
     assert isolated.snapshot.modules[2].lifecycle is Lifecycle.ISOLATED
     run(before, 5.2, 65.1, bank(1, 2))
     memory = before.memory(65.1)
-    assert memory.isolations == (
-        Isolation(
-            module=2, reason="protection: CellOverVoltage", isolate_reason=IsolateReason.FAULT, held=pytest.approx(60.0)
-        ),
+    [isolation] = memory.isolations
+    assert isolation == Isolation(
+        module=2, reason="protection: CellOverVoltage", isolate_reason=IsolateReason.FAULT, held=isolation.held
     )
+    assert isolation.held == pytest.approx(60.0)
     start = 3_665.0
     restarted, forgetful = Master(CFG), Master(CFG)
     restarted.restore(memory, start)

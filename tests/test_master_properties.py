@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,16 @@ from gateway import config
 from gateway.can import dbc
 from gateway.can.codec import SCALARS
 from gateway.master.master import Master
-from gateway.master.model import NO_PERMITS, RULE_INPUTS, BankSnapshot, InverterInfo, Lifecycle, ModuleReading
+from gateway.master.model import (
+    NO_PERMITS,
+    RULE_INPUTS,
+    BankSnapshot,
+    InverterInfo,
+    Lifecycle,
+    Limits,
+    ModuleReading,
+    ModuleView,
+)
 
 from helpers.factories import reading
 
@@ -26,7 +36,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 
 @st.composite
-def module_values(draw: st.DrawFn) -> dict:
+def module_values(draw: st.DrawFn) -> dict[str, float]:
     vmin = draw(st.floats(2.5, 3.6))
     return {
         "soc": draw(st.floats(0.0, 100.0)),
@@ -55,7 +65,9 @@ def bank_config(strings: list[list[int]] | None) -> config.Config:
     )
 
 
-def history(cfg: config.Config, modules: Mapping[int, dict], seconds: float = 90.0) -> tuple[Master, float]:
+def history(
+    cfg: config.Config, modules: Mapping[int, Mapping[str, float]], seconds: float = 90.0
+) -> tuple[Master, float]:
     """Steady readings for long enough that the smoothed current shares have settled (to ~1e-8)."""
     m = Master(cfg)
     t = 0.0
@@ -63,6 +75,12 @@ def history(cfg: config.Config, modules: Mapping[int, dict], seconds: float = 90
         m.step(t, {a: reading(a, t, **v) for a, v in modules.items()})
         t += 1.0
     return m, t
+
+
+def own_limits(view: ModuleView) -> Limits:
+    """A module's own limits: every module the master counts on has them."""
+    assert view.limits is not None, view
+    return view.limits
 
 
 def check_snapshot(s: BankSnapshot) -> None:
@@ -77,24 +95,19 @@ def check_snapshot(s: BankSnapshot) -> None:
     for view in s.modules.values():
         if view.lifecycle is not Lifecycle.ONLINE:
             continue
-        own = view.limits
-        assert own is not None and view.share is not None and view.share > 0
+        own = own_limits(view)
+        assert view.share is not None and view.share > 0
         # no module is asked for more than its own limit: its share of the bank limit fits in it
         assert view.share * lim.charge_current.value <= own.charge_current.value + 1e-6
         assert view.share * lim.discharge_current.value <= own.discharge_current.value + 1e-6
-        assert (
-            lim.charge_voltage.value
-            <= sum(
-                s.modules[a].limits.charge_voltage.value
-                for a in s.strings[view.string]  # type: ignore[union-attr]
-            )
-            + 1e-9
-        )
+        assert view.string is not None
+        string = s.strings[view.string]
+        assert lim.charge_voltage.value <= sum(own_limits(s.modules[a]).charge_voltage.value for a in string) + 1e-9
 
 
 @SETTINGS
 @given(modules=st.lists(module_values(), min_size=1, max_size=6))
-def test_parallel_bank_never_asks_a_module_for_more_than_its_limit(modules: list[dict]) -> None:
+def test_parallel_bank_never_asks_a_module_for_more_than_its_limit(modules: list[dict[str, float]]) -> None:
     values = dict(enumerate(modules, start=1))
     m, t = history(bank_config(None), values)
     s = m.step(t, {a: reading(a, t, **v) for a, v in values.items()}).snapshot
@@ -107,8 +120,8 @@ def test_parallel_bank_never_asks_a_module_for_more_than_its_limit(modules: list
         for a, view in s.modules.items():
             measured = flowing[a] / sum(flowing.values())
             for bank_limit, own in (
-                (s.limits.charge_current.value, view.limits.charge_current.value),
-                (s.limits.discharge_current.value, view.limits.discharge_current.value),
+                (s.limits.charge_current.value, own_limits(view).charge_current.value),
+                (s.limits.discharge_current.value, own_limits(view).discharge_current.value),
             ):
                 assert measured * bank_limit <= own * 1.001 + 1e-6
 
@@ -131,8 +144,10 @@ EMPTY = {
 @given(strings=st.lists(st.lists(module_values(), min_size=1, max_size=3), min_size=1, max_size=3))
 # A series string of full_ah 0 (one module empty, one full) had share 0: a ZeroDivisionError in the master.
 @example(strings=[[EMPTY], [EMPTY, EMPTY, {**EMPTY, "soc": 100.0}]])
-def test_series_and_parallel_banks_keep_every_invariant(strings: list[list[dict]]) -> None:
-    layout, values, address = [], {}, 1
+def test_series_and_parallel_banks_keep_every_invariant(strings: list[list[dict[str, float]]]) -> None:
+    layout: list[list[int]] = []
+    values: dict[int, dict[str, float]] = {}
+    address = 1
     for string in strings:
         layout.append(list(range(address, address + len(string))))
         for v in string:
@@ -165,7 +180,9 @@ CIRCULATING = [  # strings charging and discharging each other: module 1's 37 A 
 # Without module 1 the bank current turned from +21 A to -16 A: module 3's share, measured 0 in the new direction,
 # decayed, and DCL rose from 0.082 A (sent as 0) to 0.1 A. Shares no longer decay in a tick the bank changed.
 @example(modules=CIRCULATING, victim_index=0, removal="module")
-def test_removing_a_module_or_data_never_raises_a_limit(modules: list[dict], victim_index: int, removal: str) -> None:
+def test_removing_a_module_or_data_never_raises_a_limit(
+    modules: list[dict[str, float]], victim_index: int, removal: str
+) -> None:
     values = dict(enumerate(modules, start=1))
     cfg = bank_config([[a] for a in values])
     victim = sorted(values)[victim_index % len(values)]
@@ -205,8 +222,13 @@ THRESHOLD = 0.05 * RATED
 """The master measures shares once |bank current| exceeds 5 % of the rating per string (`share_threshold`)."""
 
 
+Tick = tuple[float, list[float] | None, tuple[int, float, float] | None]
+"""(dt, the strings' currents if they change, a module's new (address, charge, discharge limit) if any)."""
+ShareRun = tuple[list[list[int]], dict[int, tuple[float, float, float]], list[Tick]]
+
+
 @st.composite
-def share_runs(draw: st.DrawFn) -> tuple[list[list[int]], dict[int, tuple[float, float, float]], list[tuple]]:
+def share_runs(draw: st.DrawFn) -> ShareRun:
     """A bank of 1..4 parallel strings of 1 or 2 modules; per module (charge limit, discharge limit, capacity);
     then ticks of (dt, per-string currents, a module's new reported limits or None)."""
     series = draw(st.integers(1, 2))
@@ -239,7 +261,7 @@ def share_runs(draw: st.DrawFn) -> tuple[list[list[int]], dict[int, tuple[float,
     )
 )
 def test_no_string_is_asked_for_more_than_its_limit_at_its_true_share_of_any_tick(
-    run: tuple[list[list[int]], dict[int, tuple[float, float, float]], list[tuple]],
+    run: ShareRun,
 ) -> None:
     """At every tick after admission, bank limit x the share each string takes in that tick <= its limit + 0.1 A.
 
@@ -252,7 +274,8 @@ def test_no_string_is_asked_for_more_than_its_limit_at_its_true_share_of_any_tic
     own = dict(modules)
     currents = [0.0] * len(layout)
     t = 0.0
-    for dt, new_currents, change in [(0.0, None, None), (3.5, None, None), *ticks]:
+    start: list[Tick] = [(0.0, None, None), (3.5, None, None)]
+    for dt, new_currents, change in [*start, *ticks]:
         t += dt
         if new_currents is not None:
             currents = new_currents
@@ -281,9 +304,9 @@ def test_no_string_is_asked_for_more_than_its_limit_at_its_true_share_of_any_tic
         for string, f in zip(layout, flowing, strict=True):
             share = f / sum(flowing)
             views = [s.modules[a] for a in string]
-            assert all(v.lifecycle is Lifecycle.ONLINE and v.limits is not None for v in views)
-            charge = min(v.limits.charge_current.value for v in views)  # type: ignore[union-attr]
-            discharge = min(v.limits.discharge_current.value for v in views)  # type: ignore[union-attr]
+            assert all(v.lifecycle is Lifecycle.ONLINE for v in views)
+            charge = min(own_limits(v).charge_current.value for v in views)
+            discharge = min(own_limits(v).discharge_current.value for v in views)
             assert s.limits.charge_current.value * share <= charge + 0.1, (t, string, share, s.limits)
             assert s.limits.discharge_current.value * share <= discharge + 0.1, (t, string, share, s.limits)
 
@@ -317,6 +340,7 @@ _GROUPS = ("status", "limits", "cells", "temperatures", "alarms", "info", "capac
 def any_reading(draw: st.DrawFn, address: int, now: float) -> ModuleReading:
     """A reading with any subset of values, each anything the DBC can decode, and any groups at any age; half of
     them a healthy module with a few values replaced, so that banks form and the limit rules run too."""
+    values: dict[str, Any]  # whatever the DBC decodes, per field
     if draw(st.booleans()):
         changed = draw(st.sets(st.sampled_from(sorted(_FIELDS)), max_size=3))
         values = {key: draw(_FIELDS[key]) for key in changed}

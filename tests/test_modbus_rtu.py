@@ -16,6 +16,7 @@ from gateway.outputs import byd
 from gateway.service import Gateway
 
 from helpers.buses import make_config, running, until
+from helpers.clocks import FixedClock
 from helpers.modbus import Clock
 from helpers.modbus_rtu import GEN24_ID, TOWER, gen24, read, rtu_config, serving, tower_snapshot
 from helpers.socat import PtyPair, socat, socat_missing
@@ -149,14 +150,14 @@ async def test_a_silent_gen24_raises_inverter_comm_lost_by_the_heartbeat_timeout
         can={"inverter": {"enabled": False}},
         modbus_rtu={"enabled": True, "port": pty_pair.gateway, "heartbeat_timeout": 120.0},
     )
-    clock = Clock(1000.0)
+    clock = FixedClock(1000.0)
     gateway = Gateway(cfg, clock=clock)
 
     def lost() -> bool:
         return any(a.code is AlarmCode.INVERTER_COMM_LOST for a in gateway.hub.latest.alarms)
 
     async def tick_at(t: float) -> None:
-        clock.now = t
+        clock.t = t
         await until(lambda: gateway.hub.latest.t >= t, within=5, what=f"a snapshot at {t}")
 
     async with running(gateway), gen24(pty_pair.inverter) as client:

@@ -74,7 +74,8 @@ async def test_three_pylontech_batteries_on_three_buses_share_and_one_bus_lost_l
             assert own is not None
             assert own.charge_current.value == 100.0
             assert own.charge_current.bound_by == f"reported module {a}: module's own limit, no cell data"
-            assert s.modules[a].share is not None and abs(s.modules[a].share - 1 / 3) < 0.02
+            share = s.modules[a].share
+            assert share is not None and abs(share - 1 / 3) < 0.02
 
         links[2][1].muted.add(3)  # the third port goes dead
         await until(

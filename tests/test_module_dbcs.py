@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import cantools
 import pytest
@@ -22,12 +23,16 @@ EXTENDED = 0x80000000
 
 
 def load(name: str) -> Database:
-    return cantools.database.load_file(MODULES / name, strict=True)
+    db = cantools.database.load_file(MODULES / name, strict=True)
+    assert isinstance(db, Database)
+    return db
 
 
-def decode(db: Database, frame_id: int, data: str | bytes, *, choices: bool = False) -> dict:
+def decode(db: Database, frame_id: int, data: str | bytes, *, choices: bool = False) -> dict[str, Any]:
     payload = bytes.fromhex(data) if isinstance(data, str) else data
-    return db.decode_message(frame_id, payload, decode_choices=choices)
+    values = db.decode_message(frame_id, payload, decode_choices=choices)
+    assert isinstance(values, dict)  # not a container message
+    return values
 
 
 @pytest.mark.parametrize("name", ["pylon_lv_battery.dbc", "pylon_hv_battery.dbc", "jk_bms_can.dbc", "daly_can.dbc"])

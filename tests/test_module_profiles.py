@@ -4,6 +4,7 @@ into readings, its decoder fuzzed, polls on schedule, and a replayed log to the 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def test_a_payload_signal_can_name_the_module(tmp_path: Path) -> None:
     store.feed(1536, bytes([0x20, 0x02, 60, 0, 0, 0, 0, 16]), 1.0)  # 16 is beyond the signal's range
     readings = store.readings()
     assert sorted(readings) == [5, 16]
-    assert (readings[5].voltage, readings[5].soc) == (pytest.approx(52.8), 55)
+    assert (readings[5].voltage, readings[5].soc) == pytest.approx((52.8, 55))
     assert store.counters["out_of_range"] == 1
 
 
@@ -173,6 +174,7 @@ def test_round_trip_from_the_simulator_to_readings(profile: str) -> None:
     translators = [Translator(bus, index=i) for i, bus in enumerate(cfg.can.modules)]
     channels = {bus.channel: i for i, bus in enumerate(cfg.can.modules)}
     for msg in translated(sim, translators, 6.0):
+        assert isinstance(msg.channel, str)
         core.feed(msg, msg.timestamp, channels[msg.channel])
     readings = core.store.readings()
     assert sorted(readings) == [1, 2]
@@ -324,7 +326,9 @@ def test_the_codec_says_what_each_profile_never_sends() -> None:
     assert absent("jk-bms-can") == absent("daly-can") == {"charge_current_limit", "discharge_current_limit"} | permits
 
 
-PERMITTED = {
+Frames = dict[str, dict[str, float]]
+"""Message name -> its signals' values."""
+PERMITTED: dict[str, tuple[str, Frames, Callable[[int], Frames]]] = {
     # profile: (its DBC, the frames of a healthy battery, the frame that allows (1) or forbids (0) charging)
     "pylon-lv-battery": (
         "modules/pylon_lv_battery.dbc",
@@ -419,9 +423,9 @@ def test_pylontech_clones_that_pad_every_frame_to_8_bytes_are_read_and_ours_are_
     pylon = ModuleStore(ModuleCodec.from_config(_profile_config("pylon-lv-battery", 1).can.modules[0]))
     pylon.feed(0x355, bytes([0x1A, 0x00, 0x64, 0x00]) + bytes(4), 1.0)  # SOC 26 %, SOH 100 %, padded
     pylon.feed(0x356, bytes([0x02, 0x13, 0x00, 0x00, 0x4A, 0x01, 0xFF, 0xFF]), 1.0)  # 48.66 V, 0 A, 33.0 degC
-    assert pylon.counters["decoded"] == 2 and not pylon.counters["bad_length"]
+    assert (pylon.counters["decoded"], pylon.counters["bad_length"]) == (2, 0)
     r = pylon.readings()[1]
-    assert (r.soc, r.soh, r.voltage, r.temperature_max) == (26, 100, pytest.approx(48.66), pytest.approx(33.0))
+    assert (r.soc, r.soh, r.voltage, r.temperature_max) == pytest.approx((26, 100, 48.66, 33.0))
     pylon.feed(0x355, bytes([0x1A, 0x00]), 2.0)  # cut short: never a reading
     assert pylon.counters["bad_length"] == 1
 
@@ -452,6 +456,7 @@ def test_invert_current_turns_a_discharge_positive_bms_into_charge_positive(prof
         translators = [Translator(bus, index=i) for i, bus in enumerate(sim_cfg.can.modules)]
         channels = {bus.channel: i for i, bus in enumerate(read_cfg.can.modules)}
         for msg in translated(sim, translators, 6.0):
+            assert isinstance(msg.channel, str)
             core.feed(msg, msg.timestamp, channels[msg.channel])
         readings = core.store.readings()
         return [readings[a].current for a in (1, 2)]

@@ -109,7 +109,7 @@ def test_forbidden_marks_follow_the_limits() -> None:
 # -- a decoder written from the protocol text, not from our DBC --------------------------------------------------
 
 
-def decode(can_id: int, data: bytes, *, big: bool = False, offset: bool = True) -> dict[str, float]:
+def decode(can_id: int, data: bytes, *, big: bool = False, offset: bool = True) -> dict[str, float | str]:
     """Pylon HV as its protocol text lays it out: u16 fields, currents (A + 3000) x 10, temperatures (degC + 100)
     x 10, or plain signed currents without the offset."""
     end = ">" if big else "<"
@@ -146,7 +146,7 @@ def decode(can_id: int, data: bytes, *, big: bool = False, offset: bool = True) 
         cells, modules, per, level, ah = struct.unpack(f"{end}HBBHH", data)
         return {"cells": cells, "modules": modules, "per": per, "level": level, "ah": ah}
     if can_id in (0x7330, 0x7340):
-        return {"text": data.rstrip(b"\0").decode("ascii")}  # type: ignore[dict-item]
+        return {"text": data.rstrip(b"\0").decode("ascii")}
     return {}
 
 

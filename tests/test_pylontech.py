@@ -19,12 +19,13 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypedDict
 
 import can
 import cantools
 import pytest
 import structlog
+from cantools.database.can import Database
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -65,7 +66,16 @@ from gateway.outputs.inverter.pylon_lv import INVERTER_IDS
 
 DATA = Path(__file__).parent / "data"
 DOCS = Path(__file__).parents[1] / "docs" / "inverter.md"
-INDEPENDENT = cantools.database.load_file(DATA / "pylontech_independent.dbc", strict=True)
+
+
+def load_independent() -> Database:
+    """The independently written DBC, loaded by cantools itself."""
+    db = cantools.database.load_file(DATA / "pylontech_independent.dbc", strict=True)
+    assert isinstance(db, Database)
+    return db
+
+
+INDEPENDENT = load_independent()
 MAJOR, MINOR = (int(x) for x in __version__.split(".")[:2])
 
 PYLON_12 = [0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E]
@@ -87,6 +97,15 @@ def view(address: int, lifecycle: Lifecycle = Lifecycle.ONLINE, *, ccl: float = 
         share=None,
         isolate_reason=IsolateReason.NONE,
     )
+
+
+class LimitValues(TypedDict, total=False):
+    """`snapshot`'s limits, any of them."""
+
+    cvl: float
+    ccl: float
+    dcl: float
+    dvl: float
 
 
 def snapshot(
@@ -135,7 +154,7 @@ def by_frame(sent: list[Frame]) -> dict[int, bytes]:
     return {f.can_id: f.data for f in sent}
 
 
-def hexes(data: bytes) -> str:
+def hexes(data: bytes | bytearray) -> str:
     return data.hex(" ").upper()
 
 
@@ -247,7 +266,7 @@ def test_module_count_can_be_given() -> None:
         ({"cvl": 57.7}, (577, 1000, 1500, 480)),
     ],
 )
-def test_rounding_never_raises_a_limit(limits: dict[str, float], expected: tuple[int, ...]) -> None:
+def test_rounding_never_raises_a_limit(limits: LimitValues, expected: tuple[int, ...]) -> None:
     assert limits_raw(snapshot(**limits)) == expected
 
 
@@ -270,7 +289,7 @@ def test_current_limits_round_down_and_dvl_rounds_up_by_less_than_a_step(current
         ({"cvl": math.nan, "ccl": math.nan, "dcl": math.inf, "dvl": math.nan}, (0, 0, 0, 0xFFFF)),
     ],
 )
-def test_limits_are_clamped_to_the_field(values: dict[str, float], expected: tuple[int, ...]) -> None:
+def test_limits_are_clamped_to_the_field(values: LimitValues, expected: tuple[int, ...]) -> None:
     assert limits_raw(snapshot(**values)) == expected
 
 
@@ -609,7 +628,7 @@ def independent(snap: BankSnapshot) -> dict[int, dict[str, float]]:
     for can_id, data, _ in frames(snap, PROFILES["victron"]) + frames(snap, PROFILES["pylontech-1.3"]):
         message = INDEPENDENT.get_message_by_frame_id(can_id)
         assert len(data) == message.length, hex(can_id)
-        out[can_id] = message.decode(data, decode_choices=False)
+        out[can_id] = dict(dbc.decode(message, data))
     return out
 
 
@@ -767,7 +786,9 @@ def test_the_docs_bit_positions_are_the_dbc() -> None:
     ):
         for row in table_rows(heading):
             for prefix, cell in zip(prefixes, row[1:3], strict=True):
-                byte, bit = (int(x) for x in position.match(cell).groups())  # type: ignore[union-attr]
+                found = position.match(cell)
+                assert found, cell
+                byte, bit = (int(x) for x in found.groups())
                 signal = message.get_signal_by_name(f"{prefix}{ticked(row[0])}")
                 assert signal.start == 8 * byte + bit, signal.name
                 checked += 1
@@ -858,7 +879,8 @@ async def next_frame(reader: can.AsyncBufferedReader, can_id: int, within: float
 
 
 def ccl_of(msg: can.Message) -> int:
-    return struct.unpack("<HhhH", msg.data)[1]
+    _, ccl, _, _ = struct.unpack("<HhhH", msg.data)
+    return int(ccl)
 
 
 async def test_cadence_each_frame_once_per_period(buses: Any) -> None:
@@ -947,7 +969,7 @@ async def test_send_errors_are_counted_and_logged_once_per_burst() -> None:
     clock = LiveClock()
     hub = SnapshotHub(snapshot(t=clock()))
     with structlog.testing.capture_logs() as logged:
-        async with ticking(hub, clock), publishing(FullBus(), hub, clock, period=0.05) as publisher:  # type: ignore[arg-type]
+        async with ticking(hub, clock), publishing(FullBus(), hub, clock, period=0.05) as publisher:  # type: ignore[arg-type]  # a fake bus: only send()
             await asyncio.sleep(0.35)
             await publisher.send_failsafe(times=1)
     assert publisher.send_errors >= 3 * len(PYLON_12)

@@ -13,7 +13,7 @@ from unittest.mock import patch
 import can
 
 from gateway import config
-from gateway.replay import ReplayResult, progress_bar, replay
+from gateway.replay import Progress, ReplayResult, progress_bar, replay
 from gateway.sim import Simulator
 from gateway.sim.bus import write_log
 
@@ -22,10 +22,10 @@ from helpers.clocks import unix
 CFG = config.parse({})
 
 
-def replayed(log: Path, **kwargs: Path) -> ReplayResult:
+def replayed(log: Path, *, snapshots: Path | None = None) -> ReplayResult:
     """Replay in a thread, so that a replay that never ends fails this test instead of hanging the suite."""
     out: list[ReplayResult] = []
-    worker = threading.Thread(target=lambda: out.append(replay(log, CFG, **kwargs)), daemon=True)
+    worker = threading.Thread(target=lambda: out.append(replay(log, CFG, snapshots=snapshots)), daemon=True)
     worker.start()
     worker.join(timeout=60.0)
     assert out, "replay did not finish"
@@ -82,6 +82,11 @@ class Terminal(io.StringIO):
         return True
 
 
+def recording(told: list[tuple[int, float | None]]) -> Progress:
+    """A progress callback that keeps what it is told in `told`."""
+    return lambda n, fraction: told.append((n, fraction))
+
+
 def test_progress_is_told_the_frames_and_how_much_of_the_log_is_read(tmp_path: Path) -> None:
     plain = tmp_path / "stack.log"
     frames = write_log(plain, Simulator(modules=2, seed=1), 20.0)
@@ -90,7 +95,7 @@ def test_progress_is_told_the_frames_and_how_much_of_the_log_is_read(tmp_path: P
     for log in (plain, compressed):
         told: list[tuple[int, float | None]] = []
         with patch("gateway.replay.PROGRESS_EVERY", 100), patch("gateway.can.logfile.CHUNK", 4096):
-            result = replay(log, CFG, progress=lambda n, fraction, told=told: told.append((n, fraction)))
+            result = replay(log, CFG, progress=recording(told))
         assert result.frames == frames
         assert [n for n, _ in told] == list(range(100, frames + 1, 100))
         fractions = [f for _, f in told]

@@ -47,8 +47,11 @@ def at(snapshots: list[dict[str, Any]], t: float) -> dict[str, Any]:
     return [s for s in snapshots if unix(s["t"]) <= t][-1]
 
 
-def alarm(snapshot: dict[str, Any], code: str) -> dict[str, Any] | None:
-    return next((a for a in snapshot["alarms"] if a["code"] == code), None)
+def alarm(snapshot: dict[str, Any], code: str) -> dict[str, Any]:
+    """The snapshot's alarm `code`; a test that expects one fails here, naming it, when it is not raised."""
+    found: dict[str, Any] | None = next((a for a in snapshot["alarms"] if a["code"] == code), None)
+    assert found is not None, f"no {code} alarm in {snapshot['alarms']}"
+    return found
 
 
 def test_healthy_parallel_bank(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import can
+import can.interfaces.virtual
 import pytest
 import structlog
 from pymodbus.client import AsyncModbusTcpClient

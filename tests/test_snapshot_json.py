@@ -54,18 +54,17 @@ def test_a_simulated_stack_through_the_core() -> None:
 
 def view(address: int, t: float, **changes: Any) -> ModuleView:
     limit = Limit(changes.pop("limit", 100.0), "rating")
-    fields = {
-        "reading": reading(address, t, **{"remaining_capacity": 60.0, **changes.pop("reading", {})}),
-        "lifecycle": Lifecycle.ONLINE,
-        "reason": "",
-        "position": address,
-        "string": address - 1,
-        "limits": Limits(limit, limit, Limit(56.0, "cell"), Limit(46.0, "cell")),
-        "share": 0.25,
-        "isolate_reason": IsolateReason.NONE,
-    }
-    fields.update(changes)
-    return ModuleView(**fields)
+    default = ModuleView(
+        reading=reading(address, t, **{"remaining_capacity": 60.0, **changes.pop("reading", {})}),
+        lifecycle=Lifecycle.ONLINE,
+        reason="",
+        position=address,
+        string=address - 1,
+        limits=Limits(limit, limit, Limit(56.0, "cell"), Limit(46.0, "cell")),
+        share=0.25,
+        isolate_reason=IsolateReason.NONE,
+    )
+    return replace(default, **changes)
 
 
 VALUES = st.one_of(

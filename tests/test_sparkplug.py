@@ -17,6 +17,7 @@ from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from gateway import __version__, config
@@ -110,7 +111,7 @@ def test_our_schema_is_the_one_pysparkplug_ships() -> None:
     the same (only the protobuf package differs, which is not on the wire)."""
     from pysparkplug._protobuf import sparkplug_b_pb2 as theirs  # noqa: PLC0415 - skipped with pysparkplug
 
-    assert _shape(sparkplug_b_pb2.Payload.DESCRIPTOR) == _shape(theirs.Payload.DESCRIPTOR)
+    assert _shape(sparkplug_b_pb2.Payload.DESCRIPTOR) == _shape(theirs.DESCRIPTOR.message_types_by_name["Payload"])
     ours = {v.name: v.number for v in sparkplug_b_pb2.DESCRIPTOR.enum_types_by_name["DataType"].values}
     assert ours == {v.name: v.number for v in theirs.DESCRIPTOR.enum_types_by_name["DataType"].values}
     assert {t.name: t.value for t in DataType} == {name.upper(): number for name, number in ours.items() if number < 15}
@@ -136,7 +137,7 @@ def test_our_schema_is_the_one_pysparkplug_ships() -> None:
 )
 def test_pysparkplug_reads_each_type_we_write(datatype: DataType, value: Any) -> None:
     payload = Payload(1_700_000_000_000, (Metric("m", 7, datatype, value),), seq=0)
-    birth = host.pysparkplug.NBirth.decode(encode(payload, with_datatypes=True))
+    birth = host.NBirth.decode(encode(payload, with_datatypes=True))
     (metric,) = birth.metrics
     assert (metric.name, metric.alias, int(metric.datatype), metric.value) == ("m", 7, int(datatype), value)
     assert metric.is_null is (value is None)
@@ -169,14 +170,9 @@ def node(*, commands: bool = False, deadband: float = 1.0) -> EdgeNode:
 
 def wire(messages: list[Outgoing]) -> list[host.Received]:
     """`messages` as a host decodes them (pysparkplug, aliases resolved through the births)."""
-
-    class Message:  # what `host.decode` reads of an aiomqtt message
-        def __init__(self, out: Outgoing) -> None:
-            self.topic = type("Topic", (), {"value": out.topic})()
-            self.payload = out.encode()
-            self.qos, self.retain = 0, False
-
-    return host.decode(Message(m) for m in messages)
+    return host.decode(
+        aiomqtt.Message(m.topic, m.encode(), qos=0, retain=False, mid=0, properties=None) for m in messages
+    )
 
 
 def snapshots(**values: Any) -> Iterator[Any]:
@@ -355,10 +351,10 @@ async def test_data_carries_changed_values_only_in_seq_order(channel: str, tmp_p
     async with subscriber(mosquitto, "spBv1.0/#") as (_, seen), serving(cfg, reload_from=None, extra=simulated(cfg)):
         await seen.on(NBIRTH, within=10.0)
 
-        def data(m: Any) -> bool:  # six data messages so far (the bank and modules settling after the start)
+        def settled(m: Any) -> bool:  # six data messages so far (the bank and modules settling after the start)
             return sum("DATA/" in m.topic.value for m in seen.messages) >= 6
 
-        await seen.wait(data, within=20.0)
+        await seen.wait(settled, within=20.0)
     received = host.decode(seen.messages)
     seq_in_order(received)
     told: dict[tuple[str | None, str], Any] = {}
@@ -415,7 +411,7 @@ async def test_ddeath_when_a_module_drops(channel: str, tmp_path: Path, mosquitt
     later = received[received.index(death) + 1 :]
     assert not after(later, "DDATA", "module_2")
     assert after(received, "DDEATH", "module_1") == after(received, "DDEATH", "module_3") == []
-    assert isinstance(death.payload, host.pysparkplug.DDeath)
+    assert isinstance(death.payload, host.DDeath)
     seq_in_order(received)
 
 

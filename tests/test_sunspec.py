@@ -134,6 +134,7 @@ def test_scale_factors_keep_precision_and_fit_a_high_voltage_tower() -> None:
     registers = sunspec.image(tower, s)
     battery = tower.blocks[1]
     v_offset = _offset(MODELS[802], "V")
+    assert s.voltage is not None
     assert registers[battery.address - sunspec.BASE + v_offset] == round(s.voltage * 10)
 
 

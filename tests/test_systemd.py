@@ -98,7 +98,8 @@ def test_the_unit_gives_the_history_its_state_directory(unit: dict[tuple[str, st
 def test_the_unit_starts_after_the_can_links_of_the_example_config(unit: dict[tuple[str, str], list[str]]) -> None:
     cfg = config.load(EXAMPLE)
     after = words(unit, "After", "Unit")
-    for bus in (*cfg.can.modules, cfg.can.inverter):
+    buses: list[config.ModuleBusSection | config.InverterBusSection] = [*cfg.can.modules, cfg.can.inverter]
+    for bus in buses:
         assert bus.interface == "socketcan"
         assert f"sys-subsystem-net-devices-{bus.channel}.device" in after
     network = unit_keys((SYSTEMD / "80-can.network").read_text())

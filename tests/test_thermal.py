@@ -8,7 +8,7 @@ import pytest
 
 from gateway.master import thermal
 from gateway.master.alarms import Condition
-from gateway.master.model import Level
+from gateway.master.model import AlarmCode, Level
 
 from helpers.factories import configured
 
@@ -55,7 +55,7 @@ def test_a_middle_module_over_5_degrees_above_the_outer_ones_accumulates_heat() 
     # outer mean (25 + 29) / 2 = 27; 37.5 - 27 = 10.5
     assert hot(temperatures, layers) == [(2, 10.5)]
     assert list(thermal.conditions(temperatures, layers, 5.0)) == [
-        Condition("heat_accumulation", Level.WARNING, 2, "module 2 10.5 degC above the outer ones", 10.5)
+        Condition(AlarmCode.HEAT_ACCUMULATION, Level.WARNING, 2, "module 2 10.5 degC above the outer ones", 10.5)
     ]
     assert list(thermal.conditions(temperatures, layers, 11.0)) == []  # the threshold is configurable
 

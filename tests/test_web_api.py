@@ -526,6 +526,7 @@ async def test_a_slow_stream_client_does_not_hold_up_the_others(client: TestClie
 
 def _server_of(client: TestClient[Any, Any]) -> WebServer:
     """The WebServer behind a test client (its app's handlers are bound methods of it)."""
+    assert isinstance(client.server, TestServer)
     app = client.server.app
     assert app is not None
     for route in app.router.routes():

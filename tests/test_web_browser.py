@@ -77,8 +77,13 @@ class Stack:
     async def page(self, path: str, viewport: dict[str, int] | None = None) -> Any:
         context = await self.browser.new_context(viewport=viewport or WIDE)
         page = await context.new_page()
+
+        def console(msg: Any) -> None:
+            if msg.type == "error":
+                self.errors.append(f"{path}: {msg.text}")
+
         page.on("pageerror", lambda err: self.errors.append(f"{path}: {err}"))
-        page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"{path}: {msg.text}"))
+        page.on("console", console)
         await page.goto(self.url + path.lstrip("/"))
         await page.wait_for_selector("body[data-ready=true]", timeout=10_000)
         return page

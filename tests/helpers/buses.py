@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import cantools
 from cantools.database.can import Database
 
 from gateway import config
+from gateway.can import dbc
 from gateway.can.bus import open_bus
 from gateway.master.model import Lifecycle
 from gateway.service import Gateway
@@ -154,8 +155,8 @@ async def until(condition: Callable[[], bool], *, within: float, what: str = "co
         raise AssertionError(f"{what}: not reached within {within} s") from None
 
 
-def decode(msg: can.Message) -> dict[str, Any]:
-    return PYLONTECH.decode_message(msg.arbitration_id, bytes(msg.data), decode_choices=False)  # type: ignore[return-value]
+def decode(msg: can.Message) -> Mapping[str, float]:
+    return dbc.decode(PYLONTECH.get_message_by_frame_id(msg.arbitration_id), bytes(msg.data))
 
 
 def sets(frames: Sequence[can.Message]) -> list[dict[int, can.Message]]:

@@ -4,7 +4,7 @@ injected clock, a pymodbus client, and read requests packed by hand."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,7 +55,7 @@ def readings(t: float) -> dict[int, Any]:
 
 @asynccontextmanager
 async def serving(
-    hub: SnapshotHub, clock: Clock, cfg: Config | None = None, frame_timeout: float = 2.0
+    hub: SnapshotHub, clock: Callable[[], float], cfg: Config | None = None, frame_timeout: float = 2.0
 ) -> AsyncIterator[ModbusServer]:
     server = ModbusServer(
         hub, config=cfg or config.parse({"modbus": {"port": 0}}), clock=clock, frame_timeout=frame_timeout

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -144,7 +145,9 @@ def hexes(data: bytes) -> str:
     return data.hex(" ").upper()
 
 
-def assert_values(decoded: dict[int, dict[str, float]], expected: dict[int, dict[str, float]]) -> None:
+def assert_values(
+    decoded: Mapping[int, Mapping[str, float | str]], expected: Mapping[int, Mapping[str, float | str]]
+) -> None:
     """Every frame an independent decoder read agrees with the values expected, frame by frame."""
     assert decoded.keys() == expected.keys()
     for can_id, values in expected.items():

@@ -29,9 +29,12 @@ else:
         "pysparkplug", reason="pysparkplug is the independent decoder: pip install --no-deps 'pysparkplug>=0.6.1'"
     )
 
+from pysparkplug._payload import Birth, Payload
 from pysparkplug._protobuf import Payload as PbPayload
 
 DataType = pysparkplug.DataType
+NBirth = pysparkplug.NBirth
+DDeath = pysparkplug.DDeath
 
 
 @dataclass(frozen=True)
@@ -75,21 +78,23 @@ class Received:
 
 def decode(messages: Iterable[aiomqtt.Message]) -> list[Received]:
     """Every Sparkplug message (STATE left out) in order, decoded by pysparkplug."""
-    births: dict[tuple[str, str | None], Any] = {}
+    births: dict[tuple[str, str | None], Birth] = {}
     out = []
     for message in messages:
         topic = message.topic.value
         if not topic.startswith("spBv1.0/") or topic.startswith("spBv1.0/STATE/"):
             continue
         parsed = pysparkplug.Topic.from_str(topic)
-        kind = str(parsed.message_type)
-        key = (parsed.edge_node_id, parsed.device_id)
-        payload_type = parsed.message_type.payload
+        message_type, edge_node_id = parsed.message_type, parsed.edge_node_id
+        assert isinstance(message_type, pysparkplug.MessageType) and edge_node_id is not None, topic  # no wildcards
+        kind = str(message_type)
+        key = (edge_node_id, parsed.device_id)
+        payload_type: type[Payload] = message_type.payload
         raw = bytes(message.payload)
         payload = payload_type.decode(raw, birth=births.get(key))
-        if kind in ("NBIRTH", "DBIRTH"):
+        if isinstance(payload, Birth):
             births[key] = payload
-        out.append(Received(kind, parsed.edge_node_id, parsed.device_id, payload, raw, message.qos, message.retain))
+        out.append(Received(kind, edge_node_id, parsed.device_id, payload, raw, message.qos, message.retain))
     return out
 
 

@@ -28,7 +28,8 @@ class Message:
 
 async def messages(response: aiohttp.ClientResponse) -> AsyncIterator[Message]:
     """The Server-Sent Events of a stream response, one at a time, as the browser's EventSource parses them."""
-    event, ident, data = "message", "", []
+    event, ident = "message", ""
+    data: list[str] = []
     async for raw in response.content:
         line = raw.decode().rstrip("\r\n")
         if not line:
