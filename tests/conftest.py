@@ -6,11 +6,14 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import can.interfaces.virtual
 import pytest
 import structlog
 from hypothesis import settings
+
+from gateway import logs
 
 settings.register_profile("gateway", print_blob=True)
 settings.load_profile("gateway")
@@ -42,13 +45,22 @@ def no_leaked_buses() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def logging_put_back() -> Iterator[None]:
+def logging_put_back(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Undo `gateway.logs.configure`, which the CLI's commands run: it gives structlog a new processor list, and
     `structlog.testing.capture_logs` in a later test would miss the loggers cached with the previous one; its
-    root handler would write to this test's captured stderr after it is closed."""
+    root handler would write to this test's captured stderr after it is closed. Within the test it configures
+    without `cache_logger_on_first_use`: a module's logger first used then (`gateway.history`'s, by a `demo`)
+    would otherwise keep this test's processors for the rest of the session, out of every later capture."""
     config = structlog.get_config()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    configure = logs.configure
+
+    def uncached(*args: Any, **kwargs: Any) -> None:
+        configure(*args, **kwargs)
+        structlog.configure(cache_logger_on_first_use=False)
+
+    monkeypatch.setattr(logs, "configure", uncached)
     yield
     structlog.configure(**config)
     root.handlers[:] = handlers
