@@ -21,7 +21,7 @@ from gateway.can import dbc
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "tests" / "data"
 DBC_FILES: tuple[Path, ...] = (
-    *sorted((ROOT / "dbc").glob("*.dbc")),
+    *sorted((ROOT / "dbc").rglob("*.dbc")),
     DATA / "decoders.dbc",
     DATA / "pylontech_independent.dbc",
 )
