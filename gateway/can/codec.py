@@ -5,7 +5,8 @@ module's state, which ranges make a frame implausible and which raw values mean 
 message's cantools definition, `gateway.can.compiled` generates the plan's `read`: a function that decodes only the
 signals the gateway stores, checks each against its range, and returns the values in the order of the targets
 they go to. Frames are then read with one dict lookup and one call; nothing is looked up by name per frame. cantools
-stays the reference (tests/test_compiled.py) and encodes MasterCommand.
+stays the reference (tests/test_compiled.py). MasterCommand is encoded by a function generated the same way, with
+cantools' scaling and rounding (tests/test_compiled_encode.py).
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ class ModuleCodec:
         if problems:
             raise ConfigError(problems)
         self._command = _find(db, "MasterCommand")
+        self._encode_command = None if self._command is None else compiled.encoder(self._command, scaling=True)
         by_signal = addressing.signal if addressing.scheme is Scheme.SIGNAL else None
         for message in db.messages:
             if message is self._command:
@@ -334,9 +336,9 @@ class ModuleCodec:
 
     def encode_command(self, command: MasterCommand, counter: int) -> tuple[int, bytes]:
         """The (frame ID, payload) of a MasterCommand."""
-        if self._command is None or self.command_base is None:
+        if self._encode_command is None or self.command_base is None:
             raise ConfigError([f"{self.where}.dbc: the DBC has no MasterCommand message (set commands = false)"])
-        data = self._command.encode(
+        data = self._encode_command(
             {
                 "ConnectPermit": int(command.connect_permit),
                 "ChargeAllowed": int(command.charge_allowed),
@@ -346,10 +348,9 @@ class ModuleCodec:
                 "BalanceTargetVoltage": command.balance_target_voltage,
                 "FanDuty": command.fan_duty,
                 "MasterCounter": counter % 256,
-            },
-            strict=True,
+            }
         )
-        return self.addressing.frame_id(self.command_base, command.address), bytes(data)
+        return self.addressing.frame_id(self.command_base, command.address), data
 
 
 def _absent(provides: frozenset[str], sent: set[str | int]) -> frozenset[str]:

@@ -4,7 +4,8 @@ shorter and longer payloads, and valid frames of every multiplexer branch with r
 
 Also the DBC files whose messages every decoder must handle: the shipped ones (dbc/, module and inverter side) and
 the test DBCs with what the shipped ones do not have (tests/data/decoders.dbc: big-endian, odd lengths and start
-bits, float signals, nested multiplexers).
+bits, float signals, nested multiplexers; tests/data/encoders.dbc: float signals with a range, value-table entries
+outside the range, a range wider than the bits, a message without signals).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from gateway.can import dbc
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "tests" / "data"
 DBC_FILES: tuple[Path, ...] = (
-    *sorted((ROOT / "dbc").glob("*.dbc")),
+    *sorted((ROOT / "dbc").rglob("*.dbc")),
     DATA / "decoders.dbc",
+    DATA / "encoders.dbc",
     DATA / "pylontech_independent.dbc",
 )
 """Every DBC we ship (whatever is added under dbc/ is included) and the test DBCs."""

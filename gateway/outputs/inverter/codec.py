@@ -2,7 +2,10 @@
 
 Values are never computed here (the master owns limits, flags and alarms); they are only rounded, in the
 direction that never raises a limit, and clamped to each field's range (its bit width, narrowed by the DBC's
-[minimum|maximum]). Every signal of a frame must be given: a DBC and code that drift apart fail loudly.
+[minimum|maximum]). Every signal of a frame must be given: a DBC and code that drift apart fail loudly. The rounding
+is exact (Decimal) and each field remembers its last few results, since limits and setpoints repeat tick after tick;
+the raw values are then encoded by a function generated from the DBC (`gateway.can.compiled.encoder`), which gives
+cantools' bytes and cantools' errors.
 
 Where the public implementations of a protocol disagree on the byte order or on an offset, the DBC describes the
 common default and `variant` derives the other layout from it (the same bytes, the other byte order; the same
@@ -11,6 +14,7 @@ signal without its offset), so that even a profile option encodes through a DBC,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping
@@ -20,7 +24,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from cantools.database.can import Database, Message, Signal
 from cantools.database.conversion import BaseConversion
 
-from gateway.can import dbc
+from gateway.can import compiled, dbc
 
 FLOOR: frozenset[str] = frozenset(
     {
@@ -53,12 +57,20 @@ def rounding_of(name: str) -> str:
     return ROUND_HALF_UP
 
 
+KNOWN = 64
+"""How many values each field remembers the raw value of (emptied when full): the limits, setpoints and texts of a
+frame repeat tick after tick, and a Decimal division costs microseconds."""
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     signal: Signal
     rounding: str
     low: int
     high: int
+    known: dict[tuple[type, object], int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    """Raw values already worked out, by the value's type and the value: 2**60 and 2.0**60 are one key of a dict,
+    but not one number to `to_raw`, which reads a float through its repr."""
 
     @classmethod
     def of(cls, signal: Signal) -> Field:
@@ -74,6 +86,16 @@ class Field:
     def raw(self, value: float | None) -> int:
         """Rounded as the field requires and clamped to its range. Unknown or non-finite values take the safe
         end: the lowest CVL/CCL/DCL, the highest DVL, 0 for a measurement (clamped into the field)."""
+        key = (value.__class__, value)
+        raw = self.known.get(key)
+        if raw is None:
+            if len(self.known) >= KNOWN:
+                self.known.clear()
+            raw = self.known[key] = self.exact(value)
+        return raw
+
+    def exact(self, value: float | None) -> int:
+        """`raw`, worked out in Decimal."""
         if value is None or not math.isfinite(value):
             raw = {ROUND_FLOOR: self.low, ROUND_CEILING: self.high}.get(self.rounding, 0)
         else:
@@ -88,12 +110,13 @@ class Codec:
         self.db = db
         self.messages: dict[int, Message] = {m.frame_id: m for m in db.messages}
         self.fields = {m.frame_id: {s.name: Field.of(s) for s in m.signals} for m in db.messages}
+        self.encoders = {m.frame_id: compiled.encoder(m) for m in db.messages}
 
     def encode(self, frame_id: int, values: Values) -> bytes:
         """Every signal of the frame must be given (strict): a DBC and code that drift apart fail loudly."""
         fields = self.fields[frame_id]
         raw = {name: fields[name].raw(value) for name, value in values.items()}
-        return bytes(self.messages[frame_id].encode(raw, scaling=False, strict=True))
+        return self.encoders[frame_id](raw)
 
     def decode(self, frame_id: int, data: bytes) -> Mapping[str, float]:
         """A received frame's signals (short frames zero-padded: their arrival is what counts)."""
