@@ -199,6 +199,7 @@ def test_compiled_encoder_equals_cantools(name: str, data: st.DataObject) -> Non
     if plain and isinstance(got, bytes):  # cantools refuses a value out of range
         assert not handed, "a value the generated code must take went to cantools"
         back = message.decode(got, scaling=False, decode_choices=False)
+        assert isinstance(back, dict)  # a plain message decodes to a dict (cantools types it as any decoding)
         for key, value in values.items():
             signal = signals[key]
             expected = (float(value) if signal.length == 64 else float32(value)) if signal.is_float else int(value)
@@ -281,6 +282,7 @@ def test_a_multiplexed_message_keeps_cantools(name: str, data: st.DataObject) ->
         values = message.decode(data.draw(payloads(message)), scaling=False, decode_choices=False)
     except Exception:  # a payload cantools cannot decode has no values to encode
         return
+    assert isinstance(values, dict)
     assert outcome(compiled.encoder(message), values) == outcome(cantools(message, False), values)
 
 
@@ -448,5 +450,6 @@ def test_codec_encode_equals_decimal_and_cantools(data: st.DataObject) -> None:
 
 
 def test_the_codecs_encode_through_generated_code() -> None:
+    assert MODULE_CODEC._encode_command is not None
     assert MODULE_CODEC._encode_command.__code__.co_filename.startswith("<encoder of MasterCommand (scaled)")
     assert all(e.__code__.co_filename.startswith("<encoder of") for c in CODECS for e in c.encoders.values())
