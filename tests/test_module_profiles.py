@@ -190,6 +190,10 @@ def test_round_trip_from_the_simulator_to_readings(profile: str) -> None:
         else:
             assert r.cell_voltage_max == pytest.approx(max(truth.cell_voltages), abs=0.002)
             assert r.cell_voltage_min == pytest.approx(min(truth.cell_voltages), abs=0.002)
+        if "cell_voltages" in PROFILES[profile].provides:  # every cell, none beyond the module's own
+            assert r.cell_voltages == pytest.approx(truth.cell_voltages, abs=0.002)
+        if profile == "daly-can":  # JK's sensors are T1, T2, MOS, T4, T5: the simulator's four never fill them
+            assert r.cell_temperatures == pytest.approx([truth.temperature] * 4, abs=1.5)
 
 
 @pytest.mark.parametrize("profile", OTHERS)
@@ -223,15 +227,16 @@ def test_daly_is_polled_per_module_with_its_address_in_the_request_id() -> None:
     first = schedule.due(0.0)
     assert [hex(f.can_id) for f in first] == [
         hex(0x18000040 | data_id << 16 | n << 8)
-        for data_id in (0x90, 0x91, 0x92, 0x93, 0x94, 0x98, 0x50)
+        for data_id in (0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x98, 0x50)
         for n in (1, 2)
     ]
     assert all(f.extended and f.data == bytes(8) for f in first)
     assert schedule.due(0.5) == []
     each_second = {f.can_id >> 16 & 0xFF for f in schedule.due(0.9995)}  # a tick a hair early still counts
-    assert each_second == {0x90, 0x91, 0x92, 0x93, 0x98}
+    assert each_second == {0x90, 0x91, 0x92, 0x93, 0x95, 0x98}
     later = [f.can_id >> 16 & 0xFF for t in range(2, 11) for f in schedule.due(float(t))]
     assert later.count(0x94) == 2 and later.count(0x50) == 0  # every 10 s; every 60 s
+    assert later.count(0x95) == 18 and later.count(0x96) == 4  # each module: every 1 s; every 5 s
 
 
 def test_pylon_hv_is_polled_once_for_every_tower_on_the_bus() -> None:
@@ -323,6 +328,30 @@ def test_sensors_past_the_count_never_reach_the_temperature_rules(tmp_path: Path
     assert (limits.charge_current.value, limits.charge_current.bound_by) == (200.0, "rating module 1")
 
 
+def test_the_simulated_daly_answers_with_a_frame_per_three_cells_and_per_seven_sensors() -> None:
+    """16 cells: frames 1..6, cells 17 and 18 zeros; 4 sensors: frame 1, slots 5-7 raw 0. As a Daly answers."""
+    translator = Translator(_profile_config("daly-can", 1).can.modules[0])
+    sim = Simulator(modules=1, current=0.0, seed=1)  # 16 cells, 4 sensors
+    for msg in sim.advance(until=1.2):
+        translator.take(msg)
+
+    def ask(data_id: int) -> list[can.Message]:
+        poll = can.Message(arbitration_id=0x18000040 | data_id << 16 | 1 << 8, data=bytes(8), is_extended_id=True)
+        return translator.answer(poll)
+
+    cells = ask(0x95)
+    assert {m.arbitration_id for m in cells} == {0x18954001}
+    assert [m.data[0] for m in cells] == [1, 2, 3, 4, 5, 6]
+    truth = sim.module(1).cell_voltages
+    assert struct.unpack(">H", cells[2].data[1:3])[0] == pytest.approx(truth[6] * 1000, abs=1.0)  # cell 7
+    assert cells[5].data[3:7] == bytes(4)
+    (sensors,) = ask(0x96)
+    assert sensors.data[0] == 1 and all(20 < t - 40 < 30 for t in sensors.data[1:5])
+    assert sensors.data[5:] == bytes(3)
+    (status,) = ask(0x94)
+    assert tuple(status.data[:2]) == (16, 4)
+
+
 # -- a replayed log to the bank's limits ---------------------------------------------------------------------------
 
 
@@ -356,6 +385,11 @@ def test_replay_of_each_profile_to_bank_limits(tmp_path: Path, profile: str, own
         assert limits is not None and share is not None
         assert (limits.charge_current.value, limits.charge_current.bound_by) == (own, bound.format(a=a))
         shares.append(share)
+        r = s.modules[a].reading
+        if "cell_voltages" in PROFILES[profile].provides:  # 16 cells each
+            assert len(r.cell_voltages) == 16 and all(v is not None and 3.2 < v < 3.4 for v in r.cell_voltages)
+        if profile == "daly-can":  # and 4 sensors
+            assert len(r.cell_temperatures) == 4 and all(t is not None and 20 < t < 30 for t in r.cell_temperatures)
     assert sum(shares) == pytest.approx(1.0)
     expected = min(2 * own, own / max(shares))
     assert s.limits.charge_current.value == pytest.approx(expected)
