@@ -326,8 +326,13 @@ def _decodable(name: str) -> st.SearchStrategy[float | int]:
     return st.integers(low, high).map(lambda raw: raw * s.scale + s.offset)
 
 
-_BEYOND_OURS = {"ChargePermitted": st.integers(0, 1), "DischargePermitted": st.integers(0, 1)}
-"""Signals of other BMSs' profiles that our DBC does not carry (Pylontech's 0x35C flags: one bit each)."""
+_BEYOND_OURS = {
+    "ChargePermitted": st.integers(0, 1),
+    "DischargePermitted": st.integers(0, 1),
+    "TemperatureSensorCount": st.integers(0, 255),
+}
+"""Signals of other BMSs' profiles that our DBC does not carry (Pylontech's 0x35C flags: one bit each; Daly's
+sensor count: a byte)."""
 _FIELDS = {
     key: _BEYOND_OURS[name] if name in _BEYOND_OURS else _decodable(name)
     for name, (_, key) in SCALARS.items()

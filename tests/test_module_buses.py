@@ -126,6 +126,14 @@ async def test_polled_bmss_answer_only_when_polled_and_one_that_stops_goes_offli
             for a in (1, 2):
                 voltage = s.modules[a].reading.voltage
                 assert voltage is not None and abs(voltage - sim.module(a).voltage) < 0.2
+
+            def daly_cells() -> tuple[int, int]:
+                r = gateway.hub.latest.modules[1].reading
+                return len(r.cell_voltages), len(r.cell_temperatures)
+
+            # 0x94 (the counts) every 10 s, 0x96 every 5 s: the first polls may go out before the gateway has
+            # opened the bus.
+            await until(lambda: daly_cells() == (16, 4), within=12.0, what="the Daly's 16 cells and 4 sensors")
             daly = links[0][1]
             daly.muted.add(1)
             await until(

@@ -190,6 +190,10 @@ def test_round_trip_from_the_simulator_to_readings(profile: str) -> None:
         else:
             assert r.cell_voltage_max == pytest.approx(max(truth.cell_voltages), abs=0.002)
             assert r.cell_voltage_min == pytest.approx(min(truth.cell_voltages), abs=0.002)
+        if "cell_voltages" in PROFILES[profile].provides:  # every cell, none beyond the module's own
+            assert r.cell_voltages == pytest.approx(truth.cell_voltages, abs=0.002)
+        if profile == "daly-can":  # JK's sensors are T1, T2, MOS, T4, T5: the simulator's four never fill them
+            assert r.cell_temperatures == pytest.approx([truth.temperature] * 4, abs=1.5)
 
 
 @pytest.mark.parametrize("profile", OTHERS)
@@ -223,21 +227,129 @@ def test_daly_is_polled_per_module_with_its_address_in_the_request_id() -> None:
     first = schedule.due(0.0)
     assert [hex(f.can_id) for f in first] == [
         hex(0x18000040 | data_id << 16 | n << 8)
-        for data_id in (0x90, 0x91, 0x92, 0x93, 0x94, 0x98, 0x50)
+        for data_id in (0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x98, 0x50)
         for n in (1, 2)
     ]
     assert all(f.extended and f.data == bytes(8) for f in first)
     assert schedule.due(0.5) == []
     each_second = {f.can_id >> 16 & 0xFF for f in schedule.due(0.9995)}  # a tick a hair early still counts
-    assert each_second == {0x90, 0x91, 0x92, 0x93, 0x98}
+    assert each_second == {0x90, 0x91, 0x92, 0x93, 0x95, 0x98}
     later = [f.can_id >> 16 & 0xFF for t in range(2, 11) for f in schedule.due(float(t))]
     assert later.count(0x94) == 2 and later.count(0x50) == 0  # every 10 s; every 60 s
+    assert later.count(0x95) == 18 and later.count(0x96) == 4  # each module: every 1 s; every 5 s
 
 
 def test_pylon_hv_is_polled_once_for_every_tower_on_the_bus() -> None:
     bus = config.parse({"can": {"modules": {"profile": "pylon-hv-battery"}}}).can.modules[0]
     frames = PollSchedule(0, bus.poll_frames, bus.address_plan).due(0.0)
     assert [(f.can_id, f.data[0], f.extended) for f in frames] == [(0x4200, 0, True), (0x4200, 2, True)]
+
+
+# -- Daly: cells and sensors, three and seven a frame ---------------------------------------------------------------
+
+
+def _daly_answer(data_id: int, data: bytes, module: int = 1) -> can.Message:
+    return can.Message(arbitration_id=0x18004000 | data_id << 16 | module, data=data, is_extended_id=True)
+
+
+def _daly_cells(volts: list[float]) -> list[can.Message]:
+    """0x95: three cells a frame, frame n in byte 0; the cells of the last frame past the count are zeros."""
+    mv = [round(v * 1000) for v in volts] + [0, 0]
+    return [
+        _daly_answer(0x95, bytes([n + 1]) + struct.pack(">HHH", *mv[3 * n : 3 * n + 3]) + b"\0")
+        for n in range(-(-len(volts) // 3))
+    ]
+
+
+def _daly_store() -> ModuleStore:
+    bus = config.parse({"can": {"modules": {"profile": "daly-can"}}}).can.modules[0]
+    store = ModuleStore(ModuleCodec.from_config(bus))
+    store.on_message(_daly_answer(0x90, struct.pack(">HHHH", 528, 0, 30000, 500)), 1.0)  # 52.8 V, 0 A, 50 %
+    return store
+
+
+DALY_STATUS = bytes([16, 4, 0, 0, 0]) + struct.pack(">H", 321) + b"\0"
+"""0x94: 16 cells, 4 temperature sensors, 321 cycles."""
+DALY_SENSORS = bytes([1, 60, 61, 62, 63, 0, 0, 0])
+"""0x96 frame 1: sensors 1-4 at 20..23 degC, slots 5-7 empty (raw 0: -40 degC on the wire)."""
+
+
+def test_daly_cell_and_sensor_frames_give_every_cell_voltage_and_temperature() -> None:
+    store = _daly_store()
+    store.on_message(_daly_answer(0x94, DALY_STATUS), 1.0)
+    for msg in _daly_cells([3.301 + 0.001 * i for i in range(16)]):
+        store.on_message(msg, 1.0)
+    store.on_message(_daly_answer(0x96, DALY_SENSORS), 1.0)
+    assert store.rejected.total() == 0
+    r = store.readings()[1]
+    assert (r.cell_count, r.sensor_count, r.cycle_count) == (16, 4, 321)
+    assert len(r.cell_voltages) == 16  # frame 6's cells 17 and 18 (zeros) are not cells
+    assert r.cell_voltages[6] == pytest.approx(3.307)  # cell 7: frame 3, first slot
+    assert r.cell_voltages[15] == pytest.approx(3.316)
+    assert r.cell_temperatures[2] == 22  # sensor 3
+
+
+def test_a_daly_with_four_sensors_reports_four_and_never_its_empty_slots_at_minus_40() -> None:
+    """A Daly fills the 0x96 slots past its sensor count with raw 0, -40 degC: as a sensor, that would stop charging
+    (under-temperature). Only as many sensors as 0x94 counts are ever shown, and none before it has counted them."""
+    store = _daly_store()
+    store.on_message(_daly_answer(0x96, DALY_SENSORS), 1.0)  # before the first 0x94
+    assert store.readings()[1].cell_temperatures == ()
+    store.on_message(_daly_answer(0x94, DALY_STATUS), 2.0)
+    r = store.readings()[1]
+    assert r.cell_temperatures == (20, 21, 22, 23)
+    assert -40 not in r.cell_temperatures
+
+
+def test_sensors_past_the_count_never_reach_the_temperature_rules(tmp_path: Path) -> None:
+    """A BMS that sends per-sensor temperatures and a sensor count but no extremes: the master's temperatures are
+    derived from the sensors, and a -40 degC empty slot among them would zero the charge limit."""
+    path = tmp_path / "counted.dbc"
+    temps = "".join(f' SG_ Temp0{n} m1 : {8 * n}|8@1+ (1,-40) [-40|215] "degC" Vector__XXX\n' for n in range(1, 8))
+    path.write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_: BMS\n\n'
+        "BO_ 1536 Pack: 8 BMS\n"
+        ' SG_ ModuleVoltage : 0|16@1+ (0.01,0) [0|200] "V" Vector__XXX\n'
+        ' SG_ SOC : 16|8@1+ (1,0) [0|100] "%" Vector__XXX\n'
+        ' SG_ TemperatureSensorCount : 24|8@1+ (1,0) [0|7] "" Vector__XXX\n'
+        ' SG_ Cell01Voltage : 32|16@1+ (0.001,0) [0|5] "V" Vector__XXX\n\n'
+        "BO_ 1537 Sensors: 8 BMS\n"
+        ' SG_ Frame M : 0|8@1+ (1,0) [1|1] "" Vector__XXX\n' + temps
+    )
+    raw = {"dbc": str(path), "addressing": "fixed", "address": 1, "commands": False}
+    cfg = config.parse({"can": {"modules": raw}, "bank": {"rated_charge_current": 200.0}})
+    store = ModuleStore(ModuleCodec.from_config(cfg.can.modules[0]))
+    store.feed(1536, struct.pack("<HBBH", 5280, 50, 4, 3300) + bytes(2), 1.0)  # 52.8 V, 50 %, 4 sensors, 3.3 V
+    store.feed(1537, DALY_SENSORS, 1.0)
+    r = store.readings()[1]
+    assert r.cell_temperatures == (20, 21, 22, 23)
+    assert (r.temperature_min, r.temperature_min_index) == (20, 1)
+    limits = module_limits(r, cfg.bank, cfg.limits)
+    assert (limits.charge_current.value, limits.charge_current.bound_by) == (200.0, "rating module 1")
+
+
+def test_the_simulated_daly_answers_with_a_frame_per_three_cells_and_per_seven_sensors() -> None:
+    """16 cells: frames 1..6, cells 17 and 18 zeros; 4 sensors: frame 1, slots 5-7 raw 0. As a Daly answers."""
+    translator = Translator(_profile_config("daly-can", 1).can.modules[0])
+    sim = Simulator(modules=1, current=0.0, seed=1)  # 16 cells, 4 sensors
+    for msg in sim.advance(until=1.2):
+        translator.take(msg)
+
+    def ask(data_id: int) -> list[can.Message]:
+        poll = can.Message(arbitration_id=0x18000040 | data_id << 16 | 1 << 8, data=bytes(8), is_extended_id=True)
+        return translator.answer(poll)
+
+    cells = ask(0x95)
+    assert {m.arbitration_id for m in cells} == {0x18954001}
+    assert [m.data[0] for m in cells] == [1, 2, 3, 4, 5, 6]
+    truth = sim.module(1).cell_voltages
+    assert struct.unpack(">H", cells[2].data[1:3])[0] == pytest.approx(truth[6] * 1000, abs=1.0)  # cell 7
+    assert cells[5].data[3:7] == bytes(4)
+    (sensors,) = ask(0x96)
+    assert sensors.data[0] == 1 and all(20 < t - 40 < 30 for t in sensors.data[1:5])
+    assert sensors.data[5:] == bytes(3)
+    (status,) = ask(0x94)
+    assert tuple(status.data[:2]) == (16, 4)
 
 
 # -- a replayed log to the bank's limits ---------------------------------------------------------------------------
@@ -273,6 +385,11 @@ def test_replay_of_each_profile_to_bank_limits(tmp_path: Path, profile: str, own
         assert limits is not None and share is not None
         assert (limits.charge_current.value, limits.charge_current.bound_by) == (own, bound.format(a=a))
         shares.append(share)
+        r = s.modules[a].reading
+        if "cell_voltages" in PROFILES[profile].provides:  # 16 cells each
+            assert len(r.cell_voltages) == 16 and all(v is not None and 3.2 < v < 3.4 for v in r.cell_voltages)
+        if profile == "daly-can":  # and 4 sensors
+            assert len(r.cell_temperatures) == 4 and all(t is not None and 20 < t < 30 for t in r.cell_temperatures)
     assert sum(shares) == pytest.approx(1.0)
     expected = min(2 * own, own / max(shares))
     assert s.limits.charge_current.value == pytest.approx(expected)

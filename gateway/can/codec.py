@@ -57,13 +57,16 @@ SCALARS: dict[str, tuple[str, str]] = {
     "FirmwareMinor": ("info", "firmware_minor"),
     "FirmwarePatch": ("info", "firmware_patch"),
     "CellsInSeries": ("info", "cells_in_series"),
+    "TemperatureSensorCount": ("info", "sensor_count"),
     "NominalCapacity": ("info", "nominal_capacity"),
     "CycleCount": ("info", "cycle_count"),
     "RemainingCapacity": ("capacity", "remaining_capacity"),
     "FullChargeCapacity": ("capacity", "full_capacity"),
     "InternalResistance": ("capacity", "internal_resistance"),
 }
-"""Our signal names (those of the protocol page) -> (group, field of the module's state)."""
+"""Our signal names (those of the protocol page, and a few that other BMSs send) -> (group, field of the module's
+state). A sensor count is `info`, as the cells in series are: it describes the module, and the message that
+carries it (Daly's 0x94, every 10 s) must not keep the `temperatures` group fresh when the extremes stop coming."""
 
 _DERIVED = {"cells": "cell_voltages", "temperatures": "cell_temperatures"}
 """Where the store derives a group's extremes from when the DBC has no summary message."""
@@ -258,6 +261,9 @@ class ModuleCodec:
         self.required_groups = frozenset(g for g in REQUIRED_GROUPS if g in self.provides)
         self.alive_counter = any(t.key == "alive" for p in self._plans.values() for t in p.targets)
         """The DBC carries an AliveCounter: a module proves it is real by advancing it."""
+        self.counts_sensors = any(t.key == "sensor_count" for p in self._plans.values() for t in p.targets)
+        """The DBC says how many temperature sensors a module has (Daly): its TempNN slots beyond that are empty,
+        not sensors, whatever they decode to (a Daly's read -40 degC)."""
         sent = {t.key for p in self._plans.values() for t in p.targets if t.group in self.provides}
         self.absent = _absent(self.provides, sent)
         """The rule inputs these modules never send (see `_absent`); every reading of this bus carries them."""

@@ -37,6 +37,7 @@ _INTEGER_FIELDS = frozenset(
         "temperature_min_index",
         "fault_code",
         "cells_in_series",
+        "sensor_count",
         "cycle_count",
     }
 )
@@ -112,15 +113,18 @@ class _Slot:
     frozen: ModuleReading | None = None
     frozen_version: int = -1
 
-    def freeze(self, derive_extremes: bool, absent: frozenset[str], invert_current: bool) -> ModuleReading:
+    def freeze(
+        self, derive_extremes: bool, absent: frozenset[str], invert_current: bool, counts_sensors: bool
+    ) -> ModuleReading:
         """Frozen copy; `derive_extremes` fills min/max from the cells when the DBC has no summary message;
-        `invert_current` turns a BMS's discharge-positive current into ours (charging positive)."""
+        `invert_current` turns a BMS's discharge-positive current into ours (charging positive); `counts_sensors`:
+        the DBC says how many sensors a module has (see `_arrays`)."""
         f = dict(self.fields)
         if invert_current and (current := f.get("current")) is not None:
             f["current"] = 0.0 - current  # not -current: a 0.0 stays 0.0, never -0.0
-        key = (self.cells_version, f.get("cell_count"), f.get("cells_in_series"))
+        key = (self.cells_version, f.get("cell_count"), f.get("cells_in_series"), f.get("sensor_count"))
         if self.arrays is None or self.arrays[0] != key:
-            self.arrays = (key, *self._arrays(f, derive_extremes))
+            self.arrays = (key, *self._arrays(f, derive_extremes, counts_sensors))
         _, cells, balancing, sensors, extremes = self.arrays
         f.update(extremes)
         if "firmware_major" in f:
@@ -144,13 +148,19 @@ class _Slot:
             **f,
         )
 
-    def _arrays(self, f: dict[str, Any], derive_extremes: bool) -> tuple[Any, ...]:
-        """(cells, balancing, sensors, extremes derived from them): rebuilt only when a per-cell value changed."""
+    def _arrays(self, f: dict[str, Any], derive_extremes: bool, counts_sensors: bool) -> tuple[Any, ...]:
+        """(cells, balancing, sensors, extremes derived from them): rebuilt only when a per-cell value changed.
+
+        Sensors are cut to the module's sensor count where its DBC carries one, and are none until it has said:
+        a Daly's empty slots read -40 degC, which would derate charging to zero as a real sensor would."""
         every_cell = tuple(self.cell_voltages)
         n_cells = int(f.get("cell_count") or f.get("cells_in_series") or _last_known(every_cell))
         cells = every_cell[:n_cells]
         sensors = tuple(self.cell_temperatures)
-        sensors = sensors[: _last_known(sensors)]
+        n_sensors = f.get("sensor_count")
+        if n_sensors is None:
+            n_sensors = 0 if counts_sensors else _last_known(sensors)
+        sensors = sensors[:n_sensors]
         extremes: dict[str, Any] = {}
         if derive_extremes:
             extremes |= _extremes("cell_voltage", cells)
@@ -267,7 +277,9 @@ class ModuleStore:
                 continue
             version = slot.version
             if slot.frozen is None or slot.frozen_version != version:
-                slot.frozen = slot.freeze(self._derive_extremes, self.codec.absent, self.codec.invert_current)
+                slot.frozen = slot.freeze(
+                    self._derive_extremes, self.codec.absent, self.codec.invert_current, self.codec.counts_sensors
+                )
                 slot.frozen_version = version
             out[address] = slot.frozen
         return out

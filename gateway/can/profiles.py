@@ -142,13 +142,18 @@ DALY = ModuleProfile(
             (0x92, 1.0, "TemperatureExtremes"),
             (0x93, 1.0, "MosStatus"),
             (0x94, 10.0, "StatusInfo"),
+            (0x95, 1.0, "CellVoltages"),
+            (0x96, 5.0, "Temperatures"),
             (0x98, 1.0, "FailureStatus"),
             (0x50, 60.0, "RatedCapacity"),
         )
     ),
-    provides=frozenset({"status", "cells", "temperatures", "alarms", "capacity", "info"}),
+    provides=frozenset(
+        {"status", "cells", "temperatures", "cell_voltages", "cell_temperatures", "alarms", "capacity", "info"}
+    ),
     summary="a Daly BMS: polled per module (request 0x18 <id> <BMS> 40, answer 0x18 <id> 40 <BMS>, 29-bit, "
-    "big-endian), the answer ID's low byte is the module address; no limits of its own",
+    "big-endian), the answer ID's low byte is the module address; 0x95/0x96 answer with one frame per 3 cells or 7 "
+    "sensors, only the first CellCount/TemperatureSensorCount (0x94) real; no limits of its own",
     verified="two readers for every layout (dbus-serialbattery, bms-to-inverter; Daly2MQTT for the failure bits); "
     "no capture; the current sign and the bitrate (250k on the BMS port, 500k via the WNT board) are disputed",
 )

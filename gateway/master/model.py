@@ -156,6 +156,8 @@ class ModuleReading:
     temperature_min: float | None = None
     temperature_max_index: int | None = None
     temperature_min_index: int | None = None
+    sensor_count: int | None = None
+    """How many temperature sensors the module says it has (Daly 0x94): `cell_temperatures` holds only those."""
     power_stage_temperature: float | None = None
     warnings: int = 0
     """The module's own warning bits (bit n = ALARM_BITS[n]); what the master finds amiss is `ModuleView.mismatch`."""
