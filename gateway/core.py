@@ -224,6 +224,12 @@ class Core:
         self.latest = snapshot
         return Tick(snapshot, due)
 
+    def repoll(self, bus: int) -> None:
+        """Module bus `bus` has (re)opened: its polls go out at the next tick, not a period later."""
+        for polls in self._polls:
+            if polls.bus == bus:
+                polls.restart()
+
     def _due(self, now: float, commands: tuple[MasterCommand, ...]) -> tuple[BusFrame, ...]:
         """The frames due on the module buses: each bus's MasterCommands (only for the modules it carries), then
         its polls."""

@@ -457,6 +457,8 @@ class Gateway:
 
         def attach(bus: can.BusABC | None) -> None:
             self._module_buses[index] = bus
+            if bus is not None:
+                self.core.repoll(index)  # the polls due while it was closed were dropped
 
         await self._run_bus(
             self.module_edges[index],

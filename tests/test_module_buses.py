@@ -133,7 +133,7 @@ async def test_polled_bmss_answer_only_when_polled_and_one_that_stops_goes_offli
 
             # 0x94 (the counts) every 10 s, 0x96 every 5 s: the first polls may go out before the gateway has
             # opened the bus.
-            await until(lambda: daly_cells() == (16, 4), within=12.0, what="the Daly's 16 cells and 4 sensors")
+            await until(lambda: daly_cells() == (16, 4), within=10.0, what="the Daly's 16 cells and 4 sensors")
             daly = links[0][1]
             daly.muted.add(1)
             await until(

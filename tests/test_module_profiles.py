@@ -239,6 +239,26 @@ def test_daly_is_polled_per_module_with_its_address_in_the_request_id() -> None:
     assert later.count(0x95) == 18 and later.count(0x96) == 4  # each module: every 1 s; every 5 s
 
 
+def test_a_bus_that_reopens_is_polled_at_the_next_tick_not_a_period_later() -> None:
+    """The service calls `repoll` when a module bus (re)opens: the polls due while it was closed went nowhere, and
+    a Daly's 0x94 (cell and sensor counts, every 10 s) or 0x50 (capacity, every 60 s) would wait that long."""
+    buses = [{"channel": "a", "address_count": 4}, {"channel": "b", "profile": "daly-can", "address_offset": 5}]
+    cfg = config.parse({"can": {"modules": buses}})
+    core = Core(cfg, now=0.0)
+
+    def polled(t: float) -> set[int]:
+        return {f.can_id >> 16 & 0xFF for f in core.tick(t).frames if f.bus == 1 and f.extended}
+
+    assert {0x94, 0x50} <= polled(0.0)
+    assert polled(3.0) & {0x94, 0x50} == set()
+    core.repoll(0)  # another bus: nothing changes here
+    assert polled(3.1) & {0x94, 0x50} == set()
+    core.repoll(1)
+    assert {0x90, 0x94, 0x50} <= polled(3.2)
+    assert polled(4.1) & {0x94, 0x50} == set()  # and on from there: 0x94 next at 13.2
+    assert 0x94 in polled(13.2)
+
+
 def test_pylon_hv_is_polled_once_for_every_tower_on_the_bus() -> None:
     bus = config.parse({"can": {"modules": {"profile": "pylon-hv-battery"}}}).can.modules[0]
     frames = PollSchedule(0, bus.poll_frames, bus.address_plan).due(0.0)

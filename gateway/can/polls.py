@@ -30,8 +30,15 @@ class PollSchedule:
     """Each poll every `period` s from the first tick; an addressed one once per module address of the bus."""
 
     def __init__(self, bus: int, polls: Sequence[Poll], addressing: Addressing) -> None:
+        self.bus = bus
         self._frames = [(poll, _frames(bus, poll, addressing)) for poll in polls]
         self._next: list[float | None] = [None] * len(self._frames)
+
+    def restart(self) -> None:
+        """Every poll due at the next `due`, the schedule going on from there: for a bus that has just (re)opened,
+        where the polls due while it was closed went nowhere (a Daly's 0x94, every 10 s, would otherwise leave its
+        cell and sensor counts unknown that long)."""
+        self._next = [None] * len(self._frames)
 
     def due(self, now: float) -> list[BusFrame]:
         """The request frames to send now: each poll whose period is up, its next one a period after this one's
