@@ -28,13 +28,15 @@ def bank_conditions(tick: TickInput, membership: Membership, inverter_timeout: f
         if h.isolate_reason is IsolateReason.STACK_LIMIT:
             yield Condition(AlarmCode.STACK_LIMIT, Level.WARNING, a, f"max_modules is {bank.max_modules}")
     for string in membership.strings:
+        if len(string) < 2:  # one module: one current sensor, nothing to compare it with
+            continue
         # Only modules that are talking: a silent one's last current is old news, not a second sensor.
         currents = [
             current
             for a in string
             if health[a].lifecycle is not Lifecycle.OFFLINE and (current := _current(readings.get(a))) is not None
         ]
-        if len(string) > 1 and len(currents) == len(string):
+        if len(currents) == len(string):
             spread = max(currents) - min(currents)
             if spread > tick.limits.sensor_mismatch / 100.0 * bank.rated_charge_current:
                 detail = f"current spread {spread:.1f} A in one string"
