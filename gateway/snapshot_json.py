@@ -1,22 +1,21 @@
 """Snapshots as JSON lines (what `replay --snapshots` writes), each module's part serialised once per module state.
 
-A line is exactly `json.dumps(payload.snapshot_dict(s), separators=(",", ":"))`; tests/test_snapshot_json.py
-checks it byte for byte. What it saves is work: per tick only the bank's part is built and serialised; a
-module's part is kept as text and reused while the module's view is the same object (the master hands out the
-same view for a module that did not change; only its `age`, which moves with the clock, and its lifetime `energy`
-are written anew), and
-its per-cell part while its cell tuples are the same objects (the store keeps them until a cell value arrives).
-Objects are compared by identity and kept alive by the cache, never by equality: 0.0 == -0.0 and 1 == 1.0, and
-their JSON differs.
+A line is exactly `dumps(payload.snapshot_dict(s))`; tests/test_snapshot_json.py checks it byte for byte, and that
+it holds the values the stdlib's `json.dumps` writes. What it saves is work: per tick only the bank's part is built
+and serialised; a module's part is kept as text and reused while the module's view is the same object (the master
+hands out the same view for a module that did not change; only its `age`, which moves with the clock, and its
+lifetime `energy` are written anew), and its per-cell part while its cell tuples are the same objects (the store
+keeps them until a cell value arrives). Objects are compared by identity and kept alive by the cache, never by
+equality: 0.0 == -0.0 and 1 == 1.0, and their JSON differs.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from gateway import payload
 from gateway.master.model import BankSnapshot, Energy, ModuleView
@@ -25,16 +24,16 @@ _AGE = "\0age\0"
 """Stands for a module's age while its part is serialised; its JSON, in `_AGE_JSON`, is cut out afterwards."""
 
 
-dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
-"""Compact JSON, as replay has always written it: `json.dumps(value, separators=(",", ":"))` without building an
-encoder per call."""
+def dumps(value: Any) -> str:
+    """Compact JSON by orjson: a tenth of the stdlib encoder's time on a snapshot, a quarter more frames/s for
+    `replay --snapshots` (see "Performance" in the README). Floats are the shortest text that reads back the same
+    number (`1e-5` where json writes `1e-05`); a NaN or an infinity is `null`, valid JSON, where json writes `NaN`."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _number(value: float | None) -> str:
-    """A module's age as `dumps` writes it (repr for a finite float)."""
-    if value is None:
-        return "null"
-    return float.__repr__(value) if math.isfinite(value) else dumps(value)
+    """A module's age as `dumps` writes it."""
+    return "null" if value is None else dumps(value)
 
 
 _AGE_JSON = f',"age":{dumps(_AGE)},'
