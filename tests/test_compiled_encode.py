@@ -184,26 +184,39 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def encoded_alike(name: str, data: st.DataObject, scaling: bool) -> tuple[dict[str, Any], bytes] | None:
+    """Random values through the generated encoder and through cantools: the same bytes or the same refusal; the
+    values and bytes when the generated code had to take them itself (every value plain), else None."""
+    message = PLAIN[name]
+    encode, handed = WATCHED[name, scaling]
+    values = data.draw(signal_values(message, scaling=scaling), label="values")
+    handed.clear()
+    got = outcome(encode, values)
+    assert got == outcome(cantools(message, scaling), values)
+    signals = {s.name: s for s in message.signals}
+    plain = values.keys() == signals.keys() and all(is_plain(signals[k], v, scaling) for k, v in values.items())
+    if not (plain and isinstance(got, bytes)):  # cantools refuses a value out of range, or beyond the bits
+        return None
+    assert not handed, "a value the generated code must take went to cantools"
+    return values, got
+
+
 @pytest.mark.parametrize("name", list(PLAIN))
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_compiled_encoder_equals_cantools(name: str, data: st.DataObject) -> None:
+    taken = encoded_alike(name, data, scaling=False)
+    if taken is None:
+        return
+    values, got = taken
     message = PLAIN[name]
-    encode, handed = WATCHED[name, False]
-    values = data.draw(signal_values(message, scaling=False), label="values")
-    handed.clear()
-    got = outcome(encode, values)
-    assert got == outcome(cantools(message, False), values)
     signals = {s.name: s for s in message.signals}
-    plain = values.keys() == signals.keys() and all(is_plain(signals[k], v, False) for k, v in values.items())
-    if plain and isinstance(got, bytes):  # cantools refuses a value out of range
-        assert not handed, "a value the generated code must take went to cantools"
-        back = message.decode(got, scaling=False, decode_choices=False)
-        assert isinstance(back, dict)  # a plain message decodes to a dict (cantools types it as any decoding)
-        for key, value in values.items():
-            signal = signals[key]
-            expected = (float(value) if signal.length == 64 else float32(value)) if signal.is_float else int(value)
-            assert same(back[key], expected), key
+    back = message.decode(got, scaling=False, decode_choices=False)
+    assert isinstance(back, dict)  # a plain message decodes to a dict (cantools types it as any decoding)
+    for key, value in values.items():
+        signal = signals[key]
+        expected = (float(value) if signal.length == 64 else float32(value)) if signal.is_float else int(value)
+        assert same(back[key], expected), key
 
 
 @pytest.mark.parametrize("name", list(PLAIN))
@@ -211,16 +224,7 @@ def test_compiled_encoder_equals_cantools(name: str, data: st.DataObject) -> Non
 @given(data=st.data())
 def test_compiled_scaled_encoder_equals_cantools(name: str, data: st.DataObject) -> None:
     """Physical values in, with cantools' own rounding (the module codec's MasterCommand)."""
-    message = PLAIN[name]
-    encode, handed = WATCHED[name, True]
-    values = data.draw(signal_values(message, scaling=True), label="values")
-    handed.clear()
-    got = outcome(encode, values)
-    assert got == outcome(cantools(message, True), values)
-    signals = {s.name: s for s in message.signals}
-    plain = values.keys() == signals.keys() and all(is_plain(signals[k], v, True) for k, v in values.items())
-    if plain and isinstance(got, bytes):  # a raw value beyond the bits is refused by cantools
-        assert not handed, "a value the generated code must take went to cantools"
+    encoded_alike(name, data, scaling=True)
 
 
 @pytest.mark.parametrize(
