@@ -579,6 +579,7 @@ def _report_damage(damage: LogError, done: str, frames: int) -> None:
 
 def _decode(args: argparse.Namespace) -> int:
     from gateway.can import dbc  # noqa: PLC0415
+    from gateway.can.addressing import Scheme  # noqa: PLC0415
     from gateway.can.codec import ModuleCodec  # noqa: PLC0415
     from gateway.can.logfile import LogFile  # noqa: PLC0415
 
@@ -600,8 +601,9 @@ def _decode(args: argparse.Namespace) -> int:
             signals = {k: round(v, 6) if isinstance(v, float) else v for k, v in decoded.items()}
         except Exception as err:
             raise DecodeError(f"{args.log}: frame {msg.arbitration_id:#x} at {msg.timestamp}: {err}") from err
-        if codec.addressing.signal in signals and address is None:  # `signal` addressing: the payload names it
-            address = int(signals[codec.addressing.signal]) + codec.addressing.offset
+        addressing = codec.addressing
+        if addressing.scheme is Scheme.SIGNAL and addressing.signal in signals:  # the payload names the module
+            address = int(signals[addressing.signal]) + addressing.offset
         if args.json:
             record = {
                 "t": msg.timestamp,

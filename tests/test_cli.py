@@ -191,6 +191,30 @@ def test_decode_with_a_config_reads_each_channel_with_its_bus(
     assert "--dbc: the config names each bus's DBC" in capsys.readouterr().err
 
 
+def test_decode_names_the_module_a_payload_signal_gives(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`signal` addressing: the ID is the same for every module, the payload's Battery signal (+ offset) names it."""
+    (tmp_path / "signal.dbc").write_text(
+        'VERSION ""\n\nNS_ :\n\nBS_:\n\nBU_: BMS\n\n'
+        "BO_ 1536 Pack: 8 BMS\n"
+        ' SG_ PackV : 0|16@1+ (0.1,0) [0|1000] "V" Vector__XXX\n'
+        ' SG_ StateOfCharge : 16|8@1+ (1,0) [0|100] "%" Vector__XXX\n'
+        ' SG_ Battery : 56|8@1+ (1,0) [0|15] "" Vector__XXX\n'
+    )
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[can.modules]\ndbc = 'signal.dbc'\naddress_signal = 'Battery'\naddress_offset = 1\ncommands = false\n"
+        "signal_map = { PackV = 'ModuleVoltage', StateOfCharge = 'SOC' }\n"
+    )
+    log = tmp_path / "x.log"
+    log.write_text("(1.000000) can0 600#1002370000000004\n(1.100000) can0 600#200238000000000F\n")
+    assert main(["decode", str(log), "--config", str(cfg), "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["address"], r["message"], r["signals"]["StateOfCharge"]) for r in records] == [
+        (5, "Pack", 55),
+        (16, "Pack", 56),
+    ]
+
+
 def test_decode_of_a_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["decode", str(tmp_path / "none.log")]) == 2
     assert "no such file" in capsys.readouterr().err
