@@ -13,6 +13,8 @@ from gateway import config
 from gateway.can.addressing import KEYS
 from gateway.errors import ConfigError
 
+from helpers.hints import table
+
 PROTOCOLS = ", ".join(repr(name) for name in typing.get_args(config.InverterProtocol))
 
 
@@ -321,21 +323,6 @@ def test_range_boundaries(key: str, value: Any, accepted: bool) -> None:
     assert any(p.startswith(key) and "within" in p for p in info.value.problems), info.value.problems
 
 
-def _element(hint: Any) -> Any:
-    """A list of tables' table (`[[can.modules]]`), or the hint itself; unset (None) is the default's."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-        hint, args = args[0], list(typing.get_args(args[0]))
-    if (
-        typing.get_origin(hint) is tuple
-        and len(args) == 2
-        and args[1] is Ellipsis
-        and dataclasses.is_dataclass(args[0])
-    ):
-        return args[0]
-    return hint
-
-
 def number_keys(cls: Any, prefix: str = "") -> list[str]:
     """Every key whose value is or holds numbers."""
     hints = typing.get_type_hints(cls)
@@ -346,7 +333,7 @@ def number_keys(cls: Any, prefix: str = "") -> list[str]:
         if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(optional) == 1:
             hint = optional[0]  # unset (None): the default of whatever reads it
         key = f"{prefix}{f.name}"
-        hint = _element(hint)
+        hint = table(hint)
         if dataclasses.is_dataclass(hint):
             out += number_keys(hint, f"{key}.")
         elif hint in (int, float) or (
@@ -371,7 +358,7 @@ def _field(key: str) -> dataclasses.Field[Any]:
     cls: Any = config.Config
     *sections, name = key.split(".")
     for section in sections:
-        cls = _element(typing.get_type_hints(cls)[section])
+        cls = table(typing.get_type_hints(cls)[section])
     return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 

@@ -6,7 +6,6 @@ import dataclasses
 import sqlite3
 import typing
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,6 +14,7 @@ from gateway.history import schema
 from gateway.master.model import AlarmCode
 
 from helpers.factories import bank, master, run
+from helpers.hints import table
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
@@ -34,21 +34,6 @@ def leaf_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:
         else:
             out.append((prefix, f.name))
     return out
-
-
-def table(hint: Any) -> Any:
-    """The table of a list of tables (`[[can.modules]]`, its `polls`), else the hint itself."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if len(args) == 1:
-        hint, args = args[0], list(typing.get_args(args[0]))
-    if (
-        typing.get_origin(hint) is tuple
-        and len(args) == 2
-        and args[1] is Ellipsis
-        and dataclasses.is_dataclass(args[0])
-    ):
-        return args[0]
-    return hint
 
 
 def section_text(section: str) -> str:
