@@ -166,16 +166,23 @@ def _profile_config(profile: str, modules: int, **bank: Any) -> config.Config:
     )
 
 
+def _simulated_into(core: Core, sent: config.Config, read: config.Config) -> Simulator:
+    """6 s of two simulated modules (20 A) in the frames of `sent`'s buses, fed to `core`, each frame to the bus of
+    `read` its channel names; the simulator, for the truth."""
+    sim = Simulator(modules=2, current=20.0, seed=3)
+    translators = [Translator(bus, index=i) for i, bus in enumerate(sent.can.modules)]
+    channels = {bus.channel: i for i, bus in enumerate(read.can.modules)}
+    for msg in translated(sim, translators, 6.0):
+        assert isinstance(msg.channel, str)
+        core.feed(msg, msg.timestamp, channels[msg.channel])
+    return sim
+
+
 @pytest.mark.parametrize("profile", OTHERS)
 def test_round_trip_from_the_simulator_to_readings(profile: str) -> None:
     cfg = _profile_config(profile, 2)
     core = Core(cfg, now=0.0)
-    sim = Simulator(modules=2, current=20.0, seed=3)
-    translators = [Translator(bus, index=i) for i, bus in enumerate(cfg.can.modules)]
-    channels = {bus.channel: i for i, bus in enumerate(cfg.can.modules)}
-    for msg in translated(sim, translators, 6.0):
-        assert isinstance(msg.channel, str)
-        core.feed(msg, msg.timestamp, channels[msg.channel])
+    sim = _simulated_into(core, cfg, cfg)
     readings = core.store.readings()
     assert sorted(readings) == [1, 2]
     assert core.store.counters["decoded"] == core.store.counters["received"] > 0
@@ -589,12 +596,7 @@ def test_invert_current_turns_a_discharge_positive_bms_into_charge_positive(prof
             }
         )
         core = Core(read_cfg, now=0.0)
-        sim = Simulator(modules=2, current=20.0, seed=3)
-        translators = [Translator(bus, index=i) for i, bus in enumerate(sim_cfg.can.modules)]
-        channels = {bus.channel: i for i, bus in enumerate(read_cfg.can.modules)}
-        for msg in translated(sim, translators, 6.0):
-            assert isinstance(msg.channel, str)
-            core.feed(msg, msg.timestamp, channels[msg.channel])
+        _simulated_into(core, sim_cfg, read_cfg)
         readings = core.store.readings()
         return [readings[a].current for a in (1, 2)]
 
