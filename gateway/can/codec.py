@@ -12,6 +12,7 @@ cantools' scaling and rounding (tests/test_compiled_encode.py).
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -336,9 +337,14 @@ class ModuleCodec:
         if plan is not None:
             return plan.message, None if self.addressing.scheme is Scheme.SIGNAL else address
         if self._command is not None and self.addressing.base(can_id) == self.command_base:
-            wire = {self.addressing.frame_id(self.command_base, a): a for a in self.addresses}
-            return self._command, wire.get(can_id)
+            return self._command, self._command_addresses.get(can_id)
         return None
+
+    @functools.cached_property
+    def _command_addresses(self) -> Mapping[int, int]:
+        """MasterCommand's frame ID -> the module it addresses, worked out once (only `message` asks)."""
+        assert self.command_base is not None
+        return {self.addressing.frame_id(self.command_base, a): a for a in self.addresses}
 
     def encode_command(self, command: MasterCommand, counter: int) -> tuple[int, bytes]:
         """The (frame ID, payload) of a MasterCommand."""
